@@ -1,0 +1,4 @@
+//! placeholder (being written)
+use crate::value::Value;
+/// repr
+pub fn repr(_v: &Value) -> String { String::from("?") }

@@ -1,0 +1,892 @@
+//! The Python value model: what a pickle decodes to and what the server stores.
+//!
+//! Immutable values (`int`, `str`, `bytes`, `tuple`, …) are shared with [`Arc`];
+//! mutable containers (`list`, `dict`, `set`, `bytearray`, opaque objects) are
+//! [`Shared`]: an `Arc<RwLock<…>>`, so that one container can appear in several
+//! places of a value graph, and even inside itself, exactly as in Python.
+//!
+//! Cloning a [`Value`] is cheap and clones the *reference*, as assigning a
+//! Python variable does. Dropping a deeply nested value never recurses deeply
+//! (see [`List`] and friends): a million nested lists are freed iteratively.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
+use std::ops::{Deref, DerefMut};
+use std::sync::Arc;
+
+use indexmap::{IndexMap, IndexSet};
+use num_bigint::BigInt;
+use num_traits::ToPrimitive;
+use parking_lot::RwLock;
+
+use crate::exc::PyErr;
+
+/// A mutable, shareable container: `Arc<RwLock<T>>`.
+pub type Shared<T> = Arc<RwLock<T>>;
+
+/// Wraps `value` in a new [`Shared`] cell.
+pub fn shared<T>(value: T) -> Shared<T> {
+    Arc::new(RwLock::new(value))
+}
+
+/// One Python object.
+///
+/// ```
+/// use mpmanager_pickle::Value;
+/// let v = Value::list(vec![Value::Int(1), Value::str("a")]);
+/// assert_eq!(v.type_name(), "list");
+/// ```
+#[derive(Clone)]
+pub enum Value {
+    /// `None`.
+    None,
+    /// `True` / `False`.
+    Bool(bool),
+    /// An `int` that fits in an `i64`.
+    Int(i64),
+    /// An `int` outside the `i64` range. Invariant: never fits in an `i64`
+    /// (use [`Value::from_bigint`] to build one).
+    BigInt(Arc<BigInt>),
+    /// A `float`.
+    Float(f64),
+    /// A `complex` (real, imaginary).
+    Complex(f64, f64),
+    /// A `str`, which may hold lone surrogates.
+    Str(PyStr),
+    /// A `bytes`.
+    Bytes(Arc<[u8]>),
+    /// A `bytearray`.
+    ByteArray(Shared<Vec<u8>>),
+    /// A `tuple`.
+    Tuple(Arc<Tuple>),
+    /// A `list`.
+    List(Shared<List>),
+    /// A `dict` (insertion-ordered).
+    Dict(Shared<Dict>),
+    /// A `set` (kept in insertion order).
+    Set(Shared<Set>),
+    /// A `frozenset` (kept in insertion order).
+    FrozenSet(Arc<Set>),
+    /// A `slice(start, stop, step)`.
+    Slice(Arc<Slice>),
+    /// A reference to a module attribute, as `GLOBAL`/`STACK_GLOBAL` name it
+    /// (a class or function; never imported).
+    Global(Arc<Global>),
+    /// Any other object, recorded as the pickle said how to rebuild it.
+    Object(Shared<Object>),
+}
+
+/// A Python `str`.
+///
+/// Stored as "generalized UTF-8": UTF-8 in which lone surrogate code points
+/// (U+D800–U+DFFF) are encoded as three bytes, which is exactly what pickle
+/// writes with its `surrogatepass` error handler. Byte order equals Python's
+/// code point order, so comparisons work on the bytes.
+#[derive(Clone)]
+pub struct PyStr {
+    // The first byte is 1 if the text contains surrogates, 0 otherwise; the
+    // rest is the generalized UTF-8 text.
+    data: Arc<[u8]>,
+}
+
+impl PyStr {
+    /// A `str` holding `s`.
+    pub fn new(s: &str) -> PyStr {
+        let mut v = Vec::with_capacity(s.len() + 1);
+        v.push(0);
+        v.extend_from_slice(s.as_bytes());
+        PyStr { data: v.into() }
+    }
+
+    /// Builds a `str` from generalized UTF-8 (`surrogatepass`) bytes, as
+    /// found in pickles. Returns `None` if the bytes are not valid
+    /// generalized UTF-8.
+    pub fn from_wtf8(bytes: &[u8]) -> Option<PyStr> {
+        let surrogates = match std::str::from_utf8(bytes) {
+            Ok(_) => false,
+            Err(_) => {
+                validate_wtf8(bytes)?;
+                true
+            }
+        };
+        let mut v = Vec::with_capacity(bytes.len() + 1);
+        v.push(surrogates as u8);
+        v.extend_from_slice(bytes);
+        Some(PyStr { data: v.into() })
+    }
+
+    /// Builds a `str` from Unicode code points (surrogates allowed). Returns
+    /// `None` for a value above U+10FFFF.
+    pub fn from_code_points(cps: impl IntoIterator<Item = u32>) -> Option<PyStr> {
+        let mut v = vec![0u8];
+        let mut surrogates = false;
+        for cp in cps {
+            if (0xD800..=0xDFFF).contains(&cp) {
+                surrogates = true;
+                v.push(0xE0 | (cp >> 12) as u8);
+                v.push(0x80 | ((cp >> 6) & 0x3F) as u8);
+                v.push(0x80 | (cp & 0x3F) as u8);
+            } else {
+                let c = char::from_u32(cp)?;
+                let mut buf = [0u8; 4];
+                v.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+        v[0] = surrogates as u8;
+        Some(PyStr { data: v.into() })
+    }
+
+    /// The text as a Rust `&str`, unless it holds lone surrogates.
+    pub fn as_str(&self) -> Option<&str> {
+        if self.data[0] == 0 {
+            // SAFETY: the flag byte is 0 only when the rest was checked (or
+            // built) as valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(&self.data[1..]) })
+        } else {
+            None
+        }
+    }
+
+    /// The text with lone surrogates replaced by U+FFFD.
+    pub fn to_string_lossy(&self) -> std::borrow::Cow<'_, str> {
+        match self.as_str() {
+            Some(s) => std::borrow::Cow::Borrowed(s),
+            None => std::borrow::Cow::Owned(
+                self.code_points()
+                    .map(|c| char::from_u32(c).unwrap_or('\u{FFFD}'))
+                    .collect(),
+            ),
+        }
+    }
+
+    /// The generalized UTF-8 bytes (what pickle stores).
+    pub fn as_wtf8(&self) -> &[u8] {
+        &self.data[1..]
+    }
+
+    /// True if the text contains lone surrogates.
+    pub fn has_surrogates(&self) -> bool {
+        self.data[0] != 0
+    }
+
+    /// The code points, in order.
+    pub fn code_points(&self) -> CodePoints<'_> {
+        CodePoints { bytes: self.as_wtf8(), pos: 0 }
+    }
+
+    /// `len(s)`: the number of code points.
+    pub fn char_len(&self) -> usize {
+        // Every code point has exactly one byte that is not a continuation byte.
+        self.as_wtf8().iter().filter(|&&b| (b & 0xC0) != 0x80).count()
+    }
+
+    /// True if both are the same allocation.
+    pub fn ptr_eq(&self, other: &PyStr) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
+    }
+}
+
+impl PartialEq for PyStr {
+    fn eq(&self, other: &PyStr) -> bool {
+        self.data == other.data
+    }
+}
+impl Eq for PyStr {}
+impl PartialOrd for PyStr {
+    fn partial_cmp(&self, other: &PyStr) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for PyStr {
+    fn cmp(&self, other: &PyStr) -> std::cmp::Ordering {
+        self.as_wtf8().cmp(other.as_wtf8())
+    }
+}
+impl Hash for PyStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_wtf8().hash(state)
+    }
+}
+impl fmt::Debug for PyStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.to_string_lossy(), f)
+    }
+}
+impl From<&str> for PyStr {
+    fn from(s: &str) -> PyStr {
+        PyStr::new(s)
+    }
+}
+impl From<String> for PyStr {
+    fn from(s: String) -> PyStr {
+        PyStr::new(&s)
+    }
+}
+
+/// Iterator over the code points of a [`PyStr`].
+pub struct CodePoints<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl Iterator for CodePoints<'_> {
+    type Item = u32;
+    fn next(&mut self) -> Option<u32> {
+        let b = self.bytes;
+        let i = self.pos;
+        let b0 = *b.get(i)? as u32;
+        let (cp, n) = if b0 < 0x80 {
+            (b0, 1)
+        } else if b0 < 0xE0 {
+            (((b0 & 0x1F) << 6) | (b[i + 1] as u32 & 0x3F), 2)
+        } else if b0 < 0xF0 {
+            (
+                ((b0 & 0x0F) << 12) | ((b[i + 1] as u32 & 0x3F) << 6) | (b[i + 2] as u32 & 0x3F),
+                3,
+            )
+        } else {
+            (
+                ((b0 & 0x07) << 18)
+                    | ((b[i + 1] as u32 & 0x3F) << 12)
+                    | ((b[i + 2] as u32 & 0x3F) << 6)
+                    | (b[i + 3] as u32 & 0x3F),
+                4,
+            )
+        };
+        self.pos += n;
+        Some(cp)
+    }
+}
+
+/// Checks generalized UTF-8: UTF-8 where encoded surrogates are allowed.
+fn validate_wtf8(b: &[u8]) -> Option<()> {
+    let mut i = 0;
+    while i < b.len() {
+        let b0 = b[i];
+        let cont = |j: usize| b.get(j).is_some_and(|&x| (x & 0xC0) == 0x80);
+        if b0 < 0x80 {
+            i += 1;
+        } else if (0xC2..0xE0).contains(&b0) {
+            if !cont(i + 1) {
+                return None;
+            }
+            i += 2;
+        } else if (0xE0..0xF0).contains(&b0) {
+            if !cont(i + 1) || !cont(i + 2) {
+                return None;
+            }
+            // Reject overlong forms (E0 80..9F xx).
+            if b0 == 0xE0 && b[i + 1] < 0xA0 {
+                return None;
+            }
+            i += 3;
+        } else if (0xF0..0xF5).contains(&b0) {
+            if !cont(i + 1) || !cont(i + 2) || !cont(i + 3) {
+                return None;
+            }
+            if (b0 == 0xF0 && b[i + 1] < 0x90) || (b0 == 0xF4 && b[i + 1] >= 0x90) {
+                return None;
+            }
+            i += 4;
+        } else {
+            return None;
+        }
+    }
+    Some(())
+}
+
+macro_rules! container {
+    ($(#[$m:meta])* $name:ident, $target:ty) => {
+        $(#[$m])*
+        #[derive(Clone, Default)]
+        pub struct $name {
+            /// The contents.
+            pub items: $target,
+        }
+        impl Deref for $name {
+            type Target = $target;
+            fn deref(&self) -> &$target {
+                &self.items
+            }
+        }
+        impl DerefMut for $name {
+            fn deref_mut(&mut self) -> &mut $target {
+                &mut self.items
+            }
+        }
+        impl From<$target> for $name {
+            fn from(items: $target) -> $name {
+                $name { items }
+            }
+        }
+        impl Drop for $name {
+            fn drop(&mut self) {
+                let items = std::mem::take(&mut self.items);
+                drop_iteratively(items);
+            }
+        }
+    };
+}
+
+/// Hasher for [`Key`]s: they carry their Python hash already; Fx mixes it.
+pub type KeyHasher = BuildHasherDefault<rustc_hash::FxHasher>;
+
+container!(
+    /// The contents of a `tuple`.
+    Tuple, Vec<Value>
+);
+container!(
+    /// The contents of a `list`.
+    List, Vec<Value>
+);
+container!(
+    /// The contents of a `dict`: insertion-ordered, keyed by Python equality.
+    Dict, IndexMap<Key, Value, KeyHasher>
+);
+container!(
+    /// The contents of a `set` or `frozenset`, in insertion order.
+    Set, IndexSet<Key, KeyHasher>
+);
+
+/// Things whose drop may hold further values.
+trait IntoDropItems {
+    fn into_drop_items(self, out: &mut Vec<Value>);
+}
+impl IntoDropItems for Vec<Value> {
+    fn into_drop_items(self, out: &mut Vec<Value>) {
+        out.extend(self);
+    }
+}
+impl IntoDropItems for IndexMap<Key, Value, KeyHasher> {
+    fn into_drop_items(self, out: &mut Vec<Value>) {
+        for (k, v) in self {
+            out.push(k.into_value());
+            out.push(v);
+        }
+    }
+}
+impl IntoDropItems for IndexSet<Key, KeyHasher> {
+    fn into_drop_items(self, out: &mut Vec<Value>) {
+        out.extend(self.into_iter().map(Key::into_value));
+    }
+}
+
+thread_local! {
+    static DROPPING: Cell<bool> = const { Cell::new(false) };
+    static DROP_QUEUE: RefCell<Vec<Value>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Drops the contents of a container without recursing: nested containers
+/// are pushed onto a thread-local queue that the outermost drop drains.
+fn drop_iteratively<T: IntoDropItems>(items: T) {
+    // Fast path: nothing nested to worry about is decided per element below.
+    let nested = DROPPING.with(|d| d.get());
+    let mut buf = Vec::new();
+    items.into_drop_items(&mut buf);
+    buf.retain(|v| v.may_hold_values());
+    if buf.is_empty() {
+        return;
+    }
+    if nested {
+        DROP_QUEUE.with(|q| q.borrow_mut().extend(buf));
+        return;
+    }
+    DROPPING.with(|d| d.set(true));
+    DROP_QUEUE.with(|q| q.borrow_mut().extend(buf));
+    loop {
+        let next = DROP_QUEUE.with(|q| q.borrow_mut().pop());
+        match next {
+            Some(v) => drop(v),
+            None => break,
+        }
+    }
+    DROPPING.with(|d| d.set(false));
+}
+
+/// A `slice(start, stop, step)`; each part is usually `None` or an int.
+#[derive(Clone)]
+pub struct Slice {
+    /// `start`.
+    pub start: Value,
+    /// `stop`.
+    pub stop: Value,
+    /// `step`.
+    pub step: Value,
+}
+
+/// A module attribute named by a pickle (`GLOBAL`/`STACK_GLOBAL`), e.g.
+/// `datetime.datetime` or `multiprocessing.managers.Token`.
+///
+/// Names from Python 2 pickles (`__builtin__`, `copy_reg`, …) are mapped to
+/// their Python 3 names when decoding, as CPython's `fix_imports` does.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Global {
+    /// The module, e.g. `datetime`.
+    pub module: Arc<str>,
+    /// The qualified name inside the module, e.g. `datetime` or `Outer.Inner`.
+    pub name: Arc<str>,
+}
+
+impl Global {
+    /// A global `module.name`.
+    pub fn new(module: &str, name: &str) -> Global {
+        Global { module: module.into(), name: name.into() }
+    }
+
+    /// True if this is `module.name`.
+    pub fn is(&self, module: &str, name: &str) -> bool {
+        &*self.module == module && &*self.name == name
+    }
+}
+
+impl fmt::Debug for Global {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.module, self.name)
+    }
+}
+
+/// How an opaque [`Object`] is constructed when unpickled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Construct {
+    /// `callable(*args)` (`REDUCE`, and protocol 0/1 `INST`/`OBJ`).
+    Reduce,
+    /// `cls.__new__(cls, *args)` (`NEWOBJ`).
+    NewObj,
+    /// `cls.__new__(cls, *args, **kwargs)` (`NEWOBJ_EX`).
+    NewObjEx,
+}
+
+/// An object the value model does not know, kept exactly as the pickle
+/// described it so that it can be written back unchanged. Nothing is ever
+/// imported or called.
+///
+/// When unpickled, Python does: `obj = construct(callable, args, kwargs)`,
+/// then `obj.extend(list_items)` (or `append` each), then
+/// `obj[k] = v` for each of `dict_items`, then `obj.__setstate__(state)`
+/// (or a `__dict__` update) if `state` is set.
+#[derive(Clone)]
+pub struct Object {
+    /// What is called: usually a [`Value::Global`] (a class or function).
+    pub callable: Value,
+    /// The positional arguments, a [`Value::Tuple`].
+    pub args: Value,
+    /// Keyword arguments (`NEWOBJ_EX` only): a [`Value::Dict`].
+    pub kwargs: Option<Value>,
+    /// The kind of construction.
+    pub construct: Construct,
+    /// The `BUILD` state, if any.
+    pub state: Option<Value>,
+    /// Items added with `APPEND`/`APPENDS`.
+    pub list_items: Vec<Value>,
+    /// Items set with `SETITEM`/`SETITEMS`.
+    pub dict_items: Vec<(Value, Value)>,
+}
+
+impl Object {
+    /// An object built by calling `callable(*args)`.
+    pub fn reduce(callable: Value, args: Vec<Value>) -> Object {
+        Object {
+            callable,
+            args: Value::tuple(args),
+            kwargs: None,
+            construct: Construct::Reduce,
+            state: None,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }
+    }
+
+    /// An object built by `cls.__new__(cls, *args)`, then given `state`.
+    pub fn new_obj(cls: Global, args: Vec<Value>, state: Option<Value>) -> Object {
+        Object {
+            callable: Value::Global(Arc::new(cls)),
+            args: Value::tuple(args),
+            kwargs: None,
+            construct: Construct::NewObj,
+            state,
+            list_items: Vec::new(),
+            dict_items: Vec::new(),
+        }
+    }
+
+    /// The class or function this object is built by, if it is a global.
+    pub fn global(&self) -> Option<&Global> {
+        match &self.callable {
+            Value::Global(g) => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The positional arguments as a slice (empty if `args` is not a tuple).
+    pub fn args_slice(&self) -> &[Value] {
+        match &self.args {
+            Value::Tuple(t) => t,
+            _ => &[],
+        }
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        let mut items = std::mem::take(&mut self.list_items);
+        for (k, v) in std::mem::take(&mut self.dict_items) {
+            items.push(k);
+            items.push(v);
+        }
+        items.push(std::mem::replace(&mut self.callable, Value::None));
+        items.push(std::mem::replace(&mut self.args, Value::None));
+        if let Some(k) = self.kwargs.take() {
+            items.push(k);
+        }
+        if let Some(s) = self.state.take() {
+            items.push(s);
+        }
+        drop_iteratively(items);
+    }
+}
+
+/// A hashable value used as a `dict` key or `set` member.
+///
+/// Built with [`Key::new`], which fails with `TypeError: unhashable type`
+/// for lists, dicts, sets and bytearrays (also inside tuples), as Python does.
+/// Equality and hashing follow Python: `Key(1) == Key(1.0) == Key(True)`.
+#[derive(Clone)]
+pub struct Key {
+    hash: i64,
+    value: Value,
+}
+
+impl Key {
+    /// Makes `value` a key, computing its Python-consistent hash.
+    ///
+    /// ```
+    /// use mpmanager_pickle::{Key, Value};
+    /// assert!(Key::new(Value::Int(1)).unwrap() == Key::new(Value::Float(1.0)).unwrap());
+    /// assert!(Key::new(Value::list(vec![])).is_err());
+    /// ```
+    pub fn new(value: Value) -> Result<Key, PyErr> {
+        let hash = crate::hash::py_hash(&value)?;
+        Ok(Key { hash, value })
+    }
+
+    /// A key for a `str` (always hashable).
+    pub fn str(s: &str) -> Key {
+        Key::new(Value::str(s)).expect("str is hashable")
+    }
+
+    /// The value.
+    pub fn value(&self) -> &Value {
+        &self.value
+    }
+
+    /// The value, consuming the key.
+    pub fn into_value(self) -> Value {
+        // Key has no Drop impl, so the field can be moved out.
+        self.value
+    }
+
+    /// The hash this key was filed under.
+    pub fn hash_value(&self) -> i64 {
+        self.hash
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Key) -> bool {
+        self.hash == other.hash && crate::hash::key_eq(&self.value, &other.value)
+    }
+}
+impl Eq for Key {}
+impl Hash for Key {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_i64(self.hash)
+    }
+}
+impl fmt::Debug for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.value, f)
+    }
+}
+
+impl Value {
+    /// A `str`.
+    pub fn str(s: &str) -> Value {
+        Value::Str(PyStr::new(s))
+    }
+
+    /// A `bytes`.
+    pub fn bytes(b: &[u8]) -> Value {
+        Value::Bytes(b.into())
+    }
+
+    /// A `tuple`.
+    pub fn tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(Arc::new(Tuple { items }))
+    }
+
+    /// A new `list`.
+    pub fn list(items: Vec<Value>) -> Value {
+        Value::List(shared(List { items }))
+    }
+
+    /// A new `bytearray`.
+    pub fn bytearray(b: Vec<u8>) -> Value {
+        Value::ByteArray(shared(b))
+    }
+
+    /// A new `dict` from key/value pairs; a later duplicate key overwrites
+    /// an earlier one's value, as in Python.
+    pub fn dict(pairs: Vec<(Value, Value)>) -> Result<Value, PyErr> {
+        let mut d = Dict::default();
+        for (k, v) in pairs {
+            d.insert(Key::new(k)?, v);
+        }
+        Ok(Value::Dict(shared(d)))
+    }
+
+    /// A new `set`.
+    pub fn set(items: Vec<Value>) -> Result<Value, PyErr> {
+        let mut s = Set::default();
+        for v in items {
+            s.insert(Key::new(v)?);
+        }
+        Ok(Value::Set(shared(s)))
+    }
+
+    /// A `frozenset`.
+    pub fn frozenset(items: Vec<Value>) -> Result<Value, PyErr> {
+        let mut s = Set::default();
+        for v in items {
+            s.insert(Key::new(v)?);
+        }
+        Ok(Value::FrozenSet(Arc::new(s)))
+    }
+
+    /// A global reference `module.name`.
+    pub fn global(module: &str, name: &str) -> Value {
+        Value::Global(Arc::new(Global::new(module, name)))
+    }
+
+    /// A new opaque object.
+    pub fn object(o: Object) -> Value {
+        Value::Object(shared(o))
+    }
+
+    /// An `int` from a big integer, normalized to [`Value::Int`] when it fits.
+    pub fn from_bigint(b: BigInt) -> Value {
+        match b.to_i64() {
+            Some(i) => Value::Int(i),
+            None => Value::BigInt(Arc::new(b)),
+        }
+    }
+
+    /// The integer value as a `BigInt` (for `bool`, `Int` and `BigInt`).
+    pub fn to_bigint(&self) -> Option<BigInt> {
+        match self {
+            Value::Bool(b) => Some(BigInt::from(*b as i64)),
+            Value::Int(i) => Some(BigInt::from(*i)),
+            Value::BigInt(b) => Some((**b).clone()),
+            _ => None,
+        }
+    }
+
+    /// The Python type name, as `type(x).__name__` gives it (`'int'`,
+    /// `'NoneType'`, …); for opaque objects the name of their class.
+    pub fn type_name(&self) -> String {
+        match self {
+            Value::None => "NoneType".into(),
+            Value::Bool(_) => "bool".into(),
+            Value::Int(_) | Value::BigInt(_) => "int".into(),
+            Value::Float(_) => "float".into(),
+            Value::Complex(..) => "complex".into(),
+            Value::Str(_) => "str".into(),
+            Value::Bytes(_) => "bytes".into(),
+            Value::ByteArray(_) => "bytearray".into(),
+            Value::Tuple(_) => "tuple".into(),
+            Value::List(_) => "list".into(),
+            Value::Dict(_) => "dict".into(),
+            Value::Set(_) => "set".into(),
+            Value::FrozenSet(_) => "frozenset".into(),
+            Value::Slice(_) => "slice".into(),
+            Value::Global(_) => "type".into(),
+            Value::Object(o) => match o.read_recursive().global() {
+                Some(g) => g.name.rsplit('.').next().unwrap_or(&g.name).to_string(),
+                None => "object".into(),
+            },
+        }
+    }
+
+    /// The `str` contents, if this is a `str` without lone surrogates.
+    pub fn as_str(&self) -> Option<&str> {
+        match self {
+            Value::Str(s) => s.as_str(),
+            _ => None,
+        }
+    }
+
+    /// The integer, if this is an `int` (or `bool`) that fits in an `i64`.
+    pub fn as_i64(&self) -> Option<i64> {
+        match self {
+            Value::Int(i) => Some(*i),
+            Value::Bool(b) => Some(*b as i64),
+            _ => None,
+        }
+    }
+
+    /// True if both are the same Python object: the same allocation for
+    /// containers and strings, the same value for small scalars.
+    pub fn is(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::None, Value::None) => true,
+            (Value::Bool(a), Value::Bool(b)) => a == b,
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::BigInt(a), Value::BigInt(b)) => Arc::ptr_eq(a, b),
+            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Complex(a, b), Value::Complex(c, d)) => {
+                a.to_bits() == c.to_bits() && b.to_bits() == d.to_bits()
+            }
+            (Value::Str(a), Value::Str(b)) => a.ptr_eq(b),
+            (Value::Bytes(a), Value::Bytes(b)) => Arc::ptr_eq(a, b),
+            (Value::ByteArray(a), Value::ByteArray(b)) => Arc::ptr_eq(a, b),
+            (Value::Tuple(a), Value::Tuple(b)) => Arc::ptr_eq(a, b),
+            (Value::List(a), Value::List(b)) => Arc::ptr_eq(a, b),
+            (Value::Dict(a), Value::Dict(b)) => Arc::ptr_eq(a, b),
+            (Value::Set(a), Value::Set(b)) => Arc::ptr_eq(a, b),
+            (Value::FrozenSet(a), Value::FrozenSet(b)) => Arc::ptr_eq(a, b),
+            (Value::Slice(a), Value::Slice(b)) => Arc::ptr_eq(a, b),
+            (Value::Global(a), Value::Global(b)) => Arc::ptr_eq(a, b) || a == b,
+            (Value::Object(a), Value::Object(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
+    /// An address that identifies a shared (heap) value, used to find shared
+    /// and recursive references; `None` for scalars.
+    pub fn identity(&self) -> Option<usize> {
+        Some(match self {
+            Value::BigInt(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Str(s) => s.data.as_ptr() as usize,
+            Value::Bytes(a) => a.as_ptr() as usize,
+            Value::ByteArray(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Tuple(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::List(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Dict(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Set(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::FrozenSet(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Slice(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Global(a) => Arc::as_ptr(a) as *const u8 as usize,
+            Value::Object(a) => Arc::as_ptr(a) as *const u8 as usize,
+            _ => return None,
+        })
+    }
+
+    /// True for values that can hold other values (so that dropping them
+    /// may need the iterative path).
+    fn may_hold_values(&self) -> bool {
+        matches!(
+            self,
+            Value::Tuple(_)
+                | Value::List(_)
+                | Value::Dict(_)
+                | Value::Set(_)
+                | Value::FrozenSet(_)
+                | Value::Slice(_)
+                | Value::Object(_)
+        )
+    }
+}
+
+impl Default for Value {
+    fn default() -> Value {
+        Value::None
+    }
+}
+
+impl fmt::Debug for Value {
+    /// Formats as Python's `repr` (see [`crate::repr`]).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&crate::repr::repr(self))
+    }
+}
+
+impl From<bool> for Value {
+    fn from(b: bool) -> Value {
+        Value::Bool(b)
+    }
+}
+impl From<i64> for Value {
+    fn from(i: i64) -> Value {
+        Value::Int(i)
+    }
+}
+impl From<i32> for Value {
+    fn from(i: i32) -> Value {
+        Value::Int(i as i64)
+    }
+}
+impl From<f64> for Value {
+    fn from(f: f64) -> Value {
+        Value::Float(f)
+    }
+}
+impl From<&str> for Value {
+    fn from(s: &str) -> Value {
+        Value::str(s)
+    }
+}
+impl From<String> for Value {
+    fn from(s: String) -> Value {
+        Value::str(&s)
+    }
+}
+impl From<BigInt> for Value {
+    fn from(b: BigInt) -> Value {
+        Value::from_bigint(b)
+    }
+}
+impl From<Vec<Value>> for Value {
+    /// A `list`.
+    fn from(v: Vec<Value>) -> Value {
+        Value::list(v)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_lists_drop_without_stack_overflow() {
+        let mut v = Value::list(vec![]);
+        for _ in 0..1_000_000 {
+            v = Value::list(vec![v]);
+        }
+        drop(v);
+        let mut t = Value::tuple(vec![]);
+        for _ in 0..1_000_000 {
+            t = Value::tuple(vec![t, Value::Int(1)]);
+        }
+        drop(t);
+    }
+
+    #[test]
+    fn pystr_surrogates_round_trip() {
+        let s = PyStr::from_code_points([0x61, 0xDC80, 0x1F600]).unwrap();
+        assert!(s.has_surrogates());
+        assert_eq!(s.as_str(), None);
+        assert_eq!(s.code_points().collect::<Vec<_>>(), vec![0x61, 0xDC80, 0x1F600]);
+        assert_eq!(s.char_len(), 3);
+        let again = PyStr::from_wtf8(s.as_wtf8()).unwrap();
+        assert!(again == s);
+        assert!(PyStr::from_wtf8(b"\xff").is_none());
+        assert!(PyStr::from_wtf8(b"\xe0\x80\x80").is_none());
+        assert_eq!(PyStr::new("h\u{e9}llo").char_len(), 5);
+    }
+
+    #[test]
+    fn value_is_small() {
+        assert!(std::mem::size_of::<Value>() <= 24);
+    }
+}
