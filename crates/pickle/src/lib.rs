@@ -18,7 +18,7 @@
 //! ```
 //! use mpmanager_pickle::{decode, encode, repr, Value};
 //! // pickle.dumps([1, 'a', (None, 2.5)], protocol=4) from CPython:
-//! let data = b"\x80\x04\x95\x18\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94NG@\x04\x00\x00\x00\x00\x00\x00\x86\x94e.";
+//! let data = b"\x80\x04\x95\x17\x00\x00\x00\x00\x00\x00\x00]\x94(K\x01\x8c\x01a\x94NG@\x04\x00\x00\x00\x00\x00\x00\x86\x94e.";
 //! let v = decode(data).unwrap();
 //! assert_eq!(repr(&v), "[1, 'a', (None, 2.5)]");
 //! let again = decode(&encode(&v).unwrap()).unwrap();
@@ -43,3 +43,8 @@ pub use repr::repr;
 pub use value::{
     shared, Construct, Dict, Global, Key, List, Object, PyStr, Set, Shared, Slice, Tuple, Value,
 };
+
+/// The README's Rust quick start, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

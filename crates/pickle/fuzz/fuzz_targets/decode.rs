@@ -1,0 +1,28 @@
+//! Fuzz the decoder: any input must give a value or an error, never a
+//! panic, a hang or unbounded memory; every value it gives must survive
+//! repr, and re-encoding at every protocol must decode again to a value
+//! with the same repr.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use mpmanager_pickle::{decode_with, encode_with, repr, DecodeOptions, EncodeOptions};
+
+fuzz_target!(|data: &[u8]| {
+    let mut opts = DecodeOptions::default();
+    opts.max_input = 1 << 20;
+    opts.max_depth = 200;
+    opts.max_items = 1 << 16;
+    opts.max_memo = 1 << 12;
+    let Ok(v) = decode_with(data, &opts) else { return };
+    let shown = repr(&v);
+    for proto in 2..=5u8 {
+        let mut eo = EncodeOptions::protocol(proto);
+        eo.max_depth = 400;
+        if let Ok(bytes) = encode_with(&v, &eo) {
+            let mut big = DecodeOptions::default();
+            big.max_depth = 400;
+            let again = decode_with(&bytes, &big).expect("our own pickle must decode");
+            assert_eq!(repr(&again), shown, "protocol {proto}");
+        }
+    }
+});
