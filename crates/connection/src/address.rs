@@ -84,7 +84,12 @@ impl PythonAddress {
     pub fn repr(&self) -> String {
         match self {
             PythonAddress::Inet { host, port } => format!("({}, {port})", py_str_repr(host)),
-            PythonAddress::Inet6 { host, port, flowinfo, scope_id } => {
+            PythonAddress::Inet6 {
+                host,
+                port,
+                flowinfo,
+                scope_id,
+            } => {
                 format!("({}, {port}, {flowinfo}, {scope_id})", py_str_repr(host))
             }
             PythonAddress::Str(s) => py_str_repr(s),
@@ -100,9 +105,10 @@ impl Address {
     /// Non-UTF-8 unix paths are converted lossily.
     pub fn to_python(&self) -> PythonAddress {
         match self {
-            Address::Tcp(SocketAddr::V4(a)) => {
-                PythonAddress::Inet { host: a.ip().to_string(), port: a.port() }
-            }
+            Address::Tcp(SocketAddr::V4(a)) => PythonAddress::Inet {
+                host: a.ip().to_string(),
+                port: a.port(),
+            },
             Address::Tcp(SocketAddr::V6(a)) => PythonAddress::Inet6 {
                 host: a.ip().to_string(),
                 port: a.port(),
@@ -141,7 +147,11 @@ impl Address {
         };
         match value {
             PythonAddress::Inet { host, port } => {
-                let host = if host.is_empty() { "0.0.0.0" } else { host.as_str() };
+                let host = if host.is_empty() {
+                    "0.0.0.0"
+                } else {
+                    host.as_str()
+                };
                 if let Ok(ip) = host.parse::<std::net::Ipv4Addr>() {
                     return Ok(Address::Tcp(SocketAddr::from((ip, *port))));
                 }
@@ -154,9 +164,16 @@ impl Address {
                     .map(Address::Tcp)
                     .ok_or_else(|| bad("host has no IPv4 address"))
             }
-            PythonAddress::Inet6 { host, port, flowinfo, scope_id } => {
+            PythonAddress::Inet6 {
+                host,
+                port,
+                flowinfo,
+                scope_id,
+            } => {
                 let ip: Ipv6Addr = host.parse().map_err(|_| bad("not an IPv6 address"))?;
-                Ok(Address::Tcp(SocketAddr::V6(SocketAddrV6::new(ip, *port, *flowinfo, *scope_id))))
+                Ok(Address::Tcp(SocketAddr::V6(SocketAddrV6::new(
+                    ip, *port, *flowinfo, *scope_id,
+                ))))
             }
             PythonAddress::Str(s) => {
                 if let Some(name) = s.strip_prefix('\0') {
@@ -280,7 +297,11 @@ fn unescape(s: &str) -> std::result::Result<Vec<u8>, String> {
 
 /// Python `repr()` of a `str`.
 pub(crate) fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+    let quote = if s.contains('\'') && !s.contains('"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::with_capacity(s.len() + 2);
     out.push(quote);
     for c in s.chars() {
@@ -305,7 +326,11 @@ pub(crate) fn py_str_repr(s: &str) -> String {
 
 /// Python `repr()` of a `bytes`.
 pub(crate) fn py_bytes_repr(b: &[u8]) -> String {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
     let mut out = String::with_capacity(b.len() + 3);
     out.push('b');
     out.push(quote as char);
@@ -365,11 +390,21 @@ mod tests {
     #[test]
     fn parse_errors() {
         for bad in [
-            "", "unix:", "nohost", "1.2.3.4:notaport", "1.2.3.4:70000", ":5000", "unix:@\\q",
-            "unix:@\\x4", "unix:@\\xzz",
+            "",
+            "unix:",
+            "nohost",
+            "1.2.3.4:notaport",
+            "1.2.3.4:70000",
+            ":5000",
+            "unix:@\\q",
+            "unix:@\\x4",
+            "unix:@\\xzz",
         ] {
             let e = bad.parse::<Address>().unwrap_err();
-            assert!(matches!(e, ConnectionError::BadAddress { .. }), "{bad}: {e:?}");
+            assert!(
+                matches!(e, ConnectionError::BadAddress { .. }),
+                "{bad}: {e:?}"
+            );
             assert!(!e.must_reconnect() && !e.is_retryable());
         }
     }
@@ -395,12 +430,19 @@ mod tests {
             Address::Abstract(b"abs".to_vec())
         );
         assert_eq!(
-            Address::from_python(&PythonAddress::Inet { host: "localhost".into(), port: 9 })
-                .unwrap(),
+            Address::from_python(&PythonAddress::Inet {
+                host: "localhost".into(),
+                port: 9
+            })
+            .unwrap(),
             Address::Tcp("127.0.0.1:9".parse().unwrap())
         );
         assert_eq!(
-            Address::from_python(&PythonAddress::Inet { host: "".into(), port: 9 }).unwrap(),
+            Address::from_python(&PythonAddress::Inet {
+                host: "".into(),
+                port: 9
+            })
+            .unwrap(),
             Address::Tcp("0.0.0.0:9".parse().unwrap())
         );
         assert!(Address::from_python(&PythonAddress::Str("\\\\.\\pipe\\x".into())).is_err());

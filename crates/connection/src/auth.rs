@@ -77,8 +77,13 @@ pub enum Digest {
 
 impl Digest {
     /// All allowed digests.
-    pub const ALL: [Digest; 5] =
-        [Digest::Md5, Digest::Sha256, Digest::Sha384, Digest::Sha3_256, Digest::Sha3_384];
+    pub const ALL: [Digest; 5] = [
+        Digest::Md5,
+        Digest::Sha256,
+        Digest::Sha384,
+        Digest::Sha3_256,
+        Digest::Sha3_384,
+    ];
 
     /// The name used in `{name}` prefixes (`hashlib` name).
     pub fn name(self) -> &'static str {
@@ -93,7 +98,9 @@ impl Digest {
 
     /// The digest with this `{name}`, if allowed.
     pub fn from_name(name: &[u8]) -> Option<Digest> {
-        Digest::ALL.into_iter().find(|d| d.name().as_bytes() == name)
+        Digest::ALL
+            .into_iter()
+            .find(|d| d.name().as_bytes() == name)
     }
 
     /// `HMAC-<digest>(key, message)`.
@@ -160,7 +167,11 @@ fn create_response(key: &[u8], message: &[u8]) -> Result<Vec<u8>> {
 
 /// CPython 3.12's `_verify_challenge`: is `response` a valid answer to our
 /// challenge `message`?
-fn verify_response(key: &[u8], message: &[u8], response: &[u8]) -> std::result::Result<(), AuthFailure> {
+fn verify_response(
+    key: &[u8],
+    message: &[u8],
+    response: &[u8],
+) -> std::result::Result<(), AuthFailure> {
     let (digest, mac) = split_digest(response).map_err(|()| AuthFailure::UnsupportedDigest)?;
     let digest = digest.unwrap_or(Digest::Md5);
     let expected = digest.hmac(key, message);
@@ -212,7 +223,10 @@ impl Deadline {
 }
 
 fn timeout() -> ConnectionError {
-    ConnectionError::Timeout { operation: "authentication handshake", partial: true }
+    ConnectionError::Timeout {
+        operation: "authentication handshake",
+        partial: true,
+    }
 }
 
 /// Runs `f` under a deadline; any error poisons the connection.
@@ -253,16 +267,21 @@ fn deliver(conn: &mut Connection, key: &[u8], nonce: &[u8]) -> Result<()> {
 
 fn answer(conn: &mut Connection, key: &[u8]) -> Result<()> {
     let challenge = conn.recv(AUTH_MAX_FRAME)?;
-    let message = challenge.strip_prefix(CHALLENGE).ok_or_else(|| ConnectionError::BadChallenge {
-        reason: "protocol error, expected #CHALLENGE#".into(),
-    })?;
+    let message =
+        challenge
+            .strip_prefix(CHALLENGE)
+            .ok_or_else(|| ConnectionError::BadChallenge {
+                reason: "protocol error, expected #CHALLENGE#".into(),
+            })?;
     let response = create_response(key, message)?;
     conn.send(&response)?;
     let verdict = conn.recv(AUTH_MAX_FRAME)?;
     if verdict == WELCOME {
         Ok(())
     } else {
-        Err(ConnectionError::AuthenticationFailed { reason: AuthFailure::DigestRejected })
+        Err(ConnectionError::AuthenticationFailed {
+            reason: AuthFailure::DigestRejected,
+        })
     }
 }
 
@@ -278,12 +297,14 @@ fn random_nonce() -> Result<[u8; NONCE_LEN]> {
 /// [`AuthenticationFailed`](ConnectionError::AuthenticationFailed)).
 pub fn deliver_challenge(conn: &mut Connection, key: &[u8]) -> Result<()> {
     let nonce = random_nonce()?;
-    with_deadline(conn, Some(DEFAULT_HANDSHAKE_TIMEOUT), |c| deliver(c, key, &nonce, ))
+    with_deadline(conn, Some(DEFAULT_HANDSHAKE_TIMEOUT), |c| {
+        deliver(c, key, &nonce)
+    })
 }
 
 /// Answerer half: MAC the peer's challenge, send it, expect `#WELCOME#`.
 pub fn answer_challenge(conn: &mut Connection, key: &[u8]) -> Result<()> {
-    with_deadline(conn, Some(DEFAULT_HANDSHAKE_TIMEOUT), |c| answer(c, key, ))
+    with_deadline(conn, Some(DEFAULT_HANDSHAKE_TIMEOUT), |c| answer(c, key))
 }
 
 /// Server side of mutual authentication (deliver, then answer), with the
@@ -300,21 +321,29 @@ pub fn client_handshake(conn: &mut Connection, key: &[u8]) -> Result<()> {
 
 /// [`server_handshake`] with a chosen deadline for the whole exchange
 /// (`None`: no deadline; the socket's own timeouts apply).
-pub fn server_handshake_timeout(conn: &mut Connection, key: &[u8], timeout: Option<Duration>) -> Result<()> {
+pub fn server_handshake_timeout(
+    conn: &mut Connection,
+    key: &[u8],
+    timeout: Option<Duration>,
+) -> Result<()> {
     let nonce = random_nonce()?;
     with_deadline(conn, timeout, |c| {
-        deliver(c, key, &nonce, )?;
-        answer(c, key, )
+        deliver(c, key, &nonce)?;
+        answer(c, key)
     })
 }
 
 /// [`client_handshake`] with a chosen deadline for the whole exchange
 /// (`None`: no deadline; the socket's own timeouts apply).
-pub fn client_handshake_timeout(conn: &mut Connection, key: &[u8], timeout: Option<Duration>) -> Result<()> {
+pub fn client_handshake_timeout(
+    conn: &mut Connection,
+    key: &[u8],
+    timeout: Option<Duration>,
+) -> Result<()> {
     let nonce = random_nonce()?;
     with_deadline(conn, timeout, |c| {
-        answer(c, key, )?;
-        deliver(c, key, &nonce, )
+        answer(c, key)?;
+        deliver(c, key, &nonce)
     })
 }
 

@@ -194,10 +194,15 @@ impl Connection {
         // leaves the connection consistent.
         let n = self.read_header()?;
         if n > max_len as u64 {
-            return Err(ConnectionError::FrameTooLarge { len: n, max: max_len });
+            return Err(ConnectionError::FrameTooLarge {
+                len: n,
+                max: max_len,
+            });
         }
-        let n = usize::try_from(n)
-            .map_err(|_| ConnectionError::FrameTooLarge { len: n, max: usize::MAX })?;
+        let n = usize::try_from(n).map_err(|_| ConnectionError::FrameTooLarge {
+            len: n,
+            max: usize::MAX,
+        })?;
         let have = self.buffered_len().min(n);
         buf.reserve(n.min(MAX_PREALLOC));
         buf.extend_from_slice(&self.rbuf[self.start..self.start + have]);
@@ -225,7 +230,10 @@ impl Connection {
         } else {
             if self.deadline.is_some() {
                 // Only auth frames (<= 256 bytes) are read under a deadline.
-                return Err(ConnectionError::FrameTooLarge { len: n as u64, max: self.rbuf.len() });
+                return Err(ConnectionError::FrameTooLarge {
+                    len: n as u64,
+                    max: self.rbuf.len(),
+                });
             }
             let mut take = (&self.stream).take(remaining as u64);
             if let Err(e) = take.read_to_end(buf) {
@@ -255,7 +263,12 @@ impl Connection {
             Err(e) => return Err(map_io(e, "recv", false)),
         }
         let s = self.start;
-        let h = i32::from_be_bytes([self.rbuf[s], self.rbuf[s + 1], self.rbuf[s + 2], self.rbuf[s + 3]]);
+        let h = i32::from_be_bytes([
+            self.rbuf[s],
+            self.rbuf[s + 1],
+            self.rbuf[s + 2],
+            self.rbuf[s + 3],
+        ]);
         if h >= 0 {
             self.start += 4;
             return Ok(h as u64);
@@ -353,9 +366,11 @@ mod tests {
     #[test]
     fn large_header_form_with_small_payload() {
         let (mut c, mut raw) = raw_peer();
-        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5]).unwrap();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5])
+            .unwrap();
         raw.write_all(b"hello").unwrap();
-        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0]).unwrap();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
         raw.write_all(&[0, 0, 0, 1, b'!']).unwrap();
         assert_eq!(c.recv(5).unwrap(), b"hello");
         assert_eq!(c.recv(0).unwrap(), b"");
@@ -365,10 +380,21 @@ mod tests {
     #[test]
     fn large_header_announcing_more_than_the_limit() {
         let (mut c, mut raw) = raw_peer();
-        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff])
-            .unwrap();
+        raw.write_all(&[
+            0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ])
+        .unwrap();
         let e = c.recv(1 << 40).unwrap_err();
-        assert!(matches!(e, ConnectionError::FrameTooLarge { len: 0x7fff_ffff_ffff_ffff, .. }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                ConnectionError::FrameTooLarge {
+                    len: 0x7fff_ffff_ffff_ffff,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
         assert!(e.must_reconnect());
         assert!(matches!(c.recv(10), Err(ConnectionError::Poisoned)));
         assert!(matches!(c.send(b"x"), Err(ConnectionError::Poisoned)));
@@ -378,11 +404,18 @@ mod tests {
     fn huge_frame_without_limit_is_truncated_not_allocated() {
         let (mut c, mut raw) = raw_peer();
         // Announce 2^62 bytes, send 3, hang up: must not try to allocate 2^62.
-        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3]).unwrap();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3])
+            .unwrap();
         drop(raw);
         let e = c.recv(NO_LIMIT).unwrap_err();
         assert!(
-            matches!(e, ConnectionError::Truncated { expected: 0x4000_0000_0000_0000, received: 3 }),
+            matches!(
+                e,
+                ConnectionError::Truncated {
+                    expected: 0x4000_0000_0000_0000,
+                    received: 3
+                }
+            ),
             "{e:?}"
         );
     }
@@ -393,7 +426,10 @@ mod tests {
             let (mut c, mut raw) = raw_peer();
             raw.write_all(&h.to_be_bytes()).unwrap();
             let e = c.recv(NO_LIMIT).unwrap_err();
-            assert!(matches!(e, ConnectionError::BadHeader { header } if header == h), "{e:?}");
+            assert!(
+                matches!(e, ConnectionError::BadHeader { header } if header == h),
+                "{e:?}"
+            );
             assert!(e.must_reconnect());
             assert!(c.is_poisoned());
         }
@@ -424,7 +460,10 @@ mod tests {
             drop(raw);
             let e = c.recv(NO_LIMIT).unwrap_err();
             match e {
-                ConnectionError::Truncated { expected: x, received: r } => {
+                ConnectionError::Truncated {
+                    expected: x,
+                    received: r,
+                } => {
                     assert_eq!((x, r), (expected, received), "{bytes:?}")
                 }
                 e => panic!("{bytes:?}: {e:?}"),
@@ -440,7 +479,10 @@ mod tests {
         raw.write_all(&[0, 0, 1, 1]).unwrap(); // 257: over
         assert_eq!(c.recv(256).unwrap(), vec![7u8; 256]);
         let e = c.recv(256).unwrap_err();
-        assert!(matches!(e, ConnectionError::FrameTooLarge { len: 257, max: 256 }), "{e:?}");
+        assert!(
+            matches!(e, ConnectionError::FrameTooLarge { len: 257, max: 256 }),
+            "{e:?}"
+        );
         assert!(e.to_string().contains("unusable"));
     }
 
@@ -448,7 +490,14 @@ mod tests {
     fn big_payloads_across_buffer_sizes() {
         let (a, b) = Stream::pair().unwrap();
         let (mut a, mut b) = (Connection::new(a), Connection::new(b));
-        let sizes = [1, READ_BUF_SIZE - 4, READ_BUF_SIZE, READ_BUF_SIZE + 1, 3 * READ_BUF_SIZE + 7, 1 << 20];
+        let sizes = [
+            1,
+            READ_BUF_SIZE - 4,
+            READ_BUF_SIZE,
+            READ_BUF_SIZE + 1,
+            3 * READ_BUF_SIZE + 7,
+            1 << 20,
+        ];
         let payloads: Vec<Vec<u8>> = sizes
             .iter()
             .map(|&n| (0..n).map(|i| (i * 31 % 251) as u8).collect())
@@ -470,17 +519,25 @@ mod tests {
     #[test]
     fn header_timeout_is_retryable_and_keeps_partial_header() {
         let (mut c, mut raw) = raw_peer();
-        c.stream().set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+        c.stream()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
         raw.write_all(&[0, 0]).unwrap();
         let e = c.recv(10).unwrap_err();
-        assert!(matches!(e, ConnectionError::Timeout { partial: false, .. }), "{e:?}");
+        assert!(
+            matches!(e, ConnectionError::Timeout { partial: false, .. }),
+            "{e:?}"
+        );
         assert!(e.is_retryable() && !e.must_reconnect());
         raw.write_all(&[0, 2, b'o', b'k']).unwrap();
         assert_eq!(c.recv(10).unwrap(), b"ok");
         // A timeout inside the payload poisons.
         raw.write_all(&[0, 0, 0, 5, b'a']).unwrap();
         let e = c.recv(10).unwrap_err();
-        assert!(matches!(e, ConnectionError::Timeout { partial: true, .. }), "{e:?}");
+        assert!(
+            matches!(e, ConnectionError::Timeout { partial: true, .. }),
+            "{e:?}"
+        );
         assert!(e.must_reconnect() && !e.is_retryable());
         assert!(c.is_poisoned());
     }

@@ -34,7 +34,11 @@ impl std::fmt::Display for AuthFailure {
         match self {
             AuthFailure::DigestRejected => f.write_str("digest sent was rejected"),
             AuthFailure::DigestWrong => f.write_str("digest received was wrong"),
-            AuthFailure::DigestLength { digest, expected, got } => {
+            AuthFailure::DigestLength {
+                digest,
+                expected,
+                got,
+            } => {
                 write!(f, "expected '{digest}' of length {expected} got {got}")
             }
             AuthFailure::UnsupportedDigest => f.write_str(

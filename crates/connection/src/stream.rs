@@ -46,10 +46,19 @@ impl Stream {
             return Err(ConnectionError::InvalidTimeout(Duration::ZERO));
         }
         let fail = |source: io::Error| {
-            if matches!(source.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock) {
-                ConnectionError::Timeout { operation: "connect", partial: false }
+            if matches!(
+                source.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) {
+                ConnectionError::Timeout {
+                    operation: "connect",
+                    partial: false,
+                }
             } else {
-                ConnectionError::Connect { address: address.to_string(), source }
+                ConnectionError::Connect {
+                    address: address.to_string(),
+                    source,
+                }
             }
         };
         let stream = match address {
@@ -140,13 +149,17 @@ impl From<TcpStream> for Stream {
         if let Err(e) = s.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        Stream { inner: Inner::Tcp(s) }
+        Stream {
+            inner: Inner::Tcp(s),
+        }
     }
 }
 
 impl From<UnixStream> for Stream {
     fn from(s: UnixStream) -> Stream {
-        Stream { inner: Inner::Unix(s) }
+        Stream {
+            inner: Inner::Unix(s),
+        }
     }
 }
 
@@ -258,8 +271,10 @@ enum ListenerInner {
 impl Listener {
     /// Binds and listens. TCP listeners get `SO_REUSEADDR`.
     pub fn bind(address: &Address) -> Result<Listener> {
-        let fail =
-            |source: io::Error| ConnectionError::Bind { address: address.to_string(), source };
+        let fail = |source: io::Error| ConnectionError::Bind {
+            address: address.to_string(),
+            source,
+        };
         match address {
             Address::Tcp(sa) => {
                 let l = TcpListener::bind(sa).map_err(fail)?;

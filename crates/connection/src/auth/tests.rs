@@ -5,7 +5,9 @@ use std::os::unix::net::UnixStream;
 use std::thread::JoinHandle;
 
 fn hex(s: &str) -> Vec<u8> {
-    s.split_whitespace().map(|b| u8::from_str_radix(b, 16).unwrap()).collect()
+    s.split_whitespace()
+        .map(|b| u8::from_str_radix(b, 16).unwrap())
+        .collect()
 }
 
 fn frame(payload: &[u8]) -> Vec<u8> {
@@ -41,7 +43,9 @@ impl Raw {
 }
 
 /// Runs `f` on our side of a fresh socket pair in a thread.
-fn ours<T: Send + 'static>(f: impl FnOnce(&mut Connection) -> T + Send + 'static) -> (JoinHandle<T>, Raw) {
+fn ours<T: Send + 'static>(
+    f: impl FnOnce(&mut Connection) -> T + Send + 'static,
+) -> (JoinHandle<T>, Raw) {
     let (a, b) = UnixStream::pair().unwrap();
     b.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let h = std::thread::spawn(move || {
@@ -77,7 +81,10 @@ fn modern_worked_example_as_deliverer() {
     assert_eq!(challenge[..4], [0, 0, 0, 0x3b]);
     assert_eq!(challenge, modern_challenge_frame());
     raw.write(&hex(MODERN_SHA256_ANSWER));
-    assert_eq!(raw.read_frame_bytes(), hex("00 00 00 09 23 57 45 4c 43 4f 4d 45 23"));
+    assert_eq!(
+        raw.read_frame_bytes(),
+        hex("00 00 00 09 23 57 45 4c 43 4f 4d 45 23")
+    );
     h.join().unwrap().unwrap();
 }
 
@@ -110,7 +117,9 @@ fn legacy_worked_example_as_answerer() {
 fn legacy_answer_to_modern_challenge_is_accepted() {
     let (h, mut raw) = ours(|c| deliver_fixed(c, b"secret"));
     raw.recv();
-    raw.write(&hex("00 00 00 10 8e 48 d2 bb 34 9b 4b 72 b9 38 29 99 ed 5b 62 eb"));
+    raw.write(&hex(
+        "00 00 00 10 8e 48 d2 bb 34 9b 4b 72 b9 38 29 99 ed 5b 62 eb",
+    ));
     assert_eq!(raw.recv(), WELCOME);
     h.join().unwrap().unwrap();
 }
@@ -142,7 +151,15 @@ fn md5_answer_uses_md5_for_the_whole_message() {
     raw.send(&answer);
     assert_eq!(raw.recv(), FAILURE);
     let e = h.join().unwrap().unwrap_err();
-    assert!(matches!(e, ConnectionError::AuthenticationFailed { reason: AuthFailure::DigestWrong }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::AuthenticationFailed {
+                reason: AuthFailure::DigestWrong
+            }
+        ),
+        "{e:?}"
+    );
 }
 
 #[test]
@@ -156,12 +173,19 @@ fn twenty_byte_answer_is_rejected() {
         matches!(
             e,
             ConnectionError::AuthenticationFailed {
-                reason: AuthFailure::DigestLength { digest: "md5", expected: 16, got: 20 }
+                reason: AuthFailure::DigestLength {
+                    digest: "md5",
+                    expected: 16,
+                    got: 20
+                }
             }
         ),
         "{e:?}"
     );
-    assert_eq!(e.to_string(), "authentication failed: expected 'md5' of length 16 got 20");
+    assert_eq!(
+        e.to_string(),
+        "authentication failed: expected 'md5' of length 16 got 20"
+    );
     assert!(e.must_reconnect() && e.is_auth_failure());
 }
 
@@ -178,18 +202,38 @@ fn unprefixed_or_unknown_digest_answer_is_rejected() {
         raw.send(&answer);
         assert_eq!(raw.recv(), FAILURE);
         let e = h.join().unwrap().unwrap_err();
-        assert!(matches!(e, ConnectionError::AuthenticationFailed { .. }), "{e:?}");
+        assert!(
+            matches!(e, ConnectionError::AuthenticationFailed { .. }),
+            "{e:?}"
+        );
     }
 }
 
 #[test]
 fn wrong_key_fails_on_both_sides() {
     let (s, c) = Stream::pair().unwrap();
-    let server = std::thread::spawn(move || server_handshake(&mut Connection::new(s), b"server-key"));
+    let server =
+        std::thread::spawn(move || server_handshake(&mut Connection::new(s), b"server-key"));
     let ce = client_handshake(&mut Connection::new(c), b"client-key").unwrap_err();
     let se = server.join().unwrap().unwrap_err();
-    assert!(matches!(se, ConnectionError::AuthenticationFailed { reason: AuthFailure::DigestWrong }), "{se:?}");
-    assert!(matches!(ce, ConnectionError::AuthenticationFailed { reason: AuthFailure::DigestRejected }), "{ce:?}");
+    assert!(
+        matches!(
+            se,
+            ConnectionError::AuthenticationFailed {
+                reason: AuthFailure::DigestWrong
+            }
+        ),
+        "{se:?}"
+    );
+    assert!(
+        matches!(
+            ce,
+            ConnectionError::AuthenticationFailed {
+                reason: AuthFailure::DigestRejected
+            }
+        ),
+        "{ce:?}"
+    );
 }
 
 #[test]
@@ -209,20 +253,26 @@ fn malformed_challenges() {
     long.extend_from_slice(&[b'x'; 300]);
     let cases: Vec<Vec<u8>> = vec![
         b"#CHALLENGX#01234567890123456789".to_vec(),
-        b"#CHALLENGE#0123456789012345678".to_vec(),        // 19 bytes: too short
-        b"#CHALLENGE#{sha1}01234567890123456789".to_vec(),  // unknown digest
+        b"#CHALLENGE#0123456789012345678".to_vec(), // 19 bytes: too short
+        b"#CHALLENGE#{sha1}01234567890123456789".to_vec(), // unknown digest
         b"#CHALLENGE#{sha256123456789}0123456789".to_vec(), // no '}' within 10 bytes
-        b"#CHALLENGE#012345678901234567890".to_vec(),       // 21 bytes, no prefix
-        long,                                                // over the 256-byte cap
+        b"#CHALLENGE#012345678901234567890".to_vec(), // 21 bytes, no prefix
+        long,                                       // over the 256-byte cap
     ];
     for (i, ch) in cases.into_iter().enumerate() {
         let (h, mut raw) = ours(|c| answer_challenge(c, b"secret"));
         raw.send(&ch);
         let e = h.join().unwrap().unwrap_err();
         if i == 5 {
-            assert!(matches!(e, ConnectionError::FrameTooLarge { len: 311, max: 256 }), "{e:?}");
+            assert!(
+                matches!(e, ConnectionError::FrameTooLarge { len: 311, max: 256 }),
+                "{e:?}"
+            );
         } else {
-            assert!(matches!(e, ConnectionError::BadChallenge { .. }), "case {i}: {e:?}");
+            assert!(
+                matches!(e, ConnectionError::BadChallenge { .. }),
+                "case {i}: {e:?}"
+            );
         }
         assert!(e.must_reconnect());
     }
@@ -236,24 +286,52 @@ fn answerer_requires_welcome() {
         raw.recv();
         raw.send(verdict);
         let e = h.join().unwrap().unwrap_err();
-        assert!(matches!(e, ConnectionError::AuthenticationFailed { reason: AuthFailure::DigestRejected }), "{e:?}");
+        assert!(
+            matches!(
+                e,
+                ConnectionError::AuthenticationFailed {
+                    reason: AuthFailure::DigestRejected
+                }
+            ),
+            "{e:?}"
+        );
     }
 }
 
 #[test]
 fn silent_peer_times_out_and_timeouts_are_restored() {
     let (h, raw) = ours(|c| {
-        c.stream().set_read_timeout(Some(Duration::from_secs(42))).unwrap();
+        c.stream()
+            .set_read_timeout(Some(Duration::from_secs(42)))
+            .unwrap();
         let t0 = Instant::now();
         let r = server_handshake_timeout(c, b"k", Some(Duration::from_millis(200)));
-        (r, t0.elapsed(), c.stream().read_timeout().unwrap(), c.stream().write_timeout().unwrap(), c.is_poisoned())
+        (
+            r,
+            t0.elapsed(),
+            c.stream().read_timeout().unwrap(),
+            c.stream().write_timeout().unwrap(),
+            c.is_poisoned(),
+        )
     });
     let (r, elapsed, rt, wt, poisoned) = h.join().unwrap();
     drop(raw);
     let e = r.unwrap_err();
-    assert!(matches!(e, ConnectionError::Timeout { operation: "authentication handshake", .. }), "{e:?}");
+    assert!(
+        matches!(
+            e,
+            ConnectionError::Timeout {
+                operation: "authentication handshake",
+                ..
+            }
+        ),
+        "{e:?}"
+    );
     assert!(e.must_reconnect() && !e.is_retryable());
-    assert!(elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(3), "{elapsed:?}");
+    assert!(
+        elapsed >= Duration::from_millis(150) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
     assert_eq!(rt, Some(Duration::from_secs(42)));
     assert_eq!(wt, None);
     assert!(poisoned);
@@ -265,7 +343,10 @@ fn slow_drip_peer_cannot_exceed_the_deadline() {
     // only a whole-handshake deadline stops it.
     let (h, mut raw) = ours(|c| {
         let t0 = Instant::now();
-        (with_deadline(c, Some(Duration::from_millis(300)), |c| answer(c, b"k")), t0.elapsed())
+        (
+            with_deadline(c, Some(Duration::from_millis(300)), |c| answer(c, b"k")),
+            t0.elapsed(),
+        )
     });
     let mut ch = modern_challenge_frame();
     // Drip the challenge one byte every 50 ms: 63 bytes = ~3 s.
@@ -289,7 +370,10 @@ fn slow_drip_peer_cannot_exceed_the_deadline() {
 fn split_digest_matches_cpython() {
     assert_eq!(split_digest(&[0; 16]), Ok((None, &[0u8; 16][..])));
     assert_eq!(split_digest(&[0; 20]), Ok((None, &[0u8; 20][..])));
-    assert_eq!(split_digest(b"{sha3_384}xyz"), Ok((Some(Digest::Sha3_384), &b"xyz"[..])));
+    assert_eq!(
+        split_digest(b"{sha3_384}xyz"),
+        Ok((Some(Digest::Sha3_384), &b"xyz"[..]))
+    );
     assert_eq!(split_digest(b"{md5}"), Ok((Some(Digest::Md5), &b""[..])));
     assert!(split_digest(b"{MD5}abc").is_err());
     assert!(split_digest(b"{}abc").is_err());
