@@ -1,0 +1,544 @@
+//! `multiprocessing.connection` framing over a [`Stream`].
+
+use std::io::{self, IoSlice, Read, Write};
+use std::time::{Duration, Instant};
+
+use crate::address::Address;
+use crate::error::{ConnectionError, Result};
+use crate::stream::Stream;
+
+/// Size of the per-connection read buffer. A frame whose remaining payload is
+/// larger than this is read straight into the caller's buffer.
+const READ_BUF_SIZE: usize = 32 * 1024;
+
+/// Largest up-front reservation for a payload: a peer announcing a huge frame
+/// must actually send the bytes before we allocate more than this.
+const MAX_PREALLOC: usize = 16 * 1024 * 1024;
+
+/// Pass as `max_len` to accept frames of any length (as CPython's
+/// `recv_bytes()` without `maxlength` does).
+pub const NO_LIMIT: usize = usize::MAX;
+
+/// A framed, blocking, message-oriented connection, byte-compatible with
+/// CPython's `multiprocessing.connection.Connection.send_bytes`/`recv_bytes`
+/// on sockets.
+///
+/// A frame is an `i32be` length and the payload; payloads over `0x7FFFFFFF`
+/// bytes use `ff ff ff ff` and a `u64be` length (both forms are read).
+/// Reads are buffered (one `read` usually brings header and payload); each
+/// [`send`](Self::send) writes header and payload with one `writev`.
+///
+/// After an error that leaves the stream in the middle of a frame, every
+/// further call fails with [`ConnectionError::Poisoned`].
+///
+/// ```
+/// use mpmanager_connection::{Connection, Stream};
+///
+/// let (a, b) = Stream::pair().unwrap();
+/// let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+/// a.send(b"hello").unwrap();
+/// a.send(b"").unwrap();                       // empty messages are legal
+/// assert_eq!(b.recv(1024).unwrap(), b"hello");
+/// let mut buf = Vec::new();                   // reusable buffer
+/// b.recv_into(&mut buf, 1024).unwrap();
+/// assert!(buf.is_empty());
+///
+/// a.send(&[0u8; 100]).unwrap();
+/// let err = b.recv(10).unwrap_err();          // over the limit: nothing allocated
+/// assert!(err.must_reconnect());
+///
+/// drop(a);
+/// ```
+#[derive(Debug)]
+pub struct Connection {
+    stream: Stream,
+    rbuf: Box<[u8]>,
+    start: usize,
+    end: usize,
+    poisoned: bool,
+    /// While set (during authentication), every read gets the time left as
+    /// its timeout, so a peer dripping bytes cannot outlast the deadline.
+    deadline: Option<Instant>,
+}
+
+fn map_io(e: io::Error, operation: &'static str, partial: bool) -> ConnectionError {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+            ConnectionError::Timeout { operation, partial }
+        }
+        _ => ConnectionError::Io(e),
+    }
+}
+
+impl Connection {
+    /// Wraps a connected stream.
+    pub fn new(stream: Stream) -> Connection {
+        Connection {
+            stream,
+            rbuf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            poisoned: false,
+            deadline: None,
+        }
+    }
+
+    /// [`Stream::connect`] and wrap. No authentication is done.
+    pub fn connect(address: &Address, timeout: Option<Duration>) -> Result<Connection> {
+        Stream::connect(address, timeout).map(Connection::new)
+    }
+
+    /// The underlying stream (to set timeouts, shut down, get the fd).
+    /// Reading from or writing to it directly would corrupt the framing.
+    pub fn stream(&self) -> &Stream {
+        &self.stream
+    }
+
+    /// True once an error has left the stream mid-frame; the connection can
+    /// only be dropped.
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned
+    }
+
+    /// Bytes received from the socket but not yet returned by `recv`
+    /// (nonzero means a `recv` may complete without blocking).
+    pub fn buffered_len(&self) -> usize {
+        self.end - self.start
+    }
+
+    pub(crate) fn poison(&mut self) {
+        self.poisoned = true;
+    }
+
+    pub(crate) fn set_deadline(&mut self, deadline: Option<Instant>) {
+        self.deadline = deadline;
+    }
+
+    /// Sends `payload` as one frame (header and payload in one `writev` call
+    /// where the kernel accepts it all).
+    ///
+    /// A timeout before any byte was written is retryable; after that the
+    /// connection is poisoned.
+    pub fn send(&mut self, payload: &[u8]) -> Result<()> {
+        if self.poisoned {
+            return Err(ConnectionError::Poisoned);
+        }
+        let mut header = [0xffu8; 12];
+        let hlen = if payload.len() <= 0x7fff_ffff {
+            header[..4].copy_from_slice(&(payload.len() as u32).to_be_bytes());
+            4
+        } else {
+            header[4..].copy_from_slice(&(payload.len() as u64).to_be_bytes());
+            12
+        };
+        let total = hlen + payload.len();
+        let mut written = 0usize;
+        while written < total {
+            let r = if written < hlen {
+                let bufs = [IoSlice::new(&header[written..hlen]), IoSlice::new(payload)];
+                (&self.stream).write_vectored(&bufs)
+            } else {
+                (&self.stream).write(&payload[written - hlen..])
+            };
+            match r {
+                Ok(0) => {
+                    self.poisoned = true;
+                    return Err(ConnectionError::Io(io::ErrorKind::WriteZero.into()));
+                }
+                Ok(n) => written += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let err = map_io(e, "send", written > 0);
+                    if written > 0 || !err.is_retryable() {
+                        self.poisoned = true;
+                    }
+                    return Err(err);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Receives one frame into a new `Vec`. Frames longer than `max_len`
+    /// fail with [`ConnectionError::FrameTooLarge`] without being allocated.
+    pub fn recv(&mut self, max_len: usize) -> Result<Vec<u8>> {
+        let mut v = Vec::new();
+        self.recv_into(&mut v, max_len)?;
+        Ok(v)
+    }
+
+    /// Receives one frame into `buf` (cleared first, capacity reused).
+    ///
+    /// Errors: [`Closed`](ConnectionError::Closed) on a clean end of file
+    /// before the frame, [`Truncated`](ConnectionError::Truncated) on end of
+    /// file inside it, [`BadHeader`](ConnectionError::BadHeader) for a
+    /// negative length other than -1, [`FrameTooLarge`](ConnectionError::FrameTooLarge)
+    /// over `max_len`, [`Timeout`](ConnectionError::Timeout) if a read timeout
+    /// expires (retryable while still waiting for the header).
+    pub fn recv_into(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<()> {
+        if self.poisoned {
+            return Err(ConnectionError::Poisoned);
+        }
+        buf.clear();
+        let r = self.recv_frame(buf, max_len);
+        if let Err(e) = &r {
+            if e.must_reconnect() && !matches!(e, ConnectionError::Closed) {
+                self.poisoned = true;
+            }
+        }
+        r
+    }
+
+    fn recv_frame(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<()> {
+        // Header: nothing is consumed until it is complete, so a timeout here
+        // leaves the connection consistent.
+        let n = self.read_header()?;
+        if n > max_len as u64 {
+            return Err(ConnectionError::FrameTooLarge {
+                len: n,
+                max: max_len,
+            });
+        }
+        let n = usize::try_from(n).map_err(|_| ConnectionError::FrameTooLarge {
+            len: n,
+            max: usize::MAX,
+        })?;
+        let have = self.buffered_len().min(n);
+        buf.reserve(n.min(MAX_PREALLOC));
+        buf.extend_from_slice(&self.rbuf[self.start..self.start + have]);
+        self.start += have;
+        let remaining = n - have;
+        if remaining == 0 {
+            return Ok(());
+        }
+        // The read buffer is empty now.
+        self.start = 0;
+        self.end = 0;
+        if remaining <= self.rbuf.len() {
+            match self.fill(remaining) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ConnectionError::Truncated {
+                        expected: n as u64,
+                        received: (have + self.end) as u64,
+                    })
+                }
+                Err(e) => return Err(map_io(e, "recv", true)),
+            }
+            buf.extend_from_slice(&self.rbuf[..remaining]);
+            self.start = remaining;
+        } else {
+            if self.deadline.is_some() {
+                // Only auth frames (<= 256 bytes) are read under a deadline.
+                return Err(ConnectionError::FrameTooLarge {
+                    len: n as u64,
+                    max: self.rbuf.len(),
+                });
+            }
+            let mut take = (&self.stream).take(remaining as u64);
+            if let Err(e) = take.read_to_end(buf) {
+                return Err(map_io(e, "recv", true));
+            }
+            if buf.len() < n {
+                return Err(ConnectionError::Truncated {
+                    expected: n as u64,
+                    received: buf.len() as u64,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads and consumes a frame header, returning the payload length.
+    fn read_header(&mut self) -> Result<u64> {
+        match self.fill(4) {
+            Ok(true) => {}
+            Ok(false) if self.buffered_len() == 0 => return Err(ConnectionError::Closed),
+            Ok(false) => {
+                return Err(ConnectionError::Truncated {
+                    expected: 4,
+                    received: self.buffered_len() as u64,
+                })
+            }
+            Err(e) => return Err(map_io(e, "recv", false)),
+        }
+        let s = self.start;
+        let h = i32::from_be_bytes([
+            self.rbuf[s],
+            self.rbuf[s + 1],
+            self.rbuf[s + 2],
+            self.rbuf[s + 3],
+        ]);
+        if h >= 0 {
+            self.start += 4;
+            return Ok(h as u64);
+        }
+        if h != -1 {
+            return Err(ConnectionError::BadHeader { header: h });
+        }
+        match self.fill(12) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(ConnectionError::Truncated {
+                    expected: 12,
+                    received: self.buffered_len() as u64,
+                })
+            }
+            Err(e) => return Err(map_io(e, "recv", false)),
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&self.rbuf[self.start + 4..self.start + 12]);
+        self.start += 12;
+        Ok(u64::from_be_bytes(len))
+    }
+
+    /// Reads until at least `need` (<= buffer size) bytes are buffered.
+    /// `Ok(false)` on end of file first.
+    fn fill(&mut self, need: usize) -> io::Result<bool> {
+        debug_assert!(need <= self.rbuf.len());
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        while self.end - self.start < need {
+            if self.rbuf.len() - self.start < need {
+                self.rbuf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if let Some(d) = self.deadline {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                self.stream.set_read_timeout(Some(left))?;
+            }
+            match (&self.stream).read(&mut self.rbuf[self.end..]) {
+                Ok(0) => return Ok(false),
+                Ok(k) => self.end += k,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::os::unix::net::UnixStream;
+
+    /// A connection whose peer is a raw socket we write bytes to.
+    fn raw_peer() -> (Connection, UnixStream) {
+        let (a, b) = UnixStream::pair().unwrap();
+        a.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        (Connection::new(Stream::from(a)), b)
+    }
+
+    #[test]
+    fn normal_and_empty_frames() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        a.send(b"abc").unwrap();
+        a.send(b"").unwrap();
+        a.send(b"xyz").unwrap();
+        let mut buf = Vec::new();
+        b.recv_into(&mut buf, 3).unwrap();
+        assert_eq!(buf, b"abc");
+        b.recv_into(&mut buf, 0).unwrap();
+        assert_eq!(buf, b"");
+        b.recv_into(&mut buf, 3).unwrap();
+        assert_eq!(buf, b"xyz");
+    }
+
+    #[test]
+    fn wire_bytes_of_a_frame() {
+        let (mut c, mut raw) = raw_peer();
+        c.send(b"\x80\x04N.").unwrap();
+        c.send(b"").unwrap();
+        let mut got = [0u8; 12];
+        std::io::Read::read_exact(&mut raw, &mut got).unwrap();
+        assert_eq!(got, [0, 0, 0, 4, 0x80, 4, b'N', b'.', 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn large_header_form_with_small_payload() {
+        let (mut c, mut raw) = raw_peer();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 5])
+            .unwrap();
+        raw.write_all(b"hello").unwrap();
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0])
+            .unwrap();
+        raw.write_all(&[0, 0, 0, 1, b'!']).unwrap();
+        assert_eq!(c.recv(5).unwrap(), b"hello");
+        assert_eq!(c.recv(0).unwrap(), b"");
+        assert_eq!(c.recv(1).unwrap(), b"!");
+    }
+
+    #[test]
+    fn large_header_announcing_more_than_the_limit() {
+        let (mut c, mut raw) = raw_peer();
+        raw.write_all(&[
+            0xff, 0xff, 0xff, 0xff, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+        ])
+        .unwrap();
+        let e = c.recv(1 << 40).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConnectionError::FrameTooLarge {
+                    len: 0x7fff_ffff_ffff_ffff,
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(e.must_reconnect());
+        assert!(matches!(c.recv(10), Err(ConnectionError::Poisoned)));
+        assert!(matches!(c.send(b"x"), Err(ConnectionError::Poisoned)));
+    }
+
+    #[test]
+    fn huge_frame_without_limit_is_truncated_not_allocated() {
+        let (mut c, mut raw) = raw_peer();
+        // Announce 2^62 bytes, send 3, hang up: must not try to allocate 2^62.
+        raw.write_all(&[0xff, 0xff, 0xff, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3])
+            .unwrap();
+        drop(raw);
+        let e = c.recv(NO_LIMIT).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConnectionError::Truncated {
+                    expected: 0x4000_0000_0000_0000,
+                    received: 3
+                }
+            ),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn negative_header_is_rejected() {
+        for h in [-2i32, i32::MIN] {
+            let (mut c, mut raw) = raw_peer();
+            raw.write_all(&h.to_be_bytes()).unwrap();
+            let e = c.recv(NO_LIMIT).unwrap_err();
+            assert!(
+                matches!(e, ConnectionError::BadHeader { header } if header == h),
+                "{e:?}"
+            );
+            assert!(e.must_reconnect());
+            assert!(c.is_poisoned());
+        }
+    }
+
+    #[test]
+    fn eof_before_header_is_closed() {
+        let (mut c, raw) = raw_peer();
+        drop(raw);
+        let e = c.recv(10).unwrap_err();
+        assert!(matches!(e, ConnectionError::Closed), "{e:?}");
+        assert!(e.must_reconnect());
+        assert!(matches!(c.recv(10), Err(ConnectionError::Closed)));
+    }
+
+    #[test]
+    fn truncated_frames() {
+        // (bytes written, expected, received)
+        let cases: [(&[u8], u64, u64); 4] = [
+            (&[0, 0], 4, 2),
+            (&[0, 0, 0, 10, 1, 2, 3], 10, 3),
+            (&[0xff, 0xff, 0xff, 0xff, 0, 0], 12, 6),
+            (&[0, 0, 0x80, 0], 0x8000, 0),
+        ];
+        for (bytes, expected, received) in cases {
+            let (mut c, mut raw) = raw_peer();
+            raw.write_all(bytes).unwrap();
+            drop(raw);
+            let e = c.recv(NO_LIMIT).unwrap_err();
+            match e {
+                ConnectionError::Truncated {
+                    expected: x,
+                    received: r,
+                } => {
+                    assert_eq!((x, r), (expected, received), "{bytes:?}")
+                }
+                e => panic!("{bytes:?}: {e:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_vs_cap() {
+        let (mut c, mut raw) = raw_peer();
+        raw.write_all(&[0, 0, 1, 0]).unwrap(); // 256: exactly the cap
+        raw.write_all(&[7u8; 256]).unwrap();
+        raw.write_all(&[0, 0, 1, 1]).unwrap(); // 257: over
+        assert_eq!(c.recv(256).unwrap(), vec![7u8; 256]);
+        let e = c.recv(256).unwrap_err();
+        assert!(
+            matches!(e, ConnectionError::FrameTooLarge { len: 257, max: 256 }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("unusable"));
+    }
+
+    #[test]
+    fn big_payloads_across_buffer_sizes() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        let sizes = [
+            1,
+            READ_BUF_SIZE - 4,
+            READ_BUF_SIZE,
+            READ_BUF_SIZE + 1,
+            3 * READ_BUF_SIZE + 7,
+            1 << 20,
+        ];
+        let payloads: Vec<Vec<u8>> = sizes
+            .iter()
+            .map(|&n| (0..n).map(|i| (i * 31 % 251) as u8).collect())
+            .collect();
+        let expect = payloads.clone();
+        let t = std::thread::spawn(move || {
+            for p in &payloads {
+                a.send(p).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for p in &expect {
+            b.recv_into(&mut buf, NO_LIMIT).unwrap();
+            assert!(buf == *p, "payload of {} bytes differs", p.len());
+        }
+        t.join().unwrap();
+    }
+
+    #[test]
+    fn header_timeout_is_retryable_and_keeps_partial_header() {
+        let (mut c, mut raw) = raw_peer();
+        c.stream()
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        raw.write_all(&[0, 0]).unwrap();
+        let e = c.recv(10).unwrap_err();
+        assert!(
+            matches!(e, ConnectionError::Timeout { partial: false, .. }),
+            "{e:?}"
+        );
+        assert!(e.is_retryable() && !e.must_reconnect());
+        raw.write_all(&[0, 2, b'o', b'k']).unwrap();
+        assert_eq!(c.recv(10).unwrap(), b"ok");
+        // A timeout inside the payload poisons.
+        raw.write_all(&[0, 0, 0, 5, b'a']).unwrap();
+        let e = c.recv(10).unwrap_err();
+        assert!(
+            matches!(e, ConnectionError::Timeout { partial: true, .. }),
+            "{e:?}"
+        );
+        assert!(e.must_reconnect() && !e.is_retryable());
+        assert!(c.is_poisoned());
+    }
+}
