@@ -93,7 +93,11 @@ impl MessageError {
         expected: &'static str,
         found: &mpmanager_pickle::Value,
     ) -> MessageError {
-        MessageError::WrongType { field, expected, found: crate::pyrepr::describe(found) }
+        MessageError::WrongType {
+            field,
+            expected,
+            found: crate::pyrepr::describe(found),
+        }
     }
 
     /// The exception CPython raises for the same malformed message, for a
@@ -106,16 +110,18 @@ impl MessageError {
     /// * anything else → `TypeError` with this error's text.
     pub fn to_py_err(&self) -> PyErr {
         match self {
-            MessageError::RequestShape { len: Some(n), .. } if *n < 4 => PyErr::value_error(
-                format!("not enough values to unpack (expected 4, got {n})"),
-            ),
+            MessageError::RequestShape { len: Some(n), .. } if *n < 4 => {
+                PyErr::value_error(format!("not enough values to unpack (expected 4, got {n})"))
+            }
             MessageError::RequestShape { len: Some(_), .. } => {
                 PyErr::value_error("too many values to unpack (expected 4)")
             }
             MessageError::RequestShape { found, len: None } => {
                 PyErr::type_error(format!("cannot unpack non-iterable {found} object"))
             }
-            MessageError::UnknownReplyKind { .. } => PyErr::new(ExcType::ValueError, self.to_string()),
+            MessageError::UnknownReplyKind { .. } => {
+                PyErr::new(ExcType::ValueError, self.to_string())
+            }
             _ => PyErr::type_error(self.to_string()),
         }
     }

@@ -61,10 +61,13 @@ use mpmanager_pickle::Value;
 /// The caller has checked that `v` is a `str`.
 pub(crate) fn text(v: &Value, field: &'static str) -> Result<String, MessageError> {
     match v {
-        Value::Str(s) => s.as_str().map(str::to_string).ok_or_else(|| MessageError::Surrogates {
-            field,
-            repr: pyrepr::pystr_repr(s),
-        }),
+        Value::Str(s) => s
+            .as_str()
+            .map(str::to_string)
+            .ok_or_else(|| MessageError::Surrogates {
+                field,
+                repr: pyrepr::pystr_repr(s),
+            }),
         other => Err(MessageError::wrong_type(field, "a str", other)),
     }
 }

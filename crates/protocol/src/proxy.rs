@@ -99,7 +99,8 @@ impl ProxyRef {
             Value::Object(o) => {
                 let o = o.read_recursive();
                 o.construct == Construct::Reduce
-                    && o.global().is_some_and(|g| g.is(MANAGERS_MODULE, REBUILD_PROXY))
+                    && o.global()
+                        .is_some_and(|g| g.is(MANAGERS_MODULE, REBUILD_PROXY))
             }
             _ => false,
         }
@@ -109,13 +110,21 @@ impl ProxyRef {
     pub fn from_value(v: &Value) -> Result<ProxyRef, MessageError> {
         let bad = |reason: String| MessageError::BadProxy { reason };
         let Value::Object(o) = v else {
-            return Err(bad(format!("expected a RebuildProxy object, got {}", describe(v))));
+            return Err(bad(format!(
+                "expected a RebuildProxy object, got {}",
+                describe(v)
+            )));
         };
         let o = o.read_recursive();
         if o.construct != Construct::Reduce
-            || !o.global().is_some_and(|g| g.is(MANAGERS_MODULE, REBUILD_PROXY))
+            || !o
+                .global()
+                .is_some_and(|g| g.is(MANAGERS_MODULE, REBUILD_PROXY))
         {
-            return Err(bad(format!("built by {}, not multiprocessing.managers.RebuildProxy", describe(&o.callable))));
+            return Err(bad(format!(
+                "built by {}, not multiprocessing.managers.RebuildProxy",
+                describe(&o.callable)
+            )));
         }
         let [func, token, serializer, kwds] = o.args_slice() else {
             return Err(bad(format!(
@@ -124,7 +133,10 @@ impl ProxyRef {
             )));
         };
         let Value::Global(func) = func else {
-            return Err(bad(format!("func must be a proxy class or AutoProxy, got {}", describe(func))));
+            return Err(bad(format!(
+                "func must be a proxy class or AutoProxy, got {}",
+                describe(func)
+            )));
         };
         let token = Token::from_value(token)?;
         let serializer = match serializer {
@@ -158,7 +170,10 @@ impl ProxyRef {
     pub fn to_value(&self) -> Value {
         let mut kwds = Vec::new();
         if let Some(e) = &self.exposed {
-            kwds.push(("exposed".to_string(), Value::tuple(e.iter().map(|s| Value::str(s)).collect())));
+            kwds.push((
+                "exposed".to_string(),
+                Value::tuple(e.iter().map(|s| Value::str(s)).collect()),
+            ));
         }
         Value::object(Object::reduce(
             Value::global(MANAGERS_MODULE, REBUILD_PROXY),

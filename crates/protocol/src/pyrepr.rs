@@ -5,13 +5,14 @@
 //! is being written at the same time as this crate, so the small, exactly
 //! specified cases needed here (`str`, `bytes`, `int`, `bool`, `None`, and
 //! tuples of those) are implemented locally. Anything else is delegated to
-//! [`mpmanager_pickle::repr`].
+//! [`mpmanager_pickle::repr()`].
 //!
 //! Known difference from CPython: a `str` is escaped according to a built-in
-//! approximation of `str.isprintable()` (ASCII and Latin-1 controls, the
-//! Unicode space/format/line/paragraph separators, surrogates, private-use
-//! code points and noncharacters are escaped). Unassigned code points, which
-//! CPython also escapes, are shown as they are.
+//! table of the code points for which `str.isprintable()` is false (controls,
+//! space/format/line/paragraph separators, surrogates, private use,
+//! noncharacters). Checked against CPython 3.11 for every assigned code
+//! point; **unassigned** code points, which CPython also escapes, are shown
+//! as they are.
 
 use mpmanager_pickle::{PyStr, Value};
 
@@ -79,7 +80,7 @@ fn code_points_repr(cps: &[u32]) -> String {
 fn is_printable(c: u32) -> bool {
     !matches!(c,
         0x80..=0xA0 | 0xAD // Latin-1 controls, NBSP, soft hyphen
-        | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x8E2 | 0x180E
+        | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E
         | 0x1680 | 0x2000..=0x200F | 0x2028..=0x202F | 0x205F..=0x2064
         | 0x2066..=0x206F | 0x3000 | 0xD800..=0xDFFF | 0xE000..=0xF8FF
         | 0xFDD0..=0xFDEF | 0xFEFF | 0xFFF9..=0xFFFB
@@ -97,7 +98,11 @@ fn is_printable(c: u32) -> bool {
 /// assert_eq!(bytes_repr(b"it's"), "b\"it's\"");
 /// ```
 pub fn bytes_repr(b: &[u8]) -> String {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { '"' } else { '\'' };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
     let mut out = String::from("b");
     out.push(quote);
     for &c in b {
@@ -120,7 +125,7 @@ pub fn bytes_repr(b: &[u8]) -> String {
 
 /// Python's `repr()` for the simple values that appear in manager messages
 /// (`None`, `bool`, `int`, `str`, `bytes`, and tuples and lists of those);
-/// anything else is delegated to [`mpmanager_pickle::repr`].
+/// anything else is delegated to [`mpmanager_pickle::repr()`].
 ///
 /// ```
 /// use mpmanager_pickle::Value;
@@ -196,10 +201,17 @@ mod tests {
         assert_eq!(str_repr(""), "''");
         assert_eq!(str_repr("a'b\"c"), "'a\\'b\"c'");
         assert_eq!(str_repr("\\"), "'\\\\'");
-        assert_eq!(str_repr("\u{7f}\u{85}\u{a0}\u{ad}"), "'\\x7f\\x85\\xa0\\xad'");
+        assert_eq!(
+            str_repr("\u{7f}\u{85}\u{a0}\u{ad}"),
+            "'\\x7f\\x85\\xa0\\xad'"
+        );
         assert_eq!(str_repr("\u{2028}\u{feff}"), "'\\u2028\\ufeff'");
         assert_eq!(str_repr("\u{f0000}"), "'\\U000f0000'");
-        assert_eq!(str_repr("h\u{e9}\u{4e2d}\u{1f600}"), "'h\u{e9}\u{4e2d}\u{1f600}'");
+        assert_eq!(str_repr("\u{890}\u{600}"), "'\\u0890\\u0600'");
+        assert_eq!(
+            str_repr("h\u{e9}\u{4e2d}\u{1f600}"),
+            "'h\u{e9}\u{4e2d}\u{1f600}'"
+        );
         assert_eq!(bytes_repr(b""), "b''");
         assert_eq!(bytes_repr(b"\x7f\xff\\"), "b'\\x7f\\xff\\\\'");
     }
@@ -215,7 +227,10 @@ mod tests {
         ]);
         assert_eq!(repr(&v), "(None, True, -3, b'x', ['a'])");
         assert_eq!(repr(&Value::tuple(vec![])), "()");
-        assert_eq!(describe(&Value::tuple(vec![Value::None])), "tuple of 1 item");
+        assert_eq!(
+            describe(&Value::tuple(vec![Value::None])),
+            "tuple of 1 item"
+        );
         assert_eq!(describe(&Value::Int(1)), "int");
     }
 }

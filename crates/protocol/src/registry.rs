@@ -93,7 +93,10 @@ impl TypeSpec {
 
     /// The typeid `method`'s result becomes, if any.
     pub fn typeid_for_method(&self, method: &str) -> Option<&'static str> {
-        self.method_to_typeid.iter().find(|(m, _)| *m == method).map(|(_, t)| *t)
+        self.method_to_typeid
+            .iter()
+            .find(|(m, _)| *m == method)
+            .map(|(_, t)| *t)
     }
 
     /// False for `Iterator` and `AsyncResult`, which are only created from
@@ -120,7 +123,15 @@ impl TypeSpec {
 
 /// The exposed tuple of `Queue` and `JoinableQueue`.
 const QUEUE: &[&str] = &[
-    "empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "shutdown",
+    "empty",
+    "full",
+    "get",
+    "get_nowait",
+    "join",
+    "put",
+    "put_nowait",
+    "qsize",
+    "shutdown",
     "task_done",
 ];
 const ACQUIRER: &[&str] = &["acquire", "release", "locked"];
@@ -130,7 +141,14 @@ const fn spec(
     proxy: &'static str,
     exposed: &'static [&'static str],
 ) -> TypeSpec {
-    TypeSpec { typeid, proxy, exposed, method_to_typeid: &[], creatable: true, since: (3, 8) }
+    TypeSpec {
+        typeid,
+        proxy,
+        exposed,
+        method_to_typeid: &[],
+        creatable: true,
+        since: (3, 8),
+    }
 }
 
 static BUILTIN: [TypeSpec; 18] = [
@@ -144,9 +162,20 @@ static BUILTIN: [TypeSpec; 18] = [
     spec(
         "Condition",
         "ConditionProxy",
-        &["acquire", "release", "locked", "wait", "notify", "notify_all"],
+        &[
+            "acquire",
+            "release",
+            "locked",
+            "wait",
+            "notify",
+            "notify_all",
+        ],
     ),
-    spec("Barrier", "BarrierProxy", &["__getattribute__", "wait", "abort", "reset"]),
+    spec(
+        "Barrier",
+        "BarrierProxy",
+        &["__getattribute__", "wait", "abort", "reset"],
+    ),
     TypeSpec {
         method_to_typeid: &[
             ("apply_async", "AsyncResult"),
@@ -159,9 +188,22 @@ static BUILTIN: [TypeSpec; 18] = [
             "Pool",
             "PoolProxy",
             &[
-                "apply", "apply_async", "close", "imap", "imap_unordered", "join", "map",
-                "map_async", "starmap", "starmap_async", "terminate", "apply_async", "map_async",
-                "starmap_async", "imap", "imap_unordered",
+                "apply",
+                "apply_async",
+                "close",
+                "imap",
+                "imap_unordered",
+                "join",
+                "map",
+                "map_async",
+                "starmap",
+                "starmap_async",
+                "terminate",
+                "apply_async",
+                "map_async",
+                "starmap_async",
+                "imap",
+                "imap_unordered",
             ],
         )
     },
@@ -169,9 +211,27 @@ static BUILTIN: [TypeSpec; 18] = [
         "list",
         "ListProxy",
         &[
-            "__add__", "__contains__", "__delitem__", "__getitem__", "__imul__", "__len__",
-            "__mul__", "__reversed__", "__rmul__", "__setitem__", "append", "clear", "copy",
-            "count", "extend", "index", "insert", "pop", "remove", "reverse", "sort",
+            "__add__",
+            "__contains__",
+            "__delitem__",
+            "__getitem__",
+            "__imul__",
+            "__len__",
+            "__mul__",
+            "__reversed__",
+            "__rmul__",
+            "__setitem__",
+            "append",
+            "clear",
+            "copy",
+            "count",
+            "extend",
+            "index",
+            "insert",
+            "pop",
+            "remove",
+            "reverse",
+            "sort",
         ],
     ),
     TypeSpec {
@@ -180,23 +240,57 @@ static BUILTIN: [TypeSpec; 18] = [
             "dict",
             "DictProxy",
             &[
-                "__contains__", "__delitem__", "__getitem__", "__ior__", "__iter__", "__len__",
-                "__or__", "__reversed__", "__ror__", "__setitem__", "clear", "copy", "fromkeys",
-                "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values",
+                "__contains__",
+                "__delitem__",
+                "__getitem__",
+                "__ior__",
+                "__iter__",
+                "__len__",
+                "__or__",
+                "__reversed__",
+                "__ror__",
+                "__setitem__",
+                "clear",
+                "copy",
+                "fromkeys",
+                "get",
+                "items",
+                "keys",
+                "pop",
+                "popitem",
+                "setdefault",
+                "update",
+                "values",
                 "__iter__",
             ],
         )
     },
     spec("Value", "ValueProxy", &["get", "set"]),
-    spec("Array", "ArrayProxy", &["__len__", "__getitem__", "__setitem__"]),
-    spec("Namespace", "NamespaceProxy", &["__getattribute__", "__setattr__", "__delattr__"]),
+    spec(
+        "Array",
+        "ArrayProxy",
+        &["__len__", "__getitem__", "__setitem__"],
+    ),
+    spec(
+        "Namespace",
+        "NamespaceProxy",
+        &["__getattribute__", "__setattr__", "__delattr__"],
+    ),
     TypeSpec {
         creatable: false,
-        ..spec("Iterator", "IteratorProxy", &["__next__", "send", "throw", "close"])
+        ..spec(
+            "Iterator",
+            "IteratorProxy",
+            &["__next__", "send", "throw", "close"],
+        )
     },
     TypeSpec {
         creatable: false,
-        ..spec("AsyncResult", "AutoProxy", &["get", "ready", "successful", "wait"])
+        ..spec(
+            "AsyncResult",
+            "AutoProxy",
+            &["get", "ready", "successful", "wait"],
+        )
     },
     TypeSpec {
         since: (3, 14),
@@ -204,12 +298,43 @@ static BUILTIN: [TypeSpec; 18] = [
             "set",
             "SetProxy",
             &[
-                "__and__", "__class_getitem__", "__contains__", "__iand__", "__ior__", "__isub__",
-                "__iter__", "__ixor__", "__len__", "__or__", "__rand__", "__ror__", "__rsub__",
-                "__rxor__", "__sub__", "__xor__", "__ge__", "__gt__", "__le__", "__lt__", "add",
-                "clear", "copy", "difference", "difference_update", "discard", "intersection",
-                "intersection_update", "isdisjoint", "issubset", "issuperset", "pop", "remove",
-                "symmetric_difference", "symmetric_difference_update", "union", "update",
+                "__and__",
+                "__class_getitem__",
+                "__contains__",
+                "__iand__",
+                "__ior__",
+                "__isub__",
+                "__iter__",
+                "__ixor__",
+                "__len__",
+                "__or__",
+                "__rand__",
+                "__ror__",
+                "__rsub__",
+                "__rxor__",
+                "__sub__",
+                "__xor__",
+                "__ge__",
+                "__gt__",
+                "__le__",
+                "__lt__",
+                "add",
+                "clear",
+                "copy",
+                "difference",
+                "difference_update",
+                "discard",
+                "intersection",
+                "intersection_update",
+                "isdisjoint",
+                "issubset",
+                "issuperset",
+                "pop",
+                "remove",
+                "symmetric_difference",
+                "symmetric_difference_update",
+                "union",
+                "update",
             ],
         )
     },

@@ -128,7 +128,11 @@ impl Reply {
         let items = match v {
             Value::Tuple(t) => t.items.clone(),
             Value::List(l) => l.read_recursive().items.clone(),
-            other => return Err(MessageError::ReplyShape { found: describe(other) }),
+            other => {
+                return Err(MessageError::ReplyShape {
+                    found: describe(other),
+                })
+            }
         };
         let [k, payload] = items.as_slice() else {
             return Err(MessageError::ReplyShape { found: describe(v) });
@@ -163,7 +167,10 @@ impl Reply {
                         payload,
                     ));
                 };
-                Reply::Proxy { exposed: names(exposed, "#PROXY exposed")?, token: Token::from_value(token)? }
+                Reply::Proxy {
+                    exposed: names(exposed, "#PROXY exposed")?,
+                    token: Token::from_value(token)?,
+                }
             }
             _ => return Err(unknown()),
         })
@@ -194,9 +201,16 @@ impl PartialEq for Reply {
             (Reply::Return(a), Reply::Return(b)) | (Reply::Error(a), Reply::Error(b)) => eq(a, b),
             (Reply::Traceback(a), Reply::Traceback(b)) => a == b,
             (Reply::Unserializable(a), Reply::Unserializable(b)) => a == b,
-            (Reply::Proxy { exposed: e1, token: t1 }, Reply::Proxy { exposed: e2, token: t2 }) => {
-                e1 == e2 && t1 == t2
-            }
+            (
+                Reply::Proxy {
+                    exposed: e1,
+                    token: t1,
+                },
+                Reply::Proxy {
+                    exposed: e2,
+                    token: t2,
+                },
+            ) => e1 == e2 && t1 == t2,
             _ => false,
         }
     }

@@ -47,13 +47,23 @@ impl Request {
         args: Vec<Value>,
         kwargs: Vec<(String, Value)>,
     ) -> Request {
-        Request { ident: Some(ident.into()), method: method.into(), args, kwargs }
+        Request {
+            ident: Some(ident.into()),
+            method: method.into(),
+            args,
+            kwargs,
+        }
     }
 
     /// A public operation `(None, op, args, {})`, e.g.
     /// `Request::public(PublicOp::Incref, vec![Value::str(ident)])`.
     pub fn public(op: PublicOp, args: Vec<Value>) -> Request {
-        Request { ident: None, method: op.name().to_string(), args, kwargs: Vec::new() }
+        Request {
+            ident: None,
+            method: op.name().to_string(),
+            args,
+            kwargs: Vec::new(),
+        }
     }
 
     /// The public operation this request names, if `method` is one.
@@ -91,30 +101,57 @@ impl Request {
             Value::Tuple(t) => t.items.clone(),
             Value::List(l) => l.read_recursive().items.clone(),
             other => {
-                return Err(MessageError::RequestShape { found: describe(other), len: None })
+                return Err(MessageError::RequestShape {
+                    found: describe(other),
+                    len: None,
+                })
             }
         };
         let [ident, method, args, kwds] = items.as_slice() else {
-            return Err(MessageError::RequestShape { found: describe(v), len: Some(items.len()) });
+            return Err(MessageError::RequestShape {
+                found: describe(v),
+                len: Some(items.len()),
+            });
         };
         let ident = match ident {
             Value::None => None,
             Value::Str(_) => Some(text(ident, "request ident")?),
-            other => return Err(MessageError::wrong_type("request ident", "None or a str", other)),
+            other => {
+                return Err(MessageError::wrong_type(
+                    "request ident",
+                    "None or a str",
+                    other,
+                ))
+            }
         };
         let method = match method {
             Value::Str(_) => text(method, "request method name")?,
-            other => return Err(MessageError::wrong_type("request method name", "a str", other)),
+            other => {
+                return Err(MessageError::wrong_type(
+                    "request method name",
+                    "a str",
+                    other,
+                ))
+            }
         };
         let args = match args {
             Value::Tuple(t) => t.items.clone(),
             Value::List(l) => l.read_recursive().items.clone(),
             other => {
-                return Err(MessageError::wrong_type("request args", "a tuple (or list)", other))
+                return Err(MessageError::wrong_type(
+                    "request args",
+                    "a tuple (or list)",
+                    other,
+                ))
             }
         };
         let kwargs = kwargs_from_value(kwds, "request kwds")?;
-        Ok(Request { ident, method, args, kwargs })
+        Ok(Request {
+            ident,
+            method,
+            args,
+            kwargs,
+        })
     }
 }
 
@@ -163,7 +200,11 @@ impl PartialEq for Request {
             && self.args.len() == other.args.len()
             && self.args.iter().zip(&other.args).all(|(a, b)| eq(a, b))
             && self.kwargs.len() == other.kwargs.len()
-            && self.kwargs.iter().zip(&other.kwargs).all(|((k1, v1), (k2, v2))| k1 == k2 && eq(v1, v2))
+            && self
+                .kwargs
+                .iter()
+                .zip(&other.kwargs)
+                .all(|((k1, v1), (k2, v2))| k1 == k2 && eq(v1, v2))
     }
 }
 

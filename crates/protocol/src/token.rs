@@ -47,7 +47,10 @@ pub enum PyAddress {
 impl PyAddress {
     /// A TCP address.
     pub fn tcp(host: &str, port: u16) -> PyAddress {
-        PyAddress::Tcp { host: host.to_string(), port }
+        PyAddress::Tcp {
+            host: host.to_string(),
+            port,
+        }
     }
 
     /// The Python value: a `(host, port)` tuple, a `str` or a `bytes`.
@@ -63,7 +66,10 @@ impl PyAddress {
 
     /// Reads an address value.
     pub fn from_value(v: &Value) -> Result<PyAddress, MessageError> {
-        let bad = |reason: &str| MessageError::BadAddress { found: repr(v), reason: reason.into() };
+        let bad = |reason: &str| MessageError::BadAddress {
+            found: repr(v),
+            reason: reason.into(),
+        };
         match v {
             Value::Tuple(t) => {
                 let [host, port] = t.as_slice() else {
@@ -72,19 +78,28 @@ impl PyAddress {
                 let Value::Str(host) = host else {
                     return Err(bad("the host must be a str"));
                 };
-                let host = host.as_str().ok_or_else(|| bad("the host holds lone surrogates"))?;
+                let host = host
+                    .as_str()
+                    .ok_or_else(|| bad("the host holds lone surrogates"))?;
                 let port = match port {
-                    Value::Int(p) => u16::try_from(*p).map_err(|_| bad("the port must be 0-65535"))?,
+                    Value::Int(p) => {
+                        u16::try_from(*p).map_err(|_| bad("the port must be 0-65535"))?
+                    }
                     _ => return Err(bad("the port must be an int")),
                 };
-                Ok(PyAddress::Tcp { host: host.to_string(), port })
+                Ok(PyAddress::Tcp {
+                    host: host.to_string(),
+                    port,
+                })
             }
             Value::Str(s) => s
                 .as_str()
                 .map(|s| PyAddress::Path(s.to_string()))
                 .ok_or_else(|| bad("the path holds lone surrogates")),
             Value::Bytes(b) if b.first() == Some(&0) => Ok(PyAddress::Abstract(b.to_vec())),
-            Value::Bytes(_) => Err(bad("a bytes address must be an abstract socket name starting with b'\\x00'")),
+            Value::Bytes(_) => Err(bad(
+                "a bytes address must be an abstract socket name starting with b'\\x00'",
+            )),
             other => Err(MessageError::BadAddress {
                 found: describe(other),
                 reason: "an address must be a (host, port) tuple, a str or a bytes".into(),
@@ -128,7 +143,8 @@ impl PyAddress {
             }
             (PyAddress::Path(a), PyAddress::Path(b)) => a == b,
             (PyAddress::Abstract(a), PyAddress::Abstract(b)) => a == b,
-            (PyAddress::Path(p), PyAddress::Abstract(b)) | (PyAddress::Abstract(b), PyAddress::Path(p)) => {
+            (PyAddress::Path(p), PyAddress::Abstract(b))
+            | (PyAddress::Abstract(b), PyAddress::Path(p)) => {
                 p.starts_with('\0') && p.as_bytes() == b.as_slice()
             }
             _ => false,
@@ -140,7 +156,8 @@ fn is_loopback(host: &str) -> bool {
     let h = host.trim_start_matches('[').trim_end_matches(']');
     h.eq_ignore_ascii_case("localhost")
         || h == "::1"
-        || h.parse::<std::net::Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || h.parse::<std::net::Ipv4Addr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn is_wildcard(host: &str) -> bool {
@@ -186,7 +203,11 @@ pub struct Token {
 impl Token {
     /// A token.
     pub fn new(typeid: &str, address: PyAddress, id: &str) -> Token {
-        Token { typeid: typeid.to_string(), address, id: id.to_string() }
+        Token {
+            typeid: typeid.to_string(),
+            address,
+            id: id.to_string(),
+        }
     }
 
     /// The global `multiprocessing.managers.Token`.
@@ -227,11 +248,19 @@ impl Token {
                 Some(g) => format!("{g:?}"),
                 None => describe(&o.callable),
             };
-            return Err(bad(format!("built by {what}, not multiprocessing.managers.Token")));
+            return Err(bad(format!(
+                "built by {what}, not multiprocessing.managers.Token"
+            )));
         }
-        let state = o.state.as_ref().ok_or_else(|| bad("the Token has no state".into()))?;
+        let state = o
+            .state
+            .as_ref()
+            .ok_or_else(|| bad("the Token has no state".into()))?;
         let Value::Tuple(t) = state else {
-            return Err(bad(format!("the state must be a (typeid, address, id) tuple, got {}", describe(state))));
+            return Err(bad(format!(
+                "the state must be a (typeid, address, id) tuple, got {}",
+                describe(state)
+            )));
         };
         let [typeid, address, id] = t.as_slice() else {
             return Err(bad(format!(

@@ -45,7 +45,12 @@ pub struct Frame {
 impl Frame {
     /// A frame in `<mpmanager>` for `function`, line 0, without source.
     pub fn mpmanager(function: &str) -> Frame {
-        Frame { file: "<mpmanager>".into(), line: 0, function: function.into(), source: None }
+        Frame {
+            file: "<mpmanager>".into(),
+            line: 0,
+            function: function.into(),
+            source: None,
+        }
     }
 }
 
@@ -62,7 +67,10 @@ pub struct TbEntry {
 impl TbEntry {
     /// An entry for `err` raised in `function`.
     pub fn new(function: &str, err: &PyErr) -> TbEntry {
-        TbEntry { frames: vec![Frame::mpmanager(function)], exception: exception_line(err) }
+        TbEntry {
+            frames: vec![Frame::mpmanager(function)],
+            exception: exception_line(err),
+        }
     }
 }
 
@@ -83,13 +91,18 @@ pub fn format_chain(entries: &[TbEntry]) -> String {
     let mut out = String::new();
     for (i, e) in entries.iter().enumerate() {
         if i > 0 {
-            out.push_str("\nDuring handling of the above exception, another exception occurred:\n\n");
+            out.push_str(
+                "\nDuring handling of the above exception, another exception occurred:\n\n",
+            );
         }
         if !e.frames.is_empty() {
             out.push_str("Traceback (most recent call last):\n");
         }
         for f in &e.frames {
-            out.push_str(&format!("  File \"{}\", line {}, in {}\n", f.file, f.line, f.function));
+            out.push_str(&format!(
+                "  File \"{}\", line {}, in {}\n",
+                f.file, f.line, f.function
+            ));
             if let Some(src) = &f.source {
                 out.push_str(&format!("    {src}\n"));
             }
@@ -116,7 +129,11 @@ pub fn format_chain(entries: &[TbEntry]) -> String {
 /// ```
 pub fn exception_line(err: &PyErr) -> String {
     let (module, name) = err.ty.path();
-    let ty = if module == "builtins" { name.to_string() } else { format!("{module}.{name}") };
+    let ty = if module == "builtins" {
+        name.to_string()
+    } else {
+        format!("{module}.{name}")
+    };
     let msg = match err.args.as_slice() {
         [] => String::new(),
         [one] if matches!(err.ty, ExcType::KeyError) => repr(one),
@@ -198,7 +215,10 @@ pub fn not_exposed<S: AsRef<str>>(method: &str, class: &str, exposed: &[S]) -> S
 /// ```
 pub fn unknown_ident(ident: &str) -> String {
     let e = PyErr::key_error(Value::str(ident));
-    format_chain(&[TbEntry::new("serve_client", &e), TbEntry::new("serve_client", &e)])
+    format_chain(&[
+        TbEntry::new("serve_client", &e),
+        TbEntry::new("serve_client", &e),
+    ])
 }
 
 /// The `#TRACEBACK` text for a first request naming something that is not a
@@ -224,7 +244,10 @@ pub fn unrecognized_operation(name: &str) -> String {
 /// ```
 pub fn unknown_typeid(typeid: &str) -> String {
     format_chain(&[TbEntry {
-        frames: vec![Frame::mpmanager("_handle_request"), Frame::mpmanager("create")],
+        frames: vec![
+            Frame::mpmanager("_handle_request"),
+            Frame::mpmanager("create"),
+        ],
         exception: exception_line(&PyErr::key_error(Value::str(typeid))),
     }])
 }

@@ -52,17 +52,34 @@ fn list_proxy_wire_shape() {
     assert_eq!(back.serializer, "pickle");
     assert!(back.dropped_kwds.is_empty());
     // Shape details: REDUCE of a global, 4 args, callable globals.
-    let Value::Object(o) = p.to_value() else { panic!() };
+    let Value::Object(o) = p.to_value() else {
+        panic!()
+    };
     let o = o.read();
     assert_eq!(o.construct, mpmanager_pickle::Construct::Reduce);
-    assert!(o.global().unwrap().is("multiprocessing.managers", "RebuildProxy"));
+    assert!(o
+        .global()
+        .unwrap()
+        .is("multiprocessing.managers", "RebuildProxy"));
     assert_eq!(o.args_slice().len(), 4);
-    assert!(matches!(&o.args_slice()[0], Value::Global(g) if g.is("multiprocessing.managers", "ListProxy")));
+    assert!(
+        matches!(&o.args_slice()[0], Value::Global(g) if g.is("multiprocessing.managers", "ListProxy"))
+    );
 }
 
 #[test]
 fn auto_proxy_wire_shape() {
-    let names = ["empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "task_done"];
+    let names = [
+        "empty",
+        "full",
+        "get",
+        "get_nowait",
+        "join",
+        "put",
+        "put_nowait",
+        "qsize",
+        "task_done",
+    ];
     let tok = Token::new("Queue", PyAddress::tcp("127.0.0.1", 50011), "7f00");
     let expected = rebuild(
         Value::global("multiprocessing.managers", "AutoProxy"),
@@ -113,15 +130,25 @@ fn authkey_incref_and_manager_owned_are_dropped() {
         Value::global("multiprocessing.managers", "DictProxy"),
         token("2").to_value(),
         s("pickle"),
-        d(vec![("exposed", t(vec![s("get")])), ("authkey", Value::bytes(b"k"))]),
+        d(vec![
+            ("exposed", t(vec![s("get")])),
+            ("authkey", Value::bytes(b"k")),
+        ]),
     );
     let p = ProxyRef::from_value(&v).unwrap();
     assert_eq!(p.exposed, None);
     assert_eq!(p.dropped_kwds, ["exposed", "authkey"]);
-    let Value::Object(o) = p.to_value() else { panic!() };
+    let Value::Object(o) = p.to_value() else {
+        panic!()
+    };
     assert_py_eq(&o.read().args_slice()[3], &d(vec![]));
     // A user proxy class from another module is kept as is.
-    let v = rebuild(Value::global("mymod", "MyProxy"), token("3").to_value(), s("xmlrpclib"), d(vec![]));
+    let v = rebuild(
+        Value::global("mymod", "MyProxy"),
+        token("3").to_value(),
+        s("xmlrpclib"),
+        d(vec![]),
+    );
     let p = ProxyRef::from_value(&v).unwrap();
     assert_eq!(p.func, Global::new("mymod", "MyProxy"));
     assert_eq!(p.serializer, "xmlrpclib");
@@ -141,7 +168,12 @@ fn malformed_proxies() {
         Value::global("multiprocessing.managers", "RebuildProxy"),
         vec![Value::global("m", "P"), good_token.clone(), s("pickle")],
     ))));
-    assert!(bad(rebuild(s("ListProxy"), good_token.clone(), s("pickle"), d(vec![]))));
+    assert!(bad(rebuild(
+        s("ListProxy"),
+        good_token.clone(),
+        s("pickle"),
+        d(vec![])
+    )));
     let func = || Value::global("multiprocessing.managers", "ListProxy");
     assert!(matches!(
         ProxyRef::from_value(&rebuild(func(), s("tok"), s("pickle"), d(vec![]))),
@@ -149,11 +181,17 @@ fn malformed_proxies() {
     ));
     assert!(matches!(
         ProxyRef::from_value(&rebuild(func(), good_token.clone(), Value::None, d(vec![]))),
-        Err(MessageError::WrongType { field: "proxy serializer", .. })
+        Err(MessageError::WrongType {
+            field: "proxy serializer",
+            ..
+        })
     ));
     assert!(matches!(
         ProxyRef::from_value(&rebuild(func(), good_token.clone(), s("pickle"), t(vec![]))),
-        Err(MessageError::WrongType { field: "proxy kwds", .. })
+        Err(MessageError::WrongType {
+            field: "proxy kwds",
+            ..
+        })
     ));
     assert!(matches!(
         ProxyRef::from_value(&rebuild(
@@ -162,7 +200,10 @@ fn malformed_proxies() {
             s("pickle"),
             d(vec![("exposed", Value::Int(3))])
         )),
-        Err(MessageError::WrongType { field: "proxy exposed", .. })
+        Err(MessageError::WrongType {
+            field: "proxy exposed",
+            ..
+        })
     ));
 }
 
@@ -172,7 +213,11 @@ fn malformed_proxies() {
 fn walk_finds_nested_proxies_in_order() {
     let p = |id: &str| ProxyRef::class_proxy("ListProxy", token(id));
     // An opaque object holding proxies in its state, list items and dict items.
-    let mut obj = Object::new_obj(Global::new("mymod", "Holder"), vec![], Some(d(vec![("x", p("o1").to_value())])));
+    let mut obj = Object::new_obj(
+        Global::new("mymod", "Holder"),
+        vec![],
+        Some(d(vec![("x", p("o1").to_value())])),
+    );
     obj.list_items.push(p("o2").to_value());
     obj.dict_items.push((s("k"), p("o3").to_value()));
     let root = Value::list(vec![
@@ -183,7 +228,10 @@ fn walk_finds_nested_proxies_in_order() {
         Value::set(vec![p("set").to_value()]).unwrap(),
         Value::object(obj),
     ]);
-    let ids: Vec<String> = find_proxies(&root).into_iter().map(|p| p.token.id).collect();
+    let ids: Vec<String> = find_proxies(&root)
+        .into_iter()
+        .map(|p| p.token.id)
+        .collect();
     assert_eq!(ids, ["t1", "d1", "key", "set", "o1", "o2", "o3"]);
     // A bare proxy is found; scalars hold none.
     assert_eq!(find_proxies(&p("r").to_value()), vec![p("r")]);
@@ -195,7 +243,11 @@ fn walk_finds_nested_proxies_in_order() {
 fn walk_reports_a_shared_proxy_object_once_and_distinct_ones_each() {
     let shared = ProxyRef::class_proxy("ListProxy", token("a")).to_value();
     let other_same_token = ProxyRef::class_proxy("ListProxy", token("a")).to_value();
-    let root = t(vec![shared.clone(), Value::list(vec![shared]), other_same_token]);
+    let root = t(vec![
+        shared.clone(),
+        Value::list(vec![shared]),
+        other_same_token,
+    ]);
     assert_eq!(find_proxies(&root).len(), 2);
 }
 
@@ -211,7 +263,8 @@ fn walk_terminates_on_cycles() {
     let a = d(vec![]);
     let b = d(vec![("a", a.clone())]);
     if let Value::Dict(ad) = &a {
-        ad.write().insert(mpmanager_pickle::Key::str("b"), b.clone());
+        ad.write()
+            .insert(mpmanager_pickle::Key::str("b"), b.clone());
     }
     assert!(find_proxies(&a).is_empty());
     // Break the cycles so that the test does not leak.
@@ -255,9 +308,24 @@ fn type_table() {
     assert_eq!(
         ids,
         [
-            "Queue", "JoinableQueue", "Event", "Lock", "RLock", "Semaphore", "BoundedSemaphore",
-            "Condition", "Barrier", "Pool", "list", "dict", "Value", "Array", "Namespace",
-            "Iterator", "AsyncResult", "set"
+            "Queue",
+            "JoinableQueue",
+            "Event",
+            "Lock",
+            "RLock",
+            "Semaphore",
+            "BoundedSemaphore",
+            "Condition",
+            "Barrier",
+            "Pool",
+            "list",
+            "dict",
+            "Value",
+            "Array",
+            "Namespace",
+            "Iterator",
+            "AsyncResult",
+            "set"
         ]
     );
     for spec in builtin_typeids() {
@@ -272,7 +340,10 @@ fn type_table() {
             assert_eq!(spec.typeid_for_method(m), Some(*target));
             assert!(lookup(target).is_some());
         }
-        assert_eq!(spec.proxy_func().module.as_ref(), "multiprocessing.managers");
+        assert_eq!(
+            spec.proxy_func().module.as_ref(),
+            "multiprocessing.managers"
+        );
     }
     assert!(lookup("nosuch").is_none());
 }
@@ -281,13 +352,44 @@ fn type_table() {
 fn type_table_matches_captured_exposed_tuples() {
     // 3.11 server's create replies (§3.3, §4.1): every name still exposed.
     let dict311 = [
-        "__contains__", "__delitem__", "__getitem__", "__iter__", "__len__", "__setitem__", "clear",
-        "copy", "get", "items", "keys", "pop", "popitem", "setdefault", "update", "values", "__iter__",
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__iter__",
+        "__len__",
+        "__setitem__",
+        "clear",
+        "copy",
+        "get",
+        "items",
+        "keys",
+        "pop",
+        "popitem",
+        "setdefault",
+        "update",
+        "values",
+        "__iter__",
     ];
     let list311 = [
-        "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__", "__reversed__",
-        "__rmul__", "__setitem__", "append", "count", "extend", "index", "insert", "pop", "remove",
-        "reverse", "sort", "__imul__",
+        "__add__",
+        "__contains__",
+        "__delitem__",
+        "__getitem__",
+        "__len__",
+        "__mul__",
+        "__reversed__",
+        "__rmul__",
+        "__setitem__",
+        "append",
+        "count",
+        "extend",
+        "index",
+        "insert",
+        "pop",
+        "remove",
+        "reverse",
+        "sort",
+        "__imul__",
     ];
     for (typeid, old) in [("dict", &dict311[..]), ("list", &list311[..])] {
         let spec = lookup(typeid).unwrap();
@@ -296,7 +398,10 @@ fn type_table_matches_captured_exposed_tuples() {
         }
     }
     let dict = lookup("dict").unwrap();
-    assert_eq!(dict.exposed().iter().filter(|n| **n == "__iter__").count(), 2);
+    assert_eq!(
+        dict.exposed().iter().filter(|n| **n == "__iter__").count(),
+        2
+    );
     assert_eq!(dict.exposed().last(), Some(&"__iter__"));
     for n in ["__ior__", "__or__", "__ror__", "__reversed__", "fromkeys"] {
         assert!(dict.exposes(n));
@@ -308,7 +413,18 @@ fn type_table_matches_captured_exposed_tuples() {
     let q = lookup("Queue").unwrap();
     assert_eq!(
         q.exposed(),
-        ["empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize", "shutdown", "task_done"]
+        [
+            "empty",
+            "full",
+            "get",
+            "get_nowait",
+            "join",
+            "put",
+            "put_nowait",
+            "qsize",
+            "shutdown",
+            "task_done"
+        ]
     );
     assert!(q.is_auto() && lookup("JoinableQueue").unwrap().is_auto());
     let mut sorted = q.exposed().to_vec();
@@ -327,9 +443,18 @@ fn type_table_matches_captured_exposed_tuples() {
     assert!(lookup("list").unwrap().has_creator());
     assert_eq!(lookup("set").unwrap().since(), (3, 14));
     assert_eq!(lookup("set").unwrap().exposed().len(), 37);
-    assert!(lookup("set").unwrap().typeid_for_method("__iter__").is_none());
-    assert_eq!(lookup("Lock").unwrap().exposed(), ["acquire", "release", "locked"]);
-    assert_eq!(lookup("Barrier").unwrap().exposed(), ["__getattribute__", "wait", "abort", "reset"]);
+    assert!(lookup("set")
+        .unwrap()
+        .typeid_for_method("__iter__")
+        .is_none());
+    assert_eq!(
+        lookup("Lock").unwrap().exposed(),
+        ["acquire", "release", "locked"]
+    );
+    assert_eq!(
+        lookup("Barrier").unwrap().exposed(),
+        ["__getattribute__", "wait", "abort", "reset"]
+    );
     assert_eq!(lookup("Event").unwrap().proxy_class(), "EventProxy");
 }
 
@@ -339,7 +464,10 @@ fn type_spec_builds_the_proxy_a_client_would_pickle() {
     let p = lookup("Queue").unwrap().proxy_ref(tok.clone());
     assert!(p.is_auto());
     assert_eq!(p.exposed.as_ref().unwrap().len(), 10);
-    let p = lookup("list").unwrap().proxy_ref(Token { typeid: "list".into(), ..tok });
+    let p = lookup("list").unwrap().proxy_ref(Token {
+        typeid: "list".into(),
+        ..tok
+    });
     assert_eq!(p.class_name(), "ListProxy");
     assert_eq!(p.exposed, None);
 }
@@ -364,30 +492,65 @@ AttributeError: method 'nosuch' of <class 'list'> object is not in exposed={'cou
 Traceback (most recent call last):\n  File \"<mpmanager>\", line 0, in serve_client\n\
 KeyError: 'nosuch'\n";
     assert_eq!(text, expected);
-    assert!(not_exposed::<&str>("_h", "queue.Queue", &[]).contains("<class 'queue.Queue'> object is not in exposed=set()\n"));
+    assert!(not_exposed::<&str>("_h", "queue.Queue", &[])
+        .contains("<class 'queue.Queue'> object is not in exposed=set()\n"));
 }
 
 #[test]
 fn standard_tracebacks_end_like_cpython() {
-    let last = |text: &str| text.trim_end_matches('\n').rsplit('\n').next().unwrap().to_string();
+    let last = |text: &str| {
+        text.trim_end_matches('\n')
+            .rsplit('\n')
+            .next()
+            .unwrap()
+            .to_string()
+    };
     assert_eq!(last(&unknown_ident("nonexist")), "KeyError: 'nonexist'");
-    assert_eq!(last(&unknown_typeid("nosuchtype")), "KeyError: 'nosuchtype'");
-    assert_eq!(last(&unrecognized_operation("foo")), "AssertionError: 'foo' unrecognized");
-    for text in [unknown_ident("a"), unknown_typeid("b"), unrecognized_operation("c")] {
+    assert_eq!(
+        last(&unknown_typeid("nosuchtype")),
+        "KeyError: 'nosuchtype'"
+    );
+    assert_eq!(
+        last(&unrecognized_operation("foo")),
+        "AssertionError: 'foo' unrecognized"
+    );
+    for text in [
+        unknown_ident("a"),
+        unknown_typeid("b"),
+        unrecognized_operation("c"),
+    ] {
         assert!(text.starts_with("Traceback (most recent call last):\n  File "));
         assert!(text.ends_with('\n'));
     }
-    let e = PyErr::with_args(ExcType::Other(Global::new("threading", "BrokenBarrierError").into()), vec![]);
+    let e = PyErr::with_args(
+        ExcType::Other(Global::new("threading", "BrokenBarrierError").into()),
+        vec![],
+    );
     assert_eq!(exception_line(&e), "threading.BrokenBarrierError");
-    assert_eq!(exception_line(&PyErr::key_error(Value::Int(3))), "KeyError: 3");
+    assert_eq!(
+        exception_line(&PyErr::key_error(Value::Int(3))),
+        "KeyError: 3"
+    );
     assert_eq!(exception_line(&PyErr::key_error(s(""))), "KeyError: ''");
     assert_eq!(
-        exception_line(&PyErr::with_args(ExcType::OverflowError, vec![Value::Int(1), s("x")])),
+        exception_line(&PyErr::with_args(
+            ExcType::OverflowError,
+            vec![Value::Int(1), s("x")]
+        )),
         "OverflowError: (1, 'x')"
     );
-    assert_eq!(exception_line(&PyErr::with_args(ExcType::StopIteration, vec![])), "StopIteration");
     assert_eq!(
-        last(&for_error(&PyErr::new(ExcType::AttributeError, "'Namespace' object has no attribute 'y'"), "f")),
+        exception_line(&PyErr::with_args(ExcType::StopIteration, vec![])),
+        "StopIteration"
+    );
+    assert_eq!(
+        last(&for_error(
+            &PyErr::new(
+                ExcType::AttributeError,
+                "'Namespace' object has no attribute 'y'"
+            ),
+            "f"
+        )),
         "AttributeError: 'Namespace' object has no attribute 'y'"
     );
     let chain = format_chain(&[TbEntry {
@@ -399,5 +562,8 @@ fn standard_tracebacks_end_like_cpython() {
         }],
         exception: "X: y".into(),
     }]);
-    assert_eq!(chain, "Traceback (most recent call last):\n  File \"m.py\", line 3, in f\n    raise X\nX: y\n");
+    assert_eq!(
+        chain,
+        "Traceback (most recent call last):\n  File \"m.py\", line 3, in f\n    raise X\nX: y\n"
+    );
 }
