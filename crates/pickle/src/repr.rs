@@ -254,12 +254,21 @@ fn write_str_repr(s: &PyStr, out: &mut String) {
 }
 
 fn write_bytes_repr(b: &[u8], out: &mut String) {
+    write_bytes_literal(b, out, false)
+}
+
+/// `bytearray.__repr__` escapes `'` even inside `"…"`.
+fn write_bytearray_repr(b: &[u8], out: &mut String) {
+    write_bytes_literal(b, out, true)
+}
+
+fn write_bytes_literal(b: &[u8], out: &mut String, always_escape_sq: bool) {
     let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
     out.push('b');
     out.push(quote as char);
     for &c in b {
         match c {
-            _ if c == quote || c == b'\\' => {
+            _ if c == quote || c == b'\\' || (always_escape_sq && c == b'\'') => {
                 out.push('\\');
                 out.push(c as char);
             }
@@ -379,7 +388,7 @@ impl Repr {
             Value::Bytes(b) => write_bytes_repr(b, out),
             Value::ByteArray(b) => {
                 out.push_str("bytearray(");
-                write_bytes_repr(&b.read_recursive(), out);
+                write_bytearray_repr(&b.read_recursive(), out);
                 out.push(')');
             }
             Value::Global(g) => out.push_str(&class_repr(g)),
@@ -690,7 +699,12 @@ impl Repr {
                 Some(s)
             }
             ("bytearray", []) => Some("bytearray(b'')".into()),
-            ("bytearray", [Value::Bytes(b)]) => Some(format!("bytearray({})", bytes_repr(b))),
+            ("bytearray", [Value::Bytes(b)]) => {
+                let mut s = String::from("bytearray(");
+                write_bytearray_repr(b, &mut s);
+                s.push(')');
+                Some(s)
+            }
             ("complex", [re, im]) => match (as_f64(re), as_f64(im)) {
                 (Some(r), Some(i)) => Some(complex_repr(r, i)),
                 _ => None,
