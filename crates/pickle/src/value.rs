@@ -37,9 +37,10 @@ pub fn shared<T>(value: T) -> Shared<T> {
 /// let v = Value::list(vec![Value::Int(1), Value::str("a")]);
 /// assert_eq!(v.type_name(), "list");
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub enum Value {
     /// `None`.
+    #[default]
     None,
     /// `True` / `False`.
     Bool(bool),
@@ -795,12 +796,6 @@ impl Value {
                 | Value::Slice(_)
                 | Value::Object(_)
         )
-    }
-}
-
-impl Default for Value {
-    fn default() -> Value {
-        Value::None
     }
 }
 

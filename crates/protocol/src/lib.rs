@@ -41,7 +41,7 @@
 
 mod error;
 pub mod proxy;
-pub mod pyrepr;
+mod pyrepr;
 pub mod registry;
 pub mod reply;
 pub mod request;
@@ -66,7 +66,7 @@ pub(crate) fn text(v: &Value, field: &'static str) -> Result<String, MessageErro
             .map(str::to_string)
             .ok_or_else(|| MessageError::Surrogates {
                 field,
-                repr: pyrepr::pystr_repr(s),
+                repr: mpmanager_pickle::repr::str_repr(s),
             }),
         other => Err(MessageError::wrong_type(field, "a str", other)),
     }
