@@ -92,10 +92,13 @@
 //!
 //! # Limits and errors
 //!
-//! * Nesting deeper than [`MAX_DEPTH`] levels (counting `Option`s, newtypes
-//!   and enum payloads as levels too) fails with [`SerdeError::TooDeep`]:
-//!   CPython's own pickler stops at about the same depth. Deep structures
-//!   never overflow the stack: the walk grows it as needed.
+//! * Python nesting deeper than [`MAX_DEPTH`] levels (an enum variant's
+//!   `{name: payload}` dict counts as one) fails with
+//!   [`SerdeError::TooDeep`]: CPython's own pickler stops at about the same
+//!   depth. So does a Rust type that reads the same value through more than
+//!   [`MAX_DEPTH`] `Option`s or newtypes in a row (e.g. the self-recursive
+//!   `struct A(Option<Box<A>>)`, which would otherwise recurse forever).
+//!   Deep structures never overflow the stack: the walk grows it as needed.
 //! * A container that contains itself (`l = []; l.append(l)`) fails with
 //!   [`SerdeError::Recursive`] instead of looping; a container shared by
 //!   several places is simply read (or written) once per place.
@@ -181,7 +184,7 @@ pub enum SerdeError {
     #[error("unhashable dict key: {0}")]
     Unhashable(String),
     /// A `str` with lone surrogates, which no Rust string can hold.
-    #[error("str contains lone surrogates and cannot be a Rust string: {0:?}")]
+    #[error("str contains lone surrogates and cannot be a Rust string: '{0}'")]
     Surrogates(String),
     /// A container that contains itself.
     #[error("recursive structure: a '{0}' contains itself")]
@@ -516,7 +519,8 @@ impl ser::Serializer for ValueSerializer {
         Ok(Value::None)
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<Value, SerdeError> {
-        to_value_at(value, self.depth + 1)
+        // Not a level of Python nesting (and Rust data cannot wrap forever).
+        grow(|| value.serialize(self))
     }
     fn serialize_unit(self) -> Result<Value, SerdeError> {
         Ok(Value::None)
@@ -542,7 +546,7 @@ impl ser::Serializer for ValueSerializer {
                 return Ok(v);
             }
         }
-        to_value_at(value, self.depth + 1)
+        grow(|| value.serialize(self))
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
@@ -584,7 +588,12 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         len: usize,
     ) -> Result<SeqSerializer, SerdeError> {
-        let mut s = self.serialize_tuple(len)?;
+        // The tuple sits one level down, inside {variant: (...)}.
+        let depth = self.depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(SerdeError::TooDeep(MAX_DEPTH));
+        }
+        let mut s = ValueSerializer { depth }.serialize_tuple(len)?;
         s.variant = Some(variant);
         Ok(s)
     }
@@ -605,7 +614,11 @@ impl ser::Serializer for ValueSerializer {
         variant: &'static str,
         _len: usize,
     ) -> Result<MapSerializer, SerdeError> {
-        let mut m = self.serialize_map(None)?;
+        let depth = self.depth + 1;
+        if depth > MAX_DEPTH {
+            return Err(SerdeError::TooDeep(MAX_DEPTH));
+        }
+        let mut m = ValueSerializer { depth }.serialize_map(None)?;
         m.variant = Some(variant);
         Ok(m)
     }
@@ -782,7 +795,9 @@ impl Walk<'_> {
             Value::Bool(b) => s.serialize_bool(*b),
             Value::Int(i) => s.serialize_i64(*i),
             Value::BigInt(b) => {
-                if let Some(i) = b.to_i128() {
+                if let Some(u) = b.to_u64() {
+                    s.serialize_u64(u)
+                } else if let Some(i) = b.to_i128() {
                     s.serialize_i128(i)
                 } else if let Some(u) = b.to_u128() {
                     s.serialize_u128(u)
@@ -864,13 +879,18 @@ impl Walk<'_> {
 /// ```
 pub fn from_value<T: de::DeserializeOwned>(v: &Value) -> Result<T, SerdeError> {
     let active = Active::default();
-    grow(|| T::deserialize(ValueDeserializer { v: v.clone(), active: &active, depth: 0 }))
+    grow(|| T::deserialize(ValueDeserializer { v: v.clone(), active: &active, depth: 0, hops: 0 }))
 }
 
 struct ValueDeserializer<'c> {
     v: Value,
     active: &'c Active,
+    /// Python nesting depth of `v`.
     depth: usize,
+    /// How many times in a row `v` has been re-entered without descending
+    /// (`Option`, newtypes): bounded so that a type like
+    /// `struct A(Option<Box<A>>)` cannot recurse forever.
+    hops: usize,
 }
 
 /// Deserializes `v` one level below `depth`, growing the stack as needed.
@@ -884,21 +904,22 @@ fn de_child<'de, S: DeserializeSeed<'de>>(
     if depth > MAX_DEPTH {
         return Err(SerdeError::TooDeep(MAX_DEPTH));
     }
-    grow(|| seed.deserialize(ValueDeserializer { v, active, depth }))
+    grow(|| seed.deserialize(ValueDeserializer { v, active, depth, hops: 0 }))
 }
 
 impl<'c> ValueDeserializer<'c> {
-    /// `f` applied to a deserializer of `v` one level deeper.
+    /// `f` applied to a deserializer of `v` (this value again, or its
+    /// description) at the same depth.
     fn nested<R>(
         &self,
         v: Value,
         f: impl FnOnce(ValueDeserializer<'_>) -> Result<R, SerdeError>,
     ) -> Result<R, SerdeError> {
-        let depth = self.depth + 1;
-        if depth > MAX_DEPTH {
+        let hops = self.hops + 1;
+        if hops > MAX_DEPTH {
             return Err(SerdeError::TooDeep(MAX_DEPTH));
         }
-        grow(|| f(ValueDeserializer { v, active: self.active, depth }))
+        grow(|| f(ValueDeserializer { v, active: self.active, depth: self.depth, hops }))
     }
 
     fn int<T>(&self, target: &'static str) -> Result<T, SerdeError>
@@ -995,7 +1016,9 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
             Value::Bool(b) => visitor.visit_bool(*b),
             Value::Int(i) => visitor.visit_i64(*i),
             Value::BigInt(b) => {
-                if let Some(i) = b.to_i128() {
+                if let Some(u) = b.to_u64() {
+                    visitor.visit_u64(u)
+                } else if let Some(i) = b.to_i128() {
                     visitor.visit_i128(i)
                 } else if let Some(u) = b.to_u128() {
                     visitor.visit_u128(u)
@@ -1330,7 +1353,7 @@ impl VariantAccess<'_> {
         if depth > MAX_DEPTH {
             return Err(SerdeError::TooDeep(MAX_DEPTH));
         }
-        grow(|| f(ValueDeserializer { v, active: self.active, depth }))
+        grow(|| f(ValueDeserializer { v, active: self.active, depth, hops: 0 }))
     }
 }
 
