@@ -210,7 +210,10 @@ impl de::Error for SerdeError {
 }
 
 fn type_err(expected: impl Into<Cow<'static, str>>, found: &Value) -> SerdeError {
-    SerdeError::Type { expected: expected.into(), found: found.type_name() }
+    SerdeError::Type {
+        expected: expected.into(),
+        found: found.type_name(),
+    }
 }
 
 /// An int's decimal digits, abbreviated when very long.
@@ -219,7 +222,11 @@ fn int_text(b: &BigInt) -> String {
     if s.len() <= 50 {
         s
     } else {
-        format!("{}...({} digits)", &s[..20], s.trim_start_matches('-').len())
+        format!(
+            "{}...({} digits)",
+            &s[..20],
+            s.trim_start_matches('-').len()
+        )
     }
 }
 
@@ -246,7 +253,11 @@ fn seq_items(v: &Value) -> Option<Vec<Value>> {
     Some(match v {
         Value::List(l) => l.read_recursive().items.clone(),
         Value::Tuple(t) => t.items.clone(),
-        Value::Set(s) => s.read_recursive().iter().map(|k| k.value().clone()).collect(),
+        Value::Set(s) => s
+            .read_recursive()
+            .iter()
+            .map(|k| k.value().clone())
+            .collect(),
         Value::FrozenSet(s) => s.iter().map(|k| k.value().clone()).collect(),
         _ => return None,
     })
@@ -255,16 +266,23 @@ fn seq_items(v: &Value) -> Option<Vec<Value>> {
 fn byte_items(v: &Value) -> Option<Vec<Value>> {
     Some(match v {
         Value::Bytes(b) => b.iter().map(|&x| Value::Int(x as i64)).collect(),
-        Value::ByteArray(b) => b.read_recursive().iter().map(|&x| Value::Int(x as i64)).collect(),
+        Value::ByteArray(b) => b
+            .read_recursive()
+            .iter()
+            .map(|&x| Value::Int(x as i64))
+            .collect(),
         _ => return None,
     })
 }
 
 fn dict_pairs(v: &Value) -> Option<Vec<(Value, Value)>> {
     match v {
-        Value::Dict(d) => {
-            Some(d.read_recursive().iter().map(|(k, v)| (k.value().clone(), v.clone())).collect())
-        }
+        Value::Dict(d) => Some(
+            d.read_recursive()
+                .iter()
+                .map(|(k, v)| (k.value().clone(), v.clone()))
+                .collect(),
+        ),
         _ => None,
     }
 }
@@ -281,16 +299,21 @@ fn describe(v: &Value) -> Option<Value> {
         d.insert(Key::str(k), v);
     };
     match v {
-        Value::Complex(re, im) => {
-            put("$complex", Value::tuple(vec![Value::Float(*re), Value::Float(*im)]))
-        }
-        Value::Slice(s) => {
-            put("$slice", Value::tuple(vec![s.start.clone(), s.stop.clone(), s.step.clone()]))
-        }
+        Value::Complex(re, im) => put(
+            "$complex",
+            Value::tuple(vec![Value::Float(*re), Value::Float(*im)]),
+        ),
+        Value::Slice(s) => put(
+            "$slice",
+            Value::tuple(vec![s.start.clone(), s.stop.clone(), s.step.clone()]),
+        ),
         Value::Global(g) => put("$global", global_tuple(g)),
         Value::Object(o) => {
             let o = o.read_recursive();
-            put("$object", o.global().map_or_else(|| o.callable.clone(), global_tuple));
+            put(
+                "$object",
+                o.global().map_or_else(|| o.callable.clone(), global_tuple),
+            );
             #[allow(unreachable_patterns)]
             let construct = match o.construct {
                 Construct::Reduce => "reduce",
@@ -427,8 +450,11 @@ impl SeqSerializer {
         Ok(())
     }
     fn finish(self) -> Value {
-        let v =
-            if self.tuple { Value::tuple(self.items) } else { Value::list(self.items) };
+        let v = if self.tuple {
+            Value::tuple(self.items)
+        } else {
+            Value::list(self.items)
+        };
         match self.variant {
             Some(name) => variant_dict(name, v),
             None => v,
@@ -598,7 +624,12 @@ impl ser::Serializer for ValueSerializer {
         Ok(s)
     }
     fn serialize_map(self, _len: Option<usize>) -> Result<MapSerializer, SerdeError> {
-        Ok(MapSerializer { dict: Dict::default(), key: None, depth: self.depth, variant: None })
+        Ok(MapSerializer {
+            dict: Dict::default(),
+            key: None,
+            depth: self.depth,
+            variant: None,
+        })
     }
     fn serialize_struct(
         self,
@@ -751,8 +782,14 @@ impl Serialize for Value {
     fn serialize<S: ser::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let active = Active::default();
         SER_HANDOFF.with(|h| *h.borrow_mut() = Some(self.clone()));
-        let r = serializer
-            .serialize_newtype_struct(MAGIC, &Walk { v: self, active: &active, depth: 0 });
+        let r = serializer.serialize_newtype_struct(
+            MAGIC,
+            &Walk {
+                v: self,
+                active: &active,
+                depth: 0,
+            },
+        );
         SER_HANDOFF.with(|h| h.borrow_mut().take());
         r
     }
@@ -768,7 +805,11 @@ struct Walk<'a> {
 
 impl<'a> Walk<'a> {
     fn child(&self, v: &'a Value) -> Walk<'a> {
-        Walk { v, active: self.active, depth: self.depth + 1 }
+        Walk {
+            v,
+            active: self.active,
+            depth: self.depth + 1,
+        }
     }
 }
 
@@ -879,7 +920,14 @@ impl Walk<'_> {
 /// ```
 pub fn from_value<T: de::DeserializeOwned>(v: &Value) -> Result<T, SerdeError> {
     let active = Active::default();
-    grow(|| T::deserialize(ValueDeserializer { v: v.clone(), active: &active, depth: 0, hops: 0 }))
+    grow(|| {
+        T::deserialize(ValueDeserializer {
+            v: v.clone(),
+            active: &active,
+            depth: 0,
+            hops: 0,
+        })
+    })
 }
 
 struct ValueDeserializer<'c> {
@@ -904,7 +952,14 @@ fn de_child<'de, S: DeserializeSeed<'de>>(
     if depth > MAX_DEPTH {
         return Err(SerdeError::TooDeep(MAX_DEPTH));
     }
-    grow(|| seed.deserialize(ValueDeserializer { v, active, depth, hops: 0 }))
+    grow(|| {
+        seed.deserialize(ValueDeserializer {
+            v,
+            active,
+            depth,
+            hops: 0,
+        })
+    })
 }
 
 impl<'c> ValueDeserializer<'c> {
@@ -919,7 +974,14 @@ impl<'c> ValueDeserializer<'c> {
         if hops > MAX_DEPTH {
             return Err(SerdeError::TooDeep(MAX_DEPTH));
         }
-        grow(|| f(ValueDeserializer { v, active: self.active, depth: self.depth, hops }))
+        grow(|| {
+            f(ValueDeserializer {
+                v,
+                active: self.active,
+                depth: self.depth,
+                hops,
+            })
+        })
     }
 
     fn int<T>(&self, target: &'static str) -> Result<T, SerdeError>
@@ -942,7 +1004,10 @@ impl<'c> ValueDeserializer<'c> {
             Value::Bool(b) => Ok(*b as u8 as f64),
             Value::BigInt(b) => match b.to_f64() {
                 Some(f) if f.is_finite() => Ok(f),
-                _ => Err(SerdeError::OutOfRange { value: int_text(b), target: "float" }),
+                _ => Err(SerdeError::OutOfRange {
+                    value: int_text(b),
+                    target: "float",
+                }),
             },
             other => Err(type_err("a float", other)),
         }
@@ -962,8 +1027,11 @@ impl<'c> ValueDeserializer<'c> {
     ) -> Result<V::Value, SerdeError> {
         let _guard = self.active.enter(&self.v)?;
         let len = items.len();
-        let mut acc =
-            SeqAccess { items: items.into_iter(), active: self.active, depth: self.depth };
+        let mut acc = SeqAccess {
+            items: items.into_iter(),
+            active: self.active,
+            depth: self.depth,
+        };
         let r = visitor.visit_seq(&mut acc)?;
         let left = acc.items.len();
         if left > 0 {
@@ -1023,7 +1091,10 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
                 } else if let Some(u) = b.to_u128() {
                     visitor.visit_u128(u)
                 } else {
-                    Err(SerdeError::OutOfRange { value: int_text(b), target: "serde (i128/u128)" })
+                    Err(SerdeError::OutOfRange {
+                        value: int_text(b),
+                        target: "serde (i128/u128)",
+                    })
                 }
             }
             Value::Float(f) => visitor.visit_f64(*f),
@@ -1047,7 +1118,9 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
                 let _guard = self.active.enter(&self.v)?;
                 match describe(&self.v) {
                     Some(d) => self.nested(d, |de| de.deserialize_any(visitor)),
-                    None => Err(SerdeError::Custom("internal error: undescribed value".into())),
+                    None => Err(SerdeError::Custom(
+                        "internal error: undescribed value".into(),
+                    )),
                 }
             }
         }
@@ -1205,9 +1278,8 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
         _variants: &'static [&'static str],
         visitor: V,
     ) -> Result<V::Value, SerdeError> {
-        let expected = || -> Cow<'static, str> {
-            format!("a str or a single-key dict (enum {name})").into()
-        };
+        let expected =
+            || -> Cow<'static, str> { format!("a str or a single-key dict (enum {name})").into() };
         let (variant, payload) = match &self.v {
             Value::Str(_) => (self.v.clone(), None),
             Value::Dict(d) => {
@@ -1226,7 +1298,12 @@ impl<'de> Deserializer<'de> for ValueDeserializer<'_> {
             other => return Err(type_err(expected(), other)),
         };
         let _guard = self.active.enter(&self.v)?;
-        visitor.visit_enum(EnumAccess { variant, payload, active: self.active, depth: self.depth })
+        visitor.visit_enum(EnumAccess {
+            variant,
+            payload,
+            active: self.active,
+            depth: self.depth,
+        })
     }
 
     fn deserialize_identifier<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, SerdeError> {
@@ -1285,10 +1362,15 @@ impl<'de> de::MapAccess<'de> for MapAccess<'_> {
             None => Ok(None),
         }
     }
-    fn next_value_seed<T: DeserializeSeed<'de>>(&mut self, seed: T) -> Result<T::Value, SerdeError> {
+    fn next_value_seed<T: DeserializeSeed<'de>>(
+        &mut self,
+        seed: T,
+    ) -> Result<T::Value, SerdeError> {
         match self.value.take() {
             Some(v) => de_child(seed, v, self.active, self.depth),
-            None => Err(SerdeError::Custom("map value requested before its key".into())),
+            None => Err(SerdeError::Custom(
+                "map value requested before its key".into(),
+            )),
         }
     }
     fn size_hint(&self) -> Option<usize> {
@@ -1314,7 +1396,12 @@ impl<'de, 'c> de::EnumAccess<'de> for EnumAccess<'c> {
         let v = de_child(seed, self.variant, self.active, self.depth)?;
         Ok((
             v,
-            VariantAccess { name, payload: self.payload, active: self.active, depth: self.depth },
+            VariantAccess {
+                name,
+                payload: self.payload,
+                active: self.active,
+                depth: self.depth,
+            },
         ))
     }
 }
@@ -1353,7 +1440,14 @@ impl VariantAccess<'_> {
         if depth > MAX_DEPTH {
             return Err(SerdeError::TooDeep(MAX_DEPTH));
         }
-        grow(|| f(ValueDeserializer { v, active: self.active, depth, hops: 0 }))
+        grow(|| {
+            f(ValueDeserializer {
+                v,
+                active: self.active,
+                depth,
+                hops: 0,
+            })
+        })
     }
 }
 
@@ -1365,11 +1459,18 @@ impl<'de> de::VariantAccess<'de> for VariantAccess<'_> {
             Some(p) => Err(type_err("None as the payload of a unit variant", p)),
         }
     }
-    fn newtype_variant_seed<T: DeserializeSeed<'de>>(self, seed: T) -> Result<T::Value, SerdeError> {
+    fn newtype_variant_seed<T: DeserializeSeed<'de>>(
+        self,
+        seed: T,
+    ) -> Result<T::Value, SerdeError> {
         let p = self.need_payload("newtype")?;
         de_child(seed, p, self.active, self.depth)
     }
-    fn tuple_variant<V: Visitor<'de>>(self, len: usize, visitor: V) -> Result<V::Value, SerdeError> {
+    fn tuple_variant<V: Visitor<'de>>(
+        self,
+        len: usize,
+        visitor: V,
+    ) -> Result<V::Value, SerdeError> {
         let p = self.need_payload("tuple")?;
         self.run(p, |de| de.deserialize_tuple(len, visitor))
     }

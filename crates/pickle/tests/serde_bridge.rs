@@ -36,9 +36,9 @@ fn same(a: &Value, b: &Value) -> bool {
             (Value::Dict(x), Value::Dict(y)) => {
                 let (x, y) = (x.read_recursive(), y.read_recursive());
                 x.len() == y.len()
-                    && x.iter().zip(y.iter()).all(|((k1, v1), (k2, v2))| {
-                        kinds(k1.value(), k2.value()) && kinds(v1, v2)
-                    })
+                    && x.iter()
+                        .zip(y.iter())
+                        .all(|((k1, v1), (k2, v2))| kinds(k1.value(), k2.value()) && kinds(v1, v2))
             }
             _ => true,
         }
@@ -73,7 +73,12 @@ fn big(x: &str) -> Value {
 #[track_caller]
 fn assert_to(x: &(impl Serialize + ?Sized), expected: Value) {
     let v = to_value(x).unwrap();
-    assert!(same(&v, &expected), "to_value gave a {} not matching the expected {}", v.type_name(), expected.type_name());
+    assert!(
+        same(&v, &expected),
+        "to_value gave a {} not matching the expected {}",
+        v.type_name(),
+        expected.type_name()
+    );
 }
 
 #[track_caller]
@@ -155,7 +160,11 @@ enum E {
     Unit,
     Newtype(i128),
     Tuple(u8, String, Option<bool>),
-    Struct { a: Option<i64>, b: Vec<bool>, c: Bytes },
+    Struct {
+        a: Option<i64>,
+        b: Vec<bool>,
+        c: Bytes,
+    },
     Nested(Box<E>),
 }
 
@@ -218,7 +227,11 @@ fn f64_any() -> impl Strategy<Value = f64> {
 }
 
 fn f32_any() -> impl Strategy<Value = f32> {
-    prop_oneof![any::<u32>().prop_map(f32::from_bits), prop::num::f32::ANY, Just(f32::NAN)]
+    prop_oneof![
+        any::<u32>().prop_map(f32::from_bits),
+        prop::num::f32::ANY,
+        Just(f32::NAN)
+    ]
 }
 
 fn i128_any() -> impl Strategy<Value = i128> {
@@ -236,11 +249,22 @@ fn i128_any() -> impl Strategy<Value = i128> {
 }
 
 fn u64_any() -> impl Strategy<Value = u64> {
-    prop_oneof![any::<u64>(), Just(u64::MAX), Just(i64::MAX as u64), Just(i64::MAX as u64 + 1), Just(0)]
+    prop_oneof![
+        any::<u64>(),
+        Just(u64::MAX),
+        Just(i64::MAX as u64),
+        Just(i64::MAX as u64 + 1),
+        Just(0)
+    ]
 }
 
 fn u128_any() -> impl Strategy<Value = u128> {
-    prop_oneof![any::<u128>(), Just(u128::MAX), Just(0), u64_any().prop_map(u128::from)]
+    prop_oneof![
+        any::<u128>(),
+        Just(u128::MAX),
+        Just(0),
+        u64_any().prop_map(u128::from)
+    ]
 }
 
 fn bytes_any() -> impl Strategy<Value = Bytes> {
@@ -251,15 +275,25 @@ fn e_any() -> impl Strategy<Value = E> {
     let leaf = prop_oneof![
         Just(E::Unit),
         i128_any().prop_map(E::Newtype),
-        (any::<u8>(), any::<String>(), any::<Option<bool>>()).prop_map(|(a, b, c)| E::Tuple(a, b, c)),
-        (any::<Option<i64>>(), prop::collection::vec(any::<bool>(), 0..4), bytes_any())
+        (any::<u8>(), any::<String>(), any::<Option<bool>>())
+            .prop_map(|(a, b, c)| E::Tuple(a, b, c)),
+        (
+            any::<Option<i64>>(),
+            prop::collection::vec(any::<bool>(), 0..4),
+            bytes_any()
+        )
             .prop_map(|(a, b, c)| E::Struct { a, b, c }),
     ];
     leaf.prop_recursive(3, 8, 1, |inner| inner.prop_map(|e| E::Nested(Box::new(e))))
 }
 
 fn inner_any() -> impl Strategy<Value = Inner> {
-    let base = (any::<String>(), prop::collection::vec(any::<String>(), 0..3), f64_any(), e_any())
+    let base = (
+        any::<String>(),
+        prop::collection::vec(any::<String>(), 0..3),
+        f64_any(),
+        e_any(),
+    )
         .prop_map(|(name, tags, score, choice)| Inner {
             name,
             tags,
@@ -431,7 +465,10 @@ fn sequences_tuples_and_maps() {
     assert_to(&BTreeSet::from([3u8]), Value::list(vec![i(3)]));
     assert_to(&(1, "a"), Value::tuple(vec![i(1), s("a")]));
     assert_to(&Pair(1, "a".into()), Value::tuple(vec![i(1), s("a")]));
-    assert_to(&BTreeMap::from([(2, 'x'), (1, 'y')]), dict(vec![(i(1), s("y")), (i(2), s("x"))]));
+    assert_to(
+        &BTreeMap::from([(2, 'x'), (1, 'y')]),
+        dict(vec![(i(1), s("y")), (i(2), s("x"))]),
+    );
     assert_to(
         &HashMap::from([((1, 2), true)]),
         dict(vec![(Value::tuple(vec![i(1), i(2)]), Value::Bool(true))]),
@@ -449,10 +486,20 @@ struct Ordered {
 
 #[test]
 fn structs_are_dicts_in_field_order() {
-    let v = to_value(&Ordered { zeta: 1, alpha: None, mid: vec![true] }).unwrap();
-    let Value::Dict(d) = &v else { panic!("not a dict: {}", v.type_name()) };
-    let keys: Vec<String> =
-        d.read().keys().map(|k| k.value().as_str().unwrap().to_owned()).collect();
+    let v = to_value(&Ordered {
+        zeta: 1,
+        alpha: None,
+        mid: vec![true],
+    })
+    .unwrap();
+    let Value::Dict(d) = &v else {
+        panic!("not a dict: {}", v.type_name())
+    };
+    let keys: Vec<String> = d
+        .read()
+        .keys()
+        .map(|k| k.value().as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(keys, ["zeta", "alpha", "mid"]);
     assert!(same(
         &v,
@@ -470,10 +517,17 @@ fn enums_are_externally_tagged() {
     assert_to(&E::Newtype(5), dict(vec![(s("Newtype"), i(5))]));
     assert_to(
         &E::Tuple(1, "x".into(), None),
-        dict(vec![(s("Tuple"), Value::tuple(vec![i(1), s("x"), Value::None]))]),
+        dict(vec![(
+            s("Tuple"),
+            Value::tuple(vec![i(1), s("x"), Value::None]),
+        )]),
     );
     assert_to(
-        &E::Struct { a: Some(2), b: vec![], c: Bytes(vec![7]) },
+        &E::Struct {
+            a: Some(2),
+            b: vec![],
+            c: Bytes(vec![7]),
+        },
         dict(vec![(
             s("Struct"),
             dict(vec![
@@ -518,9 +572,15 @@ fn serde_attributes_work() {
     assert_eq!(from_value::<Untagged>(&to_value(&u).unwrap()).unwrap(), u);
     // Tuples are sequences for untagged enums too.
     let tv = Value::tuple(vec![i(2)]);
-    assert_eq!(from_value::<Untagged>(&tv).unwrap(), Untagged::List(vec![Untagged::Num(2)]));
+    assert_eq!(
+        from_value::<Untagged>(&tv).unwrap(),
+        Untagged::List(vec![Untagged::Num(2)])
+    );
 
-    let f = Flat { id: 1, rest: HashMap::from([("k".into(), 2)]) };
+    let f = Flat {
+        id: 1,
+        rest: HashMap::from([("k".into(), 2)]),
+    };
     let v = to_value(&f).unwrap();
     assert!(same(&v, &dict(vec![(s("id"), i(1)), (s("k"), i(2))])));
     assert_eq!(from_value::<Flat>(&v).unwrap(), f);
@@ -536,36 +596,75 @@ fn from_value_accepts_python_flavours() {
     assert_eq!(from_value::<f64>(&Value::Bool(true)).unwrap(), 1.0);
     // int for float.
     assert_eq!(from_value::<f64>(&i(3)).unwrap(), 3.0);
-    assert_eq!(from_value::<f32>(&big("1000000000000000000000000000000")).unwrap(), 1e30);
+    assert_eq!(
+        from_value::<f32>(&big("1000000000000000000000000000000")).unwrap(),
+        1e30
+    );
     // BigInt into i128 / u128.
-    assert_eq!(from_value::<u128>(&big("340282366920938463463374607431768211455")).unwrap(), u128::MAX);
+    assert_eq!(
+        from_value::<u128>(&big("340282366920938463463374607431768211455")).unwrap(),
+        u128::MAX
+    );
     // Any Python sequence for a Vec, tuple or set.
     let fs = Value::frozenset(vec![i(1)]).unwrap();
     assert_eq!(from_value::<Vec<i32>>(&fs).unwrap(), [1]);
-    assert_eq!(from_value::<(i32,)>(&Value::list(vec![i(4)])).unwrap(), (4,));
-    assert_eq!(from_value::<BTreeSet<i32>>(&Value::set(vec![i(2), i(1)]).unwrap()).unwrap(), BTreeSet::from([1, 2]));
+    assert_eq!(
+        from_value::<(i32,)>(&Value::list(vec![i(4)])).unwrap(),
+        (4,)
+    );
+    assert_eq!(
+        from_value::<BTreeSet<i32>>(&Value::set(vec![i(2), i(1)]).unwrap()).unwrap(),
+        BTreeSet::from([1, 2])
+    );
     // bytes and bytearray for byte buffers and Vec<u8>; a list of ints for a byte buffer.
-    assert_eq!(from_value::<Bytes>(&Value::bytes(b"ab")).unwrap(), Bytes(b"ab".to_vec()));
-    assert_eq!(from_value::<Bytes>(&Value::bytearray(b"cd".to_vec())).unwrap(), Bytes(b"cd".to_vec()));
-    assert_eq!(from_value::<Bytes>(&Value::list(vec![i(1)])).unwrap(), Bytes(vec![1]));
+    assert_eq!(
+        from_value::<Bytes>(&Value::bytes(b"ab")).unwrap(),
+        Bytes(b"ab".to_vec())
+    );
+    assert_eq!(
+        from_value::<Bytes>(&Value::bytearray(b"cd".to_vec())).unwrap(),
+        Bytes(b"cd".to_vec())
+    );
+    assert_eq!(
+        from_value::<Bytes>(&Value::list(vec![i(1)])).unwrap(),
+        Bytes(vec![1])
+    );
     assert_eq!(from_value::<Vec<u8>>(&Value::bytes(b"ef")).unwrap(), b"ef");
-    assert_eq!(from_value::<Vec<u8>>(&Value::bytearray(vec![9])).unwrap(), [9]);
+    assert_eq!(
+        from_value::<Vec<u8>>(&Value::bytearray(vec![9])).unwrap(),
+        [9]
+    );
     // A struct from a dict or a tuple.
-    let p = Ordered { zeta: 1, alpha: Some("a".into()), mid: vec![] };
+    let p = Ordered {
+        zeta: 1,
+        alpha: Some("a".into()),
+        mid: vec![],
+    };
     let t = Value::tuple(vec![i(1), s("a"), Value::list(vec![])]);
     assert_eq!(from_value::<Ordered>(&t).unwrap(), p);
     // char from a one-character str.
     assert_eq!(from_value::<char>(&s("\u{1F600}")).unwrap(), '\u{1F600}');
     // Enums: str for unit variants, {name: payload} for others; {name: None} for unit too.
     assert_eq!(from_value::<E>(&s("Unit")).unwrap(), E::Unit);
-    assert_eq!(from_value::<E>(&dict(vec![(s("Unit"), Value::None)])).unwrap(), E::Unit);
     assert_eq!(
-        from_value::<E>(&dict(vec![(s("Tuple"), Value::list(vec![i(1), s("z"), Value::Bool(false)]))]))
-            .unwrap(),
+        from_value::<E>(&dict(vec![(s("Unit"), Value::None)])).unwrap(),
+        E::Unit
+    );
+    assert_eq!(
+        from_value::<E>(&dict(vec![(
+            s("Tuple"),
+            Value::list(vec![i(1), s("z"), Value::Bool(false)])
+        )]))
+        .unwrap(),
         E::Tuple(1, "z".into(), Some(false))
     );
     // Unknown dict keys are ignored by structs, as usual in serde.
-    let d = dict(vec![(s("zeta"), i(0)), (s("alpha"), Value::None), (s("mid"), Value::list(vec![])), (s("zz"), i(1))]);
+    let d = dict(vec![
+        (s("zeta"), i(0)),
+        (s("alpha"), Value::None),
+        (s("mid"), Value::list(vec![])),
+        (s("zz"), i(1)),
+    ]);
     assert_eq!(from_value::<Ordered>(&d).unwrap().zeta, 0);
     // Option: None and anything else.
     assert_eq!(from_value::<Option<i32>>(&Value::None).unwrap(), None);
@@ -587,7 +686,11 @@ fn deserialize_any_describes_what_serde_lacks() {
     };
     let v = Value::list(vec![
         Value::Complex(1.0, -2.0),
-        Value::Slice(std::sync::Arc::new(Slice { start: Value::None, stop: i(5), step: Value::None })),
+        Value::Slice(std::sync::Arc::new(Slice {
+            start: Value::None,
+            stop: i(5),
+            step: Value::None,
+        })),
         Value::Global(std::sync::Arc::new(Global::new("builtins", "int"))),
         Value::object(obj),
         Value::tuple(vec![Value::set(vec![i(1)]).unwrap()]),
@@ -616,7 +719,10 @@ fn deserialize_any_describes_what_serde_lacks() {
     enum AnyBytes {
         B(Bytes),
     }
-    assert_eq!(from_value::<AnyBytes>(&ba).unwrap(), AnyBytes::B(Bytes(b"hi".to_vec())));
+    assert_eq!(
+        from_value::<AnyBytes>(&ba).unwrap(),
+        AnyBytes::B(Bytes(b"hi".to_vec()))
+    );
 }
 
 #[test]
@@ -640,9 +746,14 @@ fn value_fields_are_carried_over_unchanged() {
     let back: Msg = from_value(&v).unwrap();
     // The very same list object, by reference, as Python assignment.
     assert!(back.payload.is(&inner));
-    let Some(Value::Str(s2)) = &back.more else { panic!("lost the str") };
+    let Some(Value::Str(s2)) = &back.more else {
+        panic!("lost the str")
+    };
     assert!(*s2 == odd);
-    assert!(same(&back.many[0], &big("-99999999999999999999999999999999999999999999")));
+    assert!(same(
+        &back.many[0],
+        &big("-99999999999999999999999999999999999999999999")
+    ));
     // Value -> Value is the identity.
     let w: Value = from_value(&inner).unwrap();
     assert!(w.is(&inner));
@@ -651,14 +762,30 @@ fn value_fields_are_carried_over_unchanged() {
 
 #[test]
 fn value_reads_json_like_data() {
-    let v: Value = serde_json::from_str(r#"{"a": [1, 2.5, null, true, "x"], "b": {"c": 18446744073709551615}}"#).unwrap();
+    let v: Value = serde_json::from_str(
+        r#"{"a": [1, 2.5, null, true, "x"], "b": {"c": 18446744073709551615}}"#,
+    )
+    .unwrap();
     let expected = dict(vec![
-        (s("a"), Value::list(vec![i(1), Value::Float(2.5), Value::None, Value::Bool(true), s("x")])),
+        (
+            s("a"),
+            Value::list(vec![
+                i(1),
+                Value::Float(2.5),
+                Value::None,
+                Value::Bool(true),
+                s("x"),
+            ]),
+        ),
         (s("b"), dict(vec![(s("c"), big("18446744073709551615"))])),
     ]);
     assert!(same(&v, &expected));
     // Value written as JSON: tuples and sets become arrays.
-    let t = Value::tuple(vec![i(1), Value::frozenset(vec![s("q")]).unwrap(), Value::bytes(b"\x01")]);
+    let t = Value::tuple(vec![
+        i(1),
+        Value::frozenset(vec![s("q")]).unwrap(),
+        Value::bytes(b"\x01"),
+    ]);
     assert_eq!(serde_json::to_string(&t).unwrap(), r#"[1,["q"],[1]]"#);
 }
 
@@ -668,18 +795,42 @@ fn value_reads_json_like_data() {
 #[test]
 fn wrong_type_errors_name_python_types() {
     assert_eq!(err::<i32>(&s("7")), "expected an int, found 'str'");
-    assert_eq!(err::<i32>(&Value::Float(1.0)), "expected an int, found 'float'");
+    assert_eq!(
+        err::<i32>(&Value::Float(1.0)),
+        "expected an int, found 'float'"
+    );
     assert_eq!(err::<bool>(&i(1)), "expected a bool, found 'int'");
     assert_eq!(err::<f64>(&s("1")), "expected a float, found 'str'");
-    assert_eq!(err::<String>(&Value::bytes(b"a")), "expected a str, found 'bytes'");
-    assert_eq!(err::<Bytes>(&s("a")), "expected bytes or bytearray, found 'str'");
-    assert_eq!(err::<Vec<i32>>(&dict(vec![])), "expected a list, tuple, set or frozenset, found 'dict'");
-    assert_eq!(err::<HashMap<String, i32>>(&Value::list(vec![])), "expected a dict, found 'list'");
+    assert_eq!(
+        err::<String>(&Value::bytes(b"a")),
+        "expected a str, found 'bytes'"
+    );
+    assert_eq!(
+        err::<Bytes>(&s("a")),
+        "expected bytes or bytearray, found 'str'"
+    );
+    assert_eq!(
+        err::<Vec<i32>>(&dict(vec![])),
+        "expected a list, tuple, set or frozenset, found 'dict'"
+    );
+    assert_eq!(
+        err::<HashMap<String, i32>>(&Value::list(vec![])),
+        "expected a dict, found 'list'"
+    );
     assert_eq!(err::<Ordered>(&i(1)), "expected a dict, found 'int'");
     assert_eq!(err::<()>(&i(0)), "expected None, found 'int'");
-    assert_eq!(err::<char>(&s("ab")), "expected a str of length 1, found a str of length 2");
-    assert_eq!(err::<Vec<String>>(&Value::list(vec![Value::None])), "expected a str, found 'NoneType'");
-    assert_eq!(err::<E>(&i(1)), "expected a str or a single-key dict (enum E), found 'int'");
+    assert_eq!(
+        err::<char>(&s("ab")),
+        "expected a str of length 1, found a str of length 2"
+    );
+    assert_eq!(
+        err::<Vec<String>>(&Value::list(vec![Value::None])),
+        "expected a str, found 'NoneType'"
+    );
+    assert_eq!(
+        err::<E>(&i(1)),
+        "expected a str or a single-key dict (enum E), found 'int'"
+    );
     assert_eq!(
         err::<E>(&dict(vec![(s("Unit"), i(1)), (s("Newtype"), i(2))])),
         "expected a str or a single-key dict (enum E), found a dict with 2 keys"
@@ -694,9 +845,15 @@ fn wrong_type_errors_name_python_types() {
     );
     assert!(err::<E>(&s("Nope")).contains("unknown variant `Nope`"));
     // (a missing Option field is None, as usual in serde)
-    assert_eq!(err::<Ordered>(&dict(vec![(s("zeta"), i(1))])), "missing field `mid`");
+    assert_eq!(
+        err::<Ordered>(&dict(vec![(s("zeta"), i(1))])),
+        "missing field `mid`"
+    );
     let e = from_value::<i32>(&Value::Complex(1.0, 0.0)).unwrap_err();
-    assert!(matches!(&e, SerdeError::Type { found, .. } if found == "complex"), "{e:?}");
+    assert!(
+        matches!(&e, SerdeError::Type { found, .. } if found == "complex"),
+        "{e:?}"
+    );
     let obj = Value::object(Object::new_obj(Global::new("m", "Klass"), vec![], None));
     assert_eq!(err::<String>(&obj), "expected a str, found 'Klass'");
 }
@@ -707,23 +864,37 @@ fn out_of_range_ints_are_refused() {
     assert_eq!(err::<u8>(&i(-1)), "int -1 out of range for u8");
     assert_eq!(err::<i8>(&i(-129)), "int -129 out of range for i8");
     assert_eq!(err::<u64>(&i(-1)), "int -1 out of range for u64");
-    assert_eq!(err::<i64>(&big("9223372036854775808")), "int 9223372036854775808 out of range for i64");
+    assert_eq!(
+        err::<i64>(&big("9223372036854775808")),
+        "int 9223372036854775808 out of range for i64"
+    );
     assert_eq!(
         err::<u128>(&big("340282366920938463463374607431768211456")),
         "int 340282366920938463463374607431768211456 out of range for u128"
     );
-    assert_eq!(err::<i128>(&big("-170141183460469231731687303715884105729")),
-        "int -170141183460469231731687303715884105729 out of range for i128");
+    assert_eq!(
+        err::<i128>(&big("-170141183460469231731687303715884105729")),
+        "int -170141183460469231731687303715884105729 out of range for i128"
+    );
     // Huge ints are abbreviated.
     let huge = Value::from_bigint(BigInt::from(10).pow(400));
-    assert_eq!(err::<i64>(&huge), "int 10000000000000000000...(401 digits) out of range for i64");
-    assert_eq!(err::<f64>(&huge), "int 10000000000000000000...(401 digits) out of range for float");
+    assert_eq!(
+        err::<i64>(&huge),
+        "int 10000000000000000000...(401 digits) out of range for i64"
+    );
+    assert_eq!(
+        err::<f64>(&huge),
+        "int 10000000000000000000...(401 digits) out of range for float"
+    );
     // deserialize_any cannot go beyond 128 bits.
     assert_eq!(
         err::<serde_json::Value>(&huge),
         "int 10000000000000000000...(401 digits) out of range for serde (i128/u128)"
     );
-    assert!(serde_json::to_string(&huge).unwrap_err().to_string().contains("out of range for serde"));
+    assert!(serde_json::to_string(&huge)
+        .unwrap_err()
+        .to_string()
+        .contains("out of range for serde"));
     let e = from_value::<u16>(&i(70000)).unwrap_err();
     assert!(matches!(e, SerdeError::OutOfRange { target: "u16", .. }));
 }
@@ -733,39 +904,69 @@ fn unhashable_map_keys_are_refused() {
     let m = BTreeMap::from([(vec![1], 2)]);
     let e = to_value(&m).unwrap_err();
     assert!(matches!(e, SerdeError::Unhashable(_)));
-    assert_eq!(e.to_string(), "unhashable dict key: TypeError: unhashable type: 'list'");
+    assert_eq!(
+        e.to_string(),
+        "unhashable dict key: TypeError: unhashable type: 'list'"
+    );
     // Also inside a tuple key.
     let m = HashMap::from([((1, vec![2]), 3)]);
-    assert_eq!(to_value(&m).unwrap_err().to_string(), "unhashable dict key: TypeError: unhashable type: 'list'");
+    assert_eq!(
+        to_value(&m).unwrap_err().to_string(),
+        "unhashable dict key: TypeError: unhashable type: 'list'"
+    );
     // A map key that is a struct (a dict) is unhashable too.
     #[derive(Serialize, PartialEq, Eq, PartialOrd, Ord)]
     struct K {
         a: u8,
     }
     let e = to_value(&BTreeMap::from([(K { a: 1 }, 1)])).unwrap_err();
-    assert_eq!(e.to_string(), "unhashable dict key: TypeError: unhashable type: 'dict'");
+    assert_eq!(
+        e.to_string(),
+        "unhashable dict key: TypeError: unhashable type: 'dict'"
+    );
 }
 
 #[test]
 fn lone_surrogates_cannot_become_strings() {
     let v = Value::Str(PyStr::from_code_points([0x61, 0xDC80]).unwrap());
-    assert_eq!(err::<String>(&v), "str contains lone surrogates and cannot be a Rust string: 'a\\udc80'");
-    assert!(matches!(from_value::<String>(&v).unwrap_err(), SerdeError::Surrogates(_)));
-    assert!(matches!(from_value::<serde_json::Value>(&v).unwrap_err(), SerdeError::Surrogates(_)));
-    assert!(matches!(from_value::<Bytes>(&v).unwrap_err(), SerdeError::Type { .. }));
+    assert_eq!(
+        err::<String>(&v),
+        "str contains lone surrogates and cannot be a Rust string: 'a\\udc80'"
+    );
+    assert!(matches!(
+        from_value::<String>(&v).unwrap_err(),
+        SerdeError::Surrogates(_)
+    ));
+    assert!(matches!(
+        from_value::<serde_json::Value>(&v).unwrap_err(),
+        SerdeError::Surrogates(_)
+    ));
+    assert!(matches!(
+        from_value::<Bytes>(&v).unwrap_err(),
+        SerdeError::Type { .. }
+    ));
     let j = serde_json::to_string(&v).unwrap_err().to_string();
     assert!(j.contains("lone surrogates"), "{j}");
     // As a map key for a struct field too.
     let d = dict(vec![(v.clone(), i(1))]);
-    assert!(matches!(from_value::<HashMap<String, i32>>(&d).unwrap_err(), SerdeError::Surrogates(_)));
+    assert!(matches!(
+        from_value::<HashMap<String, i32>>(&d).unwrap_err(),
+        SerdeError::Surrogates(_)
+    ));
 }
 
 #[test]
 fn tuple_length_must_match() {
     let v = Value::tuple(vec![i(1), i(2), i(3)]);
-    assert_eq!(err::<(i32, i32)>(&v), "expected 2 elements, found a tuple of 3");
+    assert_eq!(
+        err::<(i32, i32)>(&v),
+        "expected 2 elements, found a tuple of 3"
+    );
     assert!(err::<(i32, i32, i32, i32)>(&v).contains("invalid length 3"));
-    assert_eq!(err::<Pair>(&Value::list(vec![i(1), s("a"), i(3)])), "expected 2 elements, found a list of 3");
+    assert_eq!(
+        err::<Pair>(&Value::list(vec![i(1), s("a"), i(3)])),
+        "expected 2 elements, found a list of 3"
+    );
 }
 
 // ---------------------------------------------------------------------------
@@ -778,7 +979,10 @@ fn self_containing_values_fail_instead_of_looping() {
         inner.write().push(l.clone());
     }
     let e = from_value::<serde_json::Value>(&l).unwrap_err();
-    assert_eq!(e.to_string(), "recursive structure: a 'list' contains itself");
+    assert_eq!(
+        e.to_string(),
+        "recursive structure: a 'list' contains itself"
+    );
     #[derive(Deserialize, Debug)]
     #[allow(dead_code)]
     enum Tree {
@@ -792,22 +996,36 @@ fn self_containing_values_fail_instead_of_looping() {
         Leaf(i64),
         Node(Vec<UTree>),
     }
-    assert!(matches!(from_value::<UTree>(&l).unwrap_err(), SerdeError::Custom(_) | SerdeError::Recursive(_)));
-    assert!(serde_json::to_string(&l).unwrap_err().to_string().contains("recursive structure"));
+    assert!(matches!(
+        from_value::<UTree>(&l).unwrap_err(),
+        SerdeError::Custom(_) | SerdeError::Recursive(_)
+    ));
+    assert!(serde_json::to_string(&l)
+        .unwrap_err()
+        .to_string()
+        .contains("recursive structure"));
 
     // A dict holding itself, and an object whose state holds itself.
     let d = dict(vec![]);
     if let Value::Dict(inner) = &d {
-        inner.write().insert(mpmanager_pickle::Key::str("me"), d.clone());
+        inner
+            .write()
+            .insert(mpmanager_pickle::Key::str("me"), d.clone());
     }
-    assert!(matches!(from_value::<serde_json::Value>(&d).unwrap_err(), SerdeError::Recursive(_)));
+    assert!(matches!(
+        from_value::<serde_json::Value>(&d).unwrap_err(),
+        SerdeError::Recursive(_)
+    ));
     let o = Value::object(Object::new_obj(Global::new("m", "C"), vec![], None));
     if let Value::Object(inner) = &o {
         inner.write().state = Some(Value::list(vec![o.clone()]));
     }
     let e = from_value::<serde_json::Value>(&o).unwrap_err();
     assert_eq!(e.to_string(), "recursive structure: a 'C' contains itself");
-    assert!(serde_json::to_string(&o).unwrap_err().to_string().contains("recursive structure"));
+    assert!(serde_json::to_string(&o)
+        .unwrap_err()
+        .to_string()
+        .contains("recursive structure"));
     // Break the cycles so the values can be freed.
     if let Value::List(inner) = &l {
         inner.write().clear();
@@ -825,7 +1043,10 @@ fn shared_containers_are_not_cycles() {
     let x = Value::list(vec![i(1)]);
     let v = Value::list(vec![x.clone(), Value::tuple(vec![x.clone()]), x]);
     let got: Vec<serde_json::Value> = from_value(&v).unwrap();
-    assert_eq!(serde_json::Value::Array(got), serde_json::json!([[1], [[1]], [1]]));
+    assert_eq!(
+        serde_json::Value::Array(got),
+        serde_json::json!([[1], [[1]], [1]])
+    );
     assert_eq!(serde_json::to_string(&v).unwrap(), "[[1],[[1]],[1]]");
 }
 
@@ -891,11 +1112,23 @@ fn depth_limit_and_stack_growth() {
             assert_eq!(from_value::<Count>(&ok).unwrap().0, MAX_DEPTH);
             // ... one more is refused, in each direction.
             let deep = nested_lists(MAX_DEPTH + 2);
-            assert_eq!(from_value::<Rec>(&deep).unwrap_err().to_string(), format!("nesting deeper than {MAX_DEPTH} levels"));
-            assert!(matches!(from_value::<serde_json::Value>(&deep).unwrap_err(), SerdeError::TooDeep(_)));
+            assert_eq!(
+                from_value::<Rec>(&deep).unwrap_err().to_string(),
+                format!("nesting deeper than {MAX_DEPTH} levels")
+            );
+            assert!(matches!(
+                from_value::<serde_json::Value>(&deep).unwrap_err(),
+                SerdeError::TooDeep(_)
+            ));
             let too_deep_rec = (0..MAX_DEPTH + 2).fold(Rec(vec![]), |acc, _| Rec(vec![acc]));
-            assert!(matches!(to_value(&too_deep_rec).unwrap_err(), SerdeError::TooDeep(_)));
-            assert!(serde_json::to_string(&deep).unwrap_err().to_string().contains("nesting deeper"));
+            assert!(matches!(
+                to_value(&too_deep_rec).unwrap_err(),
+                SerdeError::TooDeep(_)
+            ));
+            assert!(serde_json::to_string(&deep)
+                .unwrap_err()
+                .to_string()
+                .contains("nesting deeper"));
             // Avoid a deep recursive drop of the Rust tree on this small stack.
             std::mem::forget(too_deep_rec);
             std::mem::forget(r);
