@@ -436,8 +436,7 @@ struct ValueSerializer {
 }
 
 /// Collects a `list` or `tuple` (optionally wrapped as an enum variant).
-#[doc(hidden)]
-pub struct SeqSerializer {
+struct SeqSerializer {
     items: Vec<Value>,
     depth: usize,
     tuple: bool,
@@ -463,8 +462,7 @@ impl SeqSerializer {
 }
 
 /// Collects a `dict` (optionally wrapped as an enum variant).
-#[doc(hidden)]
-pub struct MapSerializer {
+struct MapSerializer {
     dict: Dict,
     key: Option<Key>,
     depth: usize,

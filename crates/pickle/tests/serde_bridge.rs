@@ -695,6 +695,9 @@ fn deserialize_any_describes_what_serde_lacks() {
         Value::object(obj),
         Value::tuple(vec![Value::set(vec![i(1)]).unwrap()]),
         big("10000000000000000000"),
+        Value::frozenset(vec![s("f")]).unwrap(),
+        Value::Bool(false),
+        Value::Float(0.5),
     ]);
     let j: serde_json::Value = from_value(&v).unwrap();
     let expected = json!([
@@ -705,6 +708,9 @@ fn deserialize_any_describes_what_serde_lacks() {
          "state": {"k": 1}, "dict_items": [["a", 2]]},
         [[1]],
         10000000000000000000u64,
+        ["f"],
+        false,
+        0.5,
     ]);
     assert_eq!(j, expected);
     // The Serialize impl writes the same description.
