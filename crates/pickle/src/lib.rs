@@ -35,6 +35,8 @@ pub mod repr;
 pub mod serde_bridge;
 pub mod value;
 
+pub use serde_bridge::{from_value, to_value, SerdeError};
+
 
 
 pub use exc::{ExcType, PyErr};
