@@ -35,8 +35,7 @@ pub mod repr;
 pub mod serde_bridge;
 pub mod value;
 
-
-
+pub use decode::{decode, decode_with, DecodeError, DecodeErrorKind, DecodeOptions};
 pub use exc::{ExcType, PyErr};
 pub use repr::repr;
 
