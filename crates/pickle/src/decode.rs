@@ -1786,3 +1786,579 @@ static IMPORT_MAPPING: &[(&str, &str)] = &[
     ("whichdb", "dbm"),
     ("xmlrpclib", "xmlrpc.client"),
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(b: &[u8]) -> Value {
+        match decode(b) {
+            Ok(v) => v,
+            Err(e) => panic!("decode failed: {e}"),
+        }
+    }
+
+    fn e(b: &[u8]) -> DecodeError {
+        match decode(b) {
+            Ok(v) => panic!("decoded to {} but expected an error", v.type_name()),
+            Err(e) => e,
+        }
+    }
+
+    fn list_items(v: &Value) -> Vec<Value> {
+        match v {
+            Value::List(l) => l.read().items.clone(),
+            other => panic!("not a list: {}", other.type_name()),
+        }
+    }
+
+    fn tuple_items(v: &Value) -> Vec<Value> {
+        match v {
+            Value::Tuple(t) => t.items.clone(),
+            other => panic!("not a tuple: {}", other.type_name()),
+        }
+    }
+
+    fn obj(v: &Value) -> Object {
+        match v {
+            Value::Object(o) => o.read().clone(),
+            other => panic!("not an object: {}", other.type_name()),
+        }
+    }
+
+    fn dict_get(v: &Value, k: &str) -> Option<Value> {
+        match v {
+            Value::Dict(dl) => dl.read().get(&Key::str(k)).cloned(),
+            other => panic!("not a dict: {}", other.type_name()),
+        }
+    }
+
+    fn int(v: &Value) -> BigInt {
+        assert_eq!(v.type_name(), "int", "not an int");
+        v.to_bigint().unwrap()
+    }
+
+    fn s(v: &Value) -> String {
+        match v {
+            Value::Str(s) => s.to_string_lossy().into_owned(),
+            other => panic!("not a str: {}", other.type_name()),
+        }
+    }
+
+    fn bytes(v: &Value) -> Vec<u8> {
+        match v {
+            Value::Bytes(b) => b.to_vec(),
+            other => panic!("not bytes: {}", other.type_name()),
+        }
+    }
+
+    // ---- numbers -----------------------------------------------------------
+
+    #[test]
+    fn binary_ints() {
+        assert_eq!(d(b"K\xff.").as_i64(), Some(255));
+        assert_eq!(d(b"M\x00\x01.").as_i64(), Some(256));
+        assert_eq!(d(b"J\xff\xff\xff\xff.").as_i64(), Some(-1));
+        assert_eq!(d(b"J\x00\x00\x00\x80.").as_i64(), Some(-(1 << 31)));
+        assert_eq!(d(b"\x80\x02\x8a\x00.").as_i64(), Some(0));
+        assert_eq!(d(b"\x80\x02\x8a\x01\xff.").as_i64(), Some(-1));
+        assert_eq!(d(b"\x80\x02\x8a\x05\x00\x00\x00\x80\x00.").as_i64(), Some(1 << 31));
+        assert_eq!(d(b"\x80\x02\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80.").as_i64(), Some(i64::MIN));
+        // 2**63 needs 9 bytes and is a BigInt
+        let v = d(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00.");
+        assert!(matches!(v, Value::BigInt(_)));
+        assert_eq!(int(&v), BigInt::from(1u64 << 63));
+        // LONG4 with a 9-byte payload that still fits an i64 is normalized
+        let v = d(b"\x80\x02\x8b\x09\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff.");
+        assert!(matches!(v, Value::Int(-1)));
+        assert!(matches!(e(b"\x80\x02\x8b\xff\xff\xff\xff.").kind, K::BadArgument(_)));
+    }
+
+    #[test]
+    fn text_ints_and_bools() {
+        assert!(matches!(d(b"I01\n."), Value::Bool(true)));
+        assert!(matches!(d(b"I00\n."), Value::Bool(false)));
+        assert_eq!(d(b"I-42\n.").as_i64(), Some(-42));
+        assert_eq!(d(b"I0\n.").as_i64(), Some(0));
+        assert_eq!(int(&d(b"I18446744073709551616\n.")), BigInt::from(1u128 << 64));
+        assert_eq!(int(&d(b"L-9223372036854775809L\n.")), BigInt::from(i64::MIN) - 1);
+        assert_eq!(d(b"L5\n.").as_i64(), Some(5));
+        assert_eq!(d(b"I0x1_0\n.").as_i64(), Some(16));
+        assert!(matches!(e(b"I012\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"I1.5\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"I\n.").kind, K::BadArgument(_)));
+        let long = format!("L{}L\n.", "7".repeat(5000));
+        assert!(matches!(e(long.as_bytes()).kind, K::IntTooLong { digits: 5000, max: 4300 }));
+        let opts = DecodeOptions::default().with_max_int_digits(6000);
+        assert!(decode_with(long.as_bytes(), &opts).is_ok());
+    }
+
+    #[test]
+    fn floats() {
+        let f = |b: &[u8]| match d(b) {
+            Value::Float(f) => f,
+            other => panic!("not a float: {}", other.type_name()),
+        };
+        assert_eq!(f(b"G?\xb9\x99\x99\x99\x99\x99\x9a."), 0.1);
+        assert_eq!(f(b"F0.1\n."), 0.1);
+        assert_eq!(f(b"F1e+16\n."), 1e16);
+        assert_eq!(f(b"Finf\n."), f64::INFINITY);
+        assert_eq!(f(b"F-inf\n."), f64::NEG_INFINITY);
+        assert!(f(b"Fnan\n.").is_nan());
+        assert!(f(b"F-0.0\n.").is_sign_negative());
+        assert_eq!(f(b"F0.10000000000000001\n."), 0.1);
+        assert!(matches!(e(b"Fabc\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"F1_0\n.").kind, K::BadArgument(_)));
+    }
+
+    #[test]
+    fn constants() {
+        assert!(matches!(d(b"N."), Value::None));
+        assert!(matches!(d(b"\x80\x02\x88."), Value::Bool(true)));
+        assert!(matches!(d(b"\x80\x02\x89."), Value::Bool(false)));
+    }
+
+    // ---- strings and bytes -------------------------------------------------------
+
+    #[test]
+    fn unicode_opcodes() {
+        assert_eq!(s(&d(b"\x80\x04\x8c\x03abc.")), "abc");
+        assert_eq!(s(&d(b"X\x04\x00\x00\x00\xf0\x9f\x98\x80.")), "\u{1F600}");
+        assert_eq!(s(&d(b"\x80\x04\x8d\x02\x00\x00\x00\x00\x00\x00\x00\xc3\xa9.")), "\u{e9}");
+        // Lone surrogate, written with surrogatepass
+        let Value::Str(lone) = d(b"X\x03\x00\x00\x00\xed\xb2\x80.") else { panic!() };
+        assert_eq!(lone.code_points().collect::<Vec<_>>(), vec![0xDC80]);
+        let err = e(b"X\x01\x00\x00\x00\xff.");
+        assert!(matches!(err.kind, K::InvalidUtf8));
+        assert_eq!((err.offset, err.opcode), (0, Some(b'X')));
+    }
+
+    #[test]
+    fn raw_unicode_escape_text() {
+        assert_eq!(s(&d(b"Vabc\n.")), "abc");
+        // \u005c is how protocol 0 writes a backslash; \xe9 is Latin-1
+        assert_eq!(s(&d(b"Va\\u005cb\\u000a\xe9\n.")), "a\\b\n\u{e9}");
+        assert_eq!(s(&d(b"V\\U0001f600\n.")), "\u{1F600}");
+        let Value::Str(lone) = d(b"Vx\\udc80\n.") else { panic!() };
+        assert_eq!(lone.code_points().collect::<Vec<_>>(), vec![0x78, 0xDC80]);
+        // A backslash not followed by u/U is kept, as are escaped pairs
+        assert_eq!(s(&d(b"Va\\nb\\\\u0041\n.")), "a\\nb\\\\u0041");
+        assert!(matches!(e(b"V\\u12\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"V\\U00110000\n.").kind, K::BadArgument(_)));
+    }
+
+    #[test]
+    fn python2_strings() {
+        assert_eq!(s(&d(b"S'abc'\n.")), "abc");
+        assert_eq!(s(&d(b"S\"it's\"\n.")), "it's");
+        assert_eq!(s(&d(b"S'a\\n\\x41\\101\\'\\\\\\q'\n.")), "a\nAA'\\\\q");
+        assert_eq!(s(&d(b"U\x02hi.")), "hi");
+        assert_eq!(s(&d(b"T\x03\x00\x00\x00abc.")), "abc");
+        assert!(matches!(e(b"U\x01\xe9.").kind, K::NonAsciiString));
+        assert!(matches!(e(b"S'\\xe9'\n.").kind, K::NonAsciiString));
+        assert!(matches!(e(b"Sabc\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"S'abc\"\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"S'\\x4'\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"T\xff\xff\xff\xff.").kind, K::BadArgument(_)));
+    }
+
+    #[test]
+    fn bytes_opcodes() {
+        assert_eq!(bytes(&d(b"\x80\x03C\x02\x00\xff.")), vec![0, 255]);
+        assert_eq!(bytes(&d(b"\x80\x03B\x01\x00\x00\x00z.")), b"z".to_vec());
+        assert_eq!(bytes(&d(b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x00.")), Vec::<u8>::new());
+        let Value::ByteArray(ba) = d(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab.") else { panic!() };
+        assert_eq!(&*ba.read(), b"ab");
+        // A length beyond the input is a truncation, not an allocation
+        let err = e(b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff.");
+        assert!(matches!(err.kind, K::Truncated));
+    }
+
+    // ---- containers ---------------------------------------------------------------
+
+    #[test]
+    fn tuples() {
+        assert!(tuple_items(&d(b").")).is_empty());
+        let t = tuple_items(&d(b"\x80\x02K\x01K\x02K\x03\x87."));
+        assert_eq!(t.iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(tuple_items(&d(b"\x80\x02N\x85.")).len(), 1);
+        assert_eq!(tuple_items(&d(b"\x80\x02NN\x86.")).len(), 2);
+        assert_eq!(tuple_items(&d(b"(NNNNt.")).len(), 4);
+        assert!(matches!(e(b"\x80\x02N\x86.").kind, K::StackUnderflow));
+        // TUPLE2 cannot reach below a MARK
+        assert!(matches!(e(b"\x80\x02N(N\x86.").kind, K::StackUnderflow));
+    }
+
+    #[test]
+    fn lists() {
+        let v = d(b"\x80\x02]q\x00(K\x01K\x02eK\x03a.");
+        assert_eq!(list_items(&v).iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(list_items(&d(b"(K\x01K\x02l.")).len(), 2);
+        assert!(list_items(&d(b"](e.")).is_empty());
+        assert!(matches!(e(b"\x80\x02)K\x01a.").kind, K::WrongType(_)));
+        assert!(matches!(e(b"K\x01a.").kind, K::StackUnderflow));
+        // APPEND cannot take its target from below a MARK
+        assert!(matches!(e(b"](K\x01a.").kind, K::StackUnderflow));
+        assert!(matches!(e(b"K\x01e.").kind, K::MissingMark));
+        assert!(matches!(e(b"(K\x01e.").kind, K::StackUnderflow));
+    }
+
+    #[test]
+    fn dicts() {
+        let v = d(b"\x80\x02}q\x00(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bK\x02uX\x01\x00\x00\x00cK\x03s.");
+        assert_eq!(dict_get(&v, "a").unwrap().as_i64(), Some(1));
+        assert_eq!(dict_get(&v, "b").unwrap().as_i64(), Some(2));
+        assert_eq!(dict_get(&v, "c").unwrap().as_i64(), Some(3));
+        let v = d(b"(Vk\nI1\nVk\nI2\nd.");
+        assert_eq!(dict_get(&v, "k").unwrap().as_i64(), Some(2));
+        let Value::Dict(dl) = &v else { panic!() };
+        assert_eq!(dl.read().len(), 1);
+        assert!(matches!(e(b"(Vk\nd.").kind, K::WrongType(_)));
+        assert!(matches!(e(b"}(NNNu.").kind, K::WrongType(_)));
+        let err = e(b"\x80\x02}]Ns.");
+        assert!(matches!(err.kind, K::Unhashable(_)));
+        assert_eq!((err.offset, err.opcode), (5, Some(b's')));
+        assert!(err.to_string().contains("unhashable type: 'list'"), "{err}");
+        assert!(matches!(e(b"\x80\x02]NNs.").kind, K::WrongType(_)));
+        // 1 and 1.0 and True are the same key, as in Python
+        let v = d(b"\x80\x02}(K\x01N\x88K\x02G?\xf0\x00\x00\x00\x00\x00\x00K\x03u.");
+        let Value::Dict(dl) = &v else { panic!() };
+        let dl = dl.read();
+        assert_eq!(dl.len(), 1);
+        assert!(matches!(dl.keys().next().unwrap().value(), Value::Int(1)));
+        assert_eq!(dl.values().next().unwrap().as_i64(), Some(3));
+    }
+
+    #[test]
+    fn sets() {
+        let Value::Set(st) = d(b"\x80\x04\x8f(K\x01K\x02K\x01\x90.") else { panic!() };
+        assert_eq!(st.read().len(), 2);
+        let Value::FrozenSet(fs) = d(b"\x80\x04(K\x01X\x01\x00\x00\x00a\x91.") else { panic!() };
+        assert!(fs.contains(&Key::str("a")));
+        assert!(matches!(e(b"\x80\x04\x8f(]\x90.").kind, K::Unhashable(_)));
+        assert!(matches!(e(b"\x80\x04](K\x01\x90.").kind, K::WrongType(_)));
+        assert!(matches!(e(b"\x80\x04(]\x91.").kind, K::Unhashable(_)));
+    }
+
+    #[test]
+    fn stack_ops() {
+        // DUP shares the value
+        let t = tuple_items(&d(b"\x80\x02]2\x86."));
+        assert!(t[0].is(&t[1]));
+        // POP drops the top, or a MARK that is on top
+        assert_eq!(d(b"K\x01K\x020.").as_i64(), Some(1));
+        assert_eq!(d(b"K\x01(0.").as_i64(), Some(1));
+        assert!(matches!(e(b"0.").kind, K::StackUnderflow));
+        assert_eq!(d(b"K\x01(K\x02K\x031.").as_i64(), Some(1));
+        assert!(matches!(e(b"K\x011.").kind, K::MissingMark));
+        assert!(matches!(e(b"2.").kind, K::StackUnderflow));
+        // STOP with an empty stack, and STOP right after a MARK
+        assert!(matches!(e(b".").kind, K::StackUnderflow));
+        assert!(matches!(e(b"N(.").kind, K::StackUnderflow));
+    }
+
+    // ---- memo ---------------------------------------------------------------------
+
+    #[test]
+    fn memo_shares_values() {
+        let t = tuple_items(&d(b"\x80\x04\x8c\x02ab\x94h\x00\x86."));
+        assert!(t[0].is(&t[1]));
+        let t = tuple_items(&d(b"\x80\x02]r\x10\x00\x00\x00j\x10\x00\x00\x00\x86."));
+        assert!(t[0].is(&t[1]));
+        let t = tuple_items(&d(b"((lp7\ng7\nt."));
+        assert!(t[0].is(&t[1]));
+        assert!(matches!(e(b"\x80\x02h\x00.").kind, K::MemoKeyNotFound(0)));
+        assert!(matches!(e(b"Np-1\n.").kind, K::BadArgument(_)));
+        assert!(matches!(e(b"Npx\n.").kind, K::BadArgument(_)));
+        // MEMOIZE uses the number of entries, like len(memo)
+        let t = tuple_items(&d(b"\x80\x04K\x01q\x05K\x02\x94h\x01h\x05\x86."));
+        assert_eq!(t[0].as_i64(), Some(2));
+        assert_eq!(t[1].as_i64(), Some(1));
+    }
+
+    #[test]
+    fn sparse_memo_keys_do_not_allocate() {
+        // Keys near 2**32 go to the sparse map
+        let v = d(b"\x80\x02K\x07r\xff\xff\xff\xff0K\x08r\xfe\xff\xff\xff0j\xff\xff\xff\xffj\xfe\xff\xff\xff\x86.");
+        let t = tuple_items(&v);
+        assert_eq!((t[0].as_i64(), t[1].as_i64()), (Some(7), Some(8)));
+        // A huge text key too
+        let t = tuple_items(&d(b"K\x01p99999999999999\n0g99999999999999\ng99999999999999\n\x86."));
+        assert_eq!(t.len(), 2);
+        // A sparse key later covered by the dense vector is still found
+        let mut p = b"\x80\x02K\x01r\x00\x02\x00\x00".to_vec(); // put 512 (sparse)
+        for i in 0..=255u8 {
+            p.extend_from_slice(&[b'q', i]); // dense 0..=255
+        }
+        for i in 0..=255u8 {
+            p.extend_from_slice(&[b'r', i, 1, 0, 0]); // dense 256..=511
+        }
+        p.extend_from_slice(b"0j\x00\x02\x00\x00.");
+        assert_eq!(d(&p).as_i64(), Some(1));
+    }
+
+    // ---- globals and objects --------------------------------------------------------
+
+    #[test]
+    fn globals_and_python2_names() {
+        let g = |v: Value| match v {
+            Value::Global(g) => (g.module.to_string(), g.name.to_string()),
+            other => panic!("not a global: {}", other.type_name()),
+        };
+        assert_eq!(g(d(b"c__builtin__\nset\n.")), ("builtins".into(), "set".into()));
+        assert_eq!(g(d(b"cexceptions\nKeyError\n.")), ("builtins".into(), "KeyError".into()));
+        assert_eq!(g(d(b"ccopy_reg\n_reconstructor\n.")), ("copyreg".into(), "_reconstructor".into()));
+        assert_eq!(g(d(b"c__builtin__\nxrange\n.")), ("builtins".into(), "range".into()));
+        assert_eq!(g(d(b"cUserDict\nIterableUserDict\n.")), ("collections".into(), "UserDict".into()));
+        assert_eq!(
+            g(d(b"cmultiprocessing\nAuthenticationError\n.")),
+            ("multiprocessing.context".into(), "AuthenticationError".into())
+        );
+        // Not mapped from protocol 3 on, like CPython
+        assert_eq!(g(d(b"\x80\x03c__builtin__\nset\n.")), ("__builtin__".into(), "set".into()));
+        assert_eq!(
+            g(d(b"\x80\x04\x8c\x08datetime\x8c\x04date\x93.")),
+            ("datetime".into(), "date".into())
+        );
+        assert!(matches!(e(b"\x80\x04K\x01\x8c\x01a\x93.").kind, K::WrongType(_)));
+        assert!(matches!(e(b"c\xff\nx\n.").kind, K::InvalidUtf8));
+        assert!(matches!(e(b"cmod\n.").kind, K::Truncated));
+    }
+
+    #[test]
+    fn reduce_stays_opaque() {
+        // decimal.Decimal('1.5'), protocol 4
+        let v = d(b"\x80\x04\x95!\x00\x00\x00\x00\x00\x00\x00\x8c\x07decimal\x94\x8c\x07Decimal\x94\x93\x94\x8c\x031.5\x94\x85\x94R\x94.");
+        let o = obj(&v);
+        assert!(o.global().unwrap().is("decimal", "Decimal"));
+        assert_eq!(o.construct, Construct::Reduce);
+        assert_eq!(s(&o.args_slice()[0]), "1.5");
+        assert!(matches!(e(b"\x80\x02cm\nf\nNR.").kind, K::WrongType(_)));
+    }
+
+    #[test]
+    fn newobj_build_and_items() {
+        // Token: NEWOBJ then BUILD with a tuple state
+        let v = d(b"\x80\x02cmultiprocessing.managers\nToken\nq\x00)\x81q\x01X\x04\x00\x00\x00listq\x02X\t\x00\x00\x00127.0.0.1q\x03M\x88\x13\x86q\x04X\x03\x00\x00\x00abcq\x05\x87q\x06b.");
+        let o = obj(&v);
+        assert!(o.global().unwrap().is("multiprocessing.managers", "Token"));
+        assert_eq!(o.construct, Construct::NewObj);
+        assert!(o.args_slice().is_empty());
+        let st = tuple_items(o.state.as_ref().unwrap());
+        assert_eq!(s(&st[0]), "list");
+        assert_eq!(s(&st[2]), "abc");
+        // Two dict BUILDs merge; APPEND/SETITEM on an object are recorded
+        let v = d(b"\x80\x02cm\nC\n)\x81}(X\x01\x00\x00\x00aK\x01X\x01\x00\x00\x00bK\x01ub}X\x01\x00\x00\x00bK\x02sbK\x05aK\x06K\x07s.");
+        let o = obj(&v);
+        let st = o.state.clone().unwrap();
+        assert_eq!(dict_get(&st, "a").unwrap().as_i64(), Some(1));
+        assert_eq!(dict_get(&st, "b").unwrap().as_i64(), Some(2));
+        assert_eq!(o.list_items.len(), 1);
+        assert_eq!(o.dict_items.len(), 1);
+        assert_eq!(o.dict_items[0].0.as_i64(), Some(6));
+        // A non-dict BUILD replaces
+        let o = obj(&d(b"\x80\x02cm\nC\n)\x81}bK\x01b."));
+        assert_eq!(o.state.clone().unwrap().as_i64(), Some(1));
+        // NEWOBJ_EX
+        let o = obj(&d(b"\x80\x04cm\nC\nK\x01\x85}X\x01\x00\x00\x00kK\x02s\x92."));
+        assert_eq!(o.construct, Construct::NewObjEx);
+        assert_eq!(o.args_slice()[0].as_i64(), Some(1));
+        assert_eq!(dict_get(o.kwargs.as_ref().unwrap(), "k").unwrap().as_i64(), Some(2));
+        assert!(matches!(e(b"\x80\x04cm\nC\n)N\x92.").kind, K::WrongType(_)));
+        assert!(matches!(e(b"\x80\x04cm\nC\nN\x81.").kind, K::WrongType(_)));
+    }
+
+    #[test]
+    fn inst_and_obj() {
+        let o = obj(&d(b"(I1\nVx\nimymod\nMyClass\n."));
+        assert!(o.global().unwrap().is("mymod", "MyClass"));
+        assert_eq!(o.construct, Construct::Reduce);
+        assert_eq!(o.args_slice().len(), 2);
+        let o = obj(&d(b"(cmymod\nK\nK\x01o."));
+        assert!(o.global().unwrap().is("mymod", "K"));
+        assert_eq!(o.args_slice()[0].as_i64(), Some(1));
+        assert!(matches!(e(b"(o.").kind, K::StackUnderflow));
+        // INST of a whitelisted builtin is native
+        let v = d(b"(I1\nI2\ni__builtin__\ncomplex\n.");
+        assert!(matches!(v, Value::Complex(re, im) if re == 1.0 && im == 2.0));
+    }
+
+    #[test]
+    fn build_on_native_values() {
+        assert!(matches!(d(b"\x80\x02]Nb."), Value::List(_)));
+        assert!(matches!(d(b"\x80\x02]}b."), Value::List(_)));
+        let err = e(b"\x80\x02]K\x01b.");
+        assert!(matches!(err.kind, K::WrongType(_)));
+        assert!(err.to_string().contains("BUILD"), "{err}");
+    }
+
+    #[test]
+    fn whitelisted_builtins_become_native() {
+        // set/frozenset from a list, protocols 0-3
+        let Value::Set(st) = d(b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.") else { panic!() };
+        assert_eq!(st.read().len(), 2);
+        assert!(matches!(d(b"\x80\x02c__builtin__\nfrozenset\n]\x85R."), Value::FrozenSet(_)));
+        assert!(matches!(e(b"\x80\x02c__builtin__\nset\n]]a\x85R.").kind, K::Unhashable(_)));
+        // bytes at protocols 0-2
+        assert_eq!(bytes(&d(b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00\xc3\xa9aq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.")), b"\xe9a".to_vec());
+        assert_eq!(bytes(&d(b"\x80\x02c__builtin__\nbytes\nq\x00)Rq\x01.")), Vec::<u8>::new());
+        // _codecs.encode beyond Latin-1 or with another codec stays opaque
+        assert!(matches!(d(b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x82\xacX\x06\x00\x00\x00latin1\x86R."), Value::Object(_)));
+        assert!(matches!(d(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R."), Value::Object(_)));
+        // bytearray forms
+        let ba = |v: Value| match v {
+            Value::ByteArray(b) => b.read().clone(),
+            other => panic!("not a bytearray: {}", other.type_name()),
+        };
+        assert_eq!(ba(d(b"\x80\x03cbuiltins\nbytearray\nq\x00C\x02abq\x01\x85q\x02Rq\x03.")), b"ab".to_vec());
+        assert_eq!(ba(d(b"\x80\x02c__builtin__\nbytearray\nq\x00)Rq\x01.")), Vec::<u8>::new());
+        assert_eq!(ba(d(b"c__builtin__\nbytearray\n(V\xe9\nVlatin-1\ntR.")), b"\xe9".to_vec());
+        // complex, slice
+        assert!(matches!(d(b"\x80\x02c__builtin__\ncomplex\nG?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86R."), Value::Complex(re, im) if re == 1.0 && im == 2.0));
+        assert!(matches!(d(b"\x80\x02c__builtin__\ncomplex\nX\x01\x00\x00\x001\x85R."), Value::Object(_)));
+        let Value::Slice(sl) = d(b"\x80\x04\x8c\x08builtins\x8c\x05slice\x93K\x01NJ\xff\xff\xff\xff\x87R.") else { panic!() };
+        assert_eq!((sl.start.as_i64(), sl.step.as_i64()), (Some(1), Some(-1)));
+        assert!(matches!(sl.stop, Value::None));
+        // list (dict views), tuple, dict
+        let v = d(b"\x80\x04\x8c\x08builtins\x8c\x04list\x93(K\x01K\x02l\x85R.");
+        assert_eq!(list_items(&v).len(), 2);
+        assert_eq!(tuple_items(&d(b"\x80\x04\x8c\x08builtins\x8c\x05tuple\x93]\x85R.")).len(), 0);
+        let v = d(b"\x80\x04\x8c\x08builtins\x8c\x04dict\x93}X\x01\x00\x00\x00aK\x01s\x85R.");
+        assert_eq!(dict_get(&v, "a").unwrap().as_i64(), Some(1));
+        // Another module's `set` stays opaque
+        assert!(matches!(d(b"\x80\x03cmymod\nset\n]\x85R."), Value::Object(_)));
+        // NEWOBJ of a builtin is kept as written
+        assert!(matches!(d(b"\x80\x03cbuiltins\nset\n)\x81."), Value::Object(_)));
+    }
+
+    // ---- recursion ------------------------------------------------------------------
+
+    #[test]
+    fn recursive_structures() {
+        // l = [1]; l.append(l)
+        let v = d(b"\x80\x02]q\x00(K\x01h\x00e.");
+        assert!(list_items(&v)[1].is(&v));
+        // d = {}; d['self'] = d
+        let v = d(b"\x80\x02}q\x00X\x04\x00\x00\x00selfq\x01h\x00s.");
+        assert!(dict_get(&v, "self").unwrap().is(&v));
+        // t = ([],); t[0].append(t) at protocols 0 and 2 (POP and POP_MARK+GET)
+        for p in [&b"((lp0\n(g0\ntp1\na00g1\n."[..], b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.", b"(]q\x00(h\x00tq\x01a1h\x01."] {
+            let t = d(p);
+            let items = tuple_items(&t);
+            assert_eq!(items.len(), 1);
+            let inner = list_items(&items[0]);
+            assert!(inner[0].is(&t), "tuple recursion lost for {p:?}");
+        }
+    }
+
+    // ---- limits and errors -------------------------------------------------------------
+
+    #[test]
+    fn million_nested_lists_is_an_error() {
+        let n = 1_000_000;
+        let mut p = b"\x80\x04".to_vec();
+        p.extend(std::iter::repeat(b']').take(n));
+        p.extend(std::iter::repeat(b'a').take(n - 1));
+        p.push(b'.');
+        let err = e(&p);
+        assert!(matches!(err.kind, K::DepthLimit { max: 1000 }), "{err}");
+        assert_eq!(err.opcode, Some(b'a'));
+        // Nested tuples via MARK too
+        let mut p = vec![b'('; n];
+        p.extend(std::iter::repeat(b't').take(n));
+        p.push(b'.');
+        assert!(matches!(e(&p).kind, K::DepthLimit { .. }));
+        // Depth 1000 itself is fine
+        let mut p = b"\x80\x04".to_vec();
+        p.extend(std::iter::repeat(b']').take(1000));
+        p.extend(std::iter::repeat(b'a').take(999));
+        p.push(b'.');
+        assert!(decode(&p).is_ok());
+    }
+
+    #[test]
+    fn depth_follows_memo_references() {
+        // a = [[[ ]]] memoized once filled; [a, a] must count a's full depth
+        let opts = DecodeOptions::default().with_max_depth(4);
+        // ]q0 ]]aa  -> a has depth 3; then build outer list of GETs (depth 4): ok
+        assert!(decode_with(b"\x80\x02]q\x00]]aa]h\x00ah\x00a.", &opts).is_ok());
+        // one more level outside -> depth 5: error
+        assert!(matches!(
+            decode_with(b"\x80\x02]]q\x00]]aa]h\x00ah\x00aa.", &opts).unwrap_err().kind,
+            K::DepthLimit { max: 4 }
+        ));
+    }
+
+    #[test]
+    fn item_and_input_limits() {
+        // pushes and container elements both count: 2 + 2 + 1
+        let opts = DecodeOptions::default().with_max_items(5);
+        assert!(decode_with(b"NN\x86.", &opts).is_ok());
+        assert!(matches!(decode_with(b"NNN\x87.", &opts).unwrap_err().kind, K::ItemLimit { max: 5 }));
+        let opts = DecodeOptions::default().with_max_input(3);
+        assert!(matches!(decode_with(b"K\x01.x", &opts).unwrap_err().kind, K::InputTooLarge { len: 4, max: 3 }));
+        let opts = DecodeOptions::default().with_max_memo(2);
+        assert!(decode_with(b"\x80\x04N\x94\x94.", &opts).is_ok());
+        assert!(matches!(decode_with(b"\x80\x04N\x94\x94\x94.", &opts).unwrap_err().kind, K::MemoLimit { max: 2 }));
+        // Re-putting an existing key is no new entry
+        assert!(decode_with(b"Nq\x01q\x01q\x01q\x02.", &opts).is_ok());
+    }
+
+    #[test]
+    fn framing_and_protocol() {
+        assert_eq!(d(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.").as_i64(), Some(1));
+        let err = e(b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00K\x01.");
+        assert!(matches!(err.kind, K::FrameTooLong { len: 4, remaining: 3 }));
+        assert!(matches!(e(b"\x80\x06N.").kind, K::UnsupportedProtocol(6)));
+        assert!(matches!(e(b"\x80").kind, K::Truncated));
+    }
+
+    #[test]
+    fn error_kinds_and_messages() {
+        let err = e(b"");
+        assert!(matches!(err.kind, K::EmptyInput));
+        assert_eq!(err.to_string(), "empty input at byte 0");
+        let err = e(b"\x80\x04K\x01");
+        assert!(matches!(err.kind, K::MissingStop));
+        assert_eq!(err.offset, 4);
+        let err = e(b"\x80\x04\xff");
+        assert!(matches!(err.kind, K::UnknownOpcode));
+        assert_eq!(err.to_string(), "unknown opcode 0xff at byte 2");
+        let err = e(b"\x80\x04\x8c\x05ab");
+        assert_eq!(err.to_string(), "truncated argument of opcode SHORT_BINUNICODE (0x8c) at byte 2");
+        let err = e(b"]NNa.");
+        assert_eq!(err.to_string(), "cannot append to a 'NoneType' in opcode APPEND (0x61) at byte 3");
+        for (p, what) in [
+            (&b"P123\n."[..], "persistent"),
+            (b"NQ.", "persistent"),
+            (b"\x82\x01.", "extension"),
+            (b"\x83\x01\x00.", "extension"),
+            (b"\x84\x01\x00\x00\x00.", "extension"),
+            (b"\x80\x05\x97.", "out-of-band"),
+            (b"\x80\x05N\x98.", "out-of-band"),
+        ] {
+            let err = e(p);
+            assert!(matches!(err.kind, K::Unsupported(_)), "{err}");
+            assert!(err.to_string().contains(what), "{err}");
+        }
+        // Data after STOP is ignored
+        assert_eq!(d(b"K\x01.garbage").as_i64(), Some(1));
+    }
+
+    #[test]
+    fn truncation_anywhere_never_panics() {
+        let full: &[u8] = b"\x80\x04\x95J\x00\x00\x00\x00\x00\x00\x00\x8c\x18multiprocessing.managers\x94\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04list\x94\x8c\t127.0.0.1\x94M\x88\x13\x86\x94\x8c\x03abc\x94\x87\x94b.";
+        assert!(decode(full).is_ok());
+        for i in 0..full.len() {
+            assert!(decode(&full[..i]).is_err(), "prefix {i} decoded");
+        }
+        // Every single-byte corruption either decodes or errors, never panics
+        for i in 0..full.len() {
+            for b in [0u8, 0x28, 0x2e, 0x61, 0x80, 0x94, 0xff] {
+                let mut p = full.to_vec();
+                p[i] = b;
+                let _ = decode(&p);
+            }
+        }
+    }
+}
