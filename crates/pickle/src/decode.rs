@@ -1638,7 +1638,10 @@ fn map_py2_name<'n>(module: &str, name: &'n str) -> Option<(&'static str, &'n st
 }
 
 /// `_compat_pickle.NAME_MAPPING` (CPython 3.12): Python 2 (module, name) to Python 3.
-static NAME_MAPPING: &[((&str, &str), (&str, &str))] = &[
+/// A `(module, name)` pair.
+type Name = (&'static str, &'static str);
+
+static NAME_MAPPING: &[(Name, Name)] = &[
     (("UserDict", "IterableUserDict"), ("collections", "UserDict")),
     (("UserDict", "UserDict"), ("collections", "UserDict")),
     (("UserList", "UserList"), ("collections", "UserList")),
