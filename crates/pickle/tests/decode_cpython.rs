@@ -409,6 +409,7 @@ fn decodes_every_cpython_corpus_at_every_protocol() {
         return;
     }
     for py in &pythons {
+        eprintln!("decoding the corpus pickled by CPython {}", py.label());
         let out = py.run_ok(CORPUS, &[], b"");
         let mut seen = BTreeSet::new();
         let mut pos = 0;
