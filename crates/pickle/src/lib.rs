@@ -39,6 +39,7 @@ pub use serde_bridge::{from_value, to_value, SerdeError};
 
 
 
+pub use decode::{decode, decode_with, DecodeError, DecodeErrorKind, DecodeOptions};
 pub use exc::{ExcType, PyErr};
 pub use repr::repr;
 
