@@ -94,10 +94,21 @@ pub struct PyStr {
 impl PyStr {
     /// A `str` holding `s`.
     pub fn new(s: &str) -> PyStr {
-        let mut v = Vec::with_capacity(s.len() + 1);
-        v.push(0);
-        v.extend_from_slice(s.as_bytes());
-        PyStr { data: v.into() }
+        PyStr::with_flag(0, s.as_bytes())
+    }
+
+    /// One allocation: the flag byte, then `bytes`.
+    fn with_flag(flag: u8, bytes: &[u8]) -> PyStr {
+        let mut data = Arc::<[u8]>::new_uninit_slice(bytes.len() + 1);
+        let slots = Arc::get_mut(&mut data).expect("new Arc is unique");
+        slots[0].write(flag);
+        // SAFETY: `slots` has room for `bytes.len()` bytes after the flag;
+        // MaybeUninit<u8> has the layout of u8; the regions do not overlap.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), slots[1..].as_mut_ptr().cast::<u8>(), bytes.len());
+        }
+        // SAFETY: every byte was written above.
+        PyStr { data: unsafe { data.assume_init() } }
     }
 
     /// Builds a `str` from generalized UTF-8 (`surrogatepass`) bytes, as
@@ -111,10 +122,7 @@ impl PyStr {
                 true
             }
         };
-        let mut v = Vec::with_capacity(bytes.len() + 1);
-        v.push(surrogates as u8);
-        v.extend_from_slice(bytes);
-        Some(PyStr { data: v.into() })
+        Some(PyStr::with_flag(surrogates as u8, bytes))
     }
 
     /// Builds a `str` from Unicode code points (surrogates allowed). Returns
@@ -351,25 +359,43 @@ container!(
 );
 
 /// Things whose drop may hold further values.
-trait IntoDropItems {
-    fn into_drop_items(self, out: &mut Vec<Value>);
+trait IntoDropItems: Sized {
+    /// True if some item is a container that this drop would free (the only
+    /// case where a plain drop could recurse).
+    fn has_nested(&self) -> bool;
+    /// Moves the items that are containers about to be freed into `out`,
+    /// dropping the rest (a shallow drop each).
+    fn take_nested(self, out: &mut Vec<Value>);
 }
+
 impl IntoDropItems for Vec<Value> {
-    fn into_drop_items(self, out: &mut Vec<Value>) {
-        out.extend(self);
+    fn has_nested(&self) -> bool {
+        self.iter().any(Value::frees_container_on_drop)
+    }
+    fn take_nested(self, out: &mut Vec<Value>) {
+        out.extend(self.into_iter().filter(Value::frees_container_on_drop));
     }
 }
 impl IntoDropItems for IndexMap<Key, Value, KeyHasher> {
-    fn into_drop_items(self, out: &mut Vec<Value>) {
+    fn has_nested(&self) -> bool {
+        self.iter().any(|(k, v)| k.value.frees_container_on_drop() || v.frees_container_on_drop())
+    }
+    fn take_nested(self, out: &mut Vec<Value>) {
         for (k, v) in self {
-            out.push(k.into_value());
-            out.push(v);
+            for x in [k.into_value(), v] {
+                if x.frees_container_on_drop() {
+                    out.push(x);
+                }
+            }
         }
     }
 }
 impl IntoDropItems for IndexSet<Key, KeyHasher> {
-    fn into_drop_items(self, out: &mut Vec<Value>) {
-        out.extend(self.into_iter().map(Key::into_value));
+    fn has_nested(&self) -> bool {
+        self.iter().any(|k| k.value.frees_container_on_drop())
+    }
+    fn take_nested(self, out: &mut Vec<Value>) {
+        out.extend(self.into_iter().map(Key::into_value).filter(Value::frees_container_on_drop));
     }
 }
 
@@ -379,22 +405,20 @@ thread_local! {
 }
 
 /// Drops the contents of a container without recursing: nested containers
-/// are pushed onto a thread-local queue that the outermost drop drains.
+/// that this drop frees are pushed onto a thread-local queue that the
+/// outermost drop drains. Containers holding only scalars, strings or
+/// still-shared containers drop directly, without touching the queue.
 fn drop_iteratively<T: IntoDropItems>(items: T) {
-    // Fast path: nothing nested to worry about is decided per element below.
-    let nested = DROPPING.with(|d| d.get());
-    let mut buf = Vec::new();
-    items.into_drop_items(&mut buf);
-    buf.retain(|v| v.may_hold_values());
-    if buf.is_empty() {
-        return;
+    if !items.has_nested() {
+        return; // `items` drops here, one level deep.
     }
+    let nested = DROPPING.with(|d| d.get());
     if nested {
-        DROP_QUEUE.with(|q| q.borrow_mut().extend(buf));
+        DROP_QUEUE.with(|q| items.take_nested(&mut q.borrow_mut()));
         return;
     }
     DROPPING.with(|d| d.set(true));
-    DROP_QUEUE.with(|q| q.borrow_mut().extend(buf));
+    DROP_QUEUE.with(|q| items.take_nested(&mut q.borrow_mut()));
     loop {
         let next = DROP_QUEUE.with(|q| q.borrow_mut().pop());
         match next {
@@ -783,19 +807,19 @@ impl Value {
         })
     }
 
-    /// True for values that can hold other values (so that dropping them
-    /// may need the iterative path).
-    fn may_hold_values(&self) -> bool {
-        matches!(
-            self,
-            Value::Tuple(_)
-                | Value::List(_)
-                | Value::Dict(_)
-                | Value::Set(_)
-                | Value::FrozenSet(_)
-                | Value::Slice(_)
-                | Value::Object(_)
-        )
+    /// True if dropping this value frees a container (the last reference
+    /// to something that holds other values), so the drop may recurse.
+    fn frees_container_on_drop(&self) -> bool {
+        match self {
+            Value::Tuple(a) => Arc::strong_count(a) == 1,
+            Value::List(a) => Arc::strong_count(a) == 1,
+            Value::Dict(a) => Arc::strong_count(a) == 1,
+            Value::Set(a) => Arc::strong_count(a) == 1,
+            Value::FrozenSet(a) => Arc::strong_count(a) == 1,
+            Value::Slice(a) => Arc::strong_count(a) == 1,
+            Value::Object(a) => Arc::strong_count(a) == 1,
+            _ => false,
+        }
     }
 }
 
