@@ -54,7 +54,7 @@ pub fn none(qualname: &str, args: &[Value]) -> Result<(), PyErr> {
 /// let e = args::slot::<1>(&[]).unwrap_err();
 /// assert_eq!(e.to_string(), "TypeError: expected 1 argument, got 0");
 /// ```
-pub fn slot<const N: usize>(args: &[Value]) -> Result<[&Value; N], PyErr> {
+X {
     if args.len() != N {
         return Err(PyErr::type_error(format!(
             "expected {N} argument{}, got {}",
@@ -67,7 +67,7 @@ pub fn slot<const N: usize>(args: &[Value]) -> Result<[&Value; N], PyErr> {
 
 /// Exactly `N` positional arguments, checked as `_PyArg_CheckPositional`
 /// words it when `min == max`: `insert expected 2 arguments, got 1`.
-pub fn exact<const N: usize>(name: &str, args: &[Value]) -> Result<[&Value; N], PyErr> {
+pub fn exact<'a, const N: usize>(name: &str, args: &'a [Value]) -> Result<[&'a Value; N], PyErr> {
     range(name, args, N, N)?;
     Ok(std::array::from_fn(|i| &args[i]))
 }
@@ -330,4 +330,96 @@ pub(crate) fn alloc_values(n: usize) -> Result<Vec<Value>, PyErr> {
     let mut v = Vec::new();
     v.try_reserve_exact(n).map_err(|_| memory_error())?;
     Ok(v)
+}
+
+/// A `Py_ssize_t` argument converted by Argument Clinic (`list.pop(i)`,
+/// `list.insert(i, x)`): like [`index`], but an `int` too large is
+/// `OverflowError: Python int too large to convert to C ssize_t`.
+pub fn ssize(v: &Value) -> Result<i64, PyErr> {
+    match int_like(v) {
+        Some(Err(_)) => Err(PyErr::new(
+            ExcType::OverflowError,
+            "Python int too large to convert to C ssize_t",
+        )),
+        _ => index(v),
+    }
+}
+
+/// Binds `args`/`kwargs` to the parameters of a Python function defined
+/// as `def qualname(self, p1, p2=default, …)`, with CPython's error texts
+/// (`Value.__init__() missing 1 required positional argument: 'value'`,
+/// `… takes from 3 to 4 positional arguments but 5 were given`, `… got an
+/// unexpected keyword argument 'x'`). `params` are `(name, default)`; the
+/// implicit `self` is counted in the messages as Python does.
+///
+/// ```
+/// use mpmanager_objects::{args::bind, Kwargs};
+/// use mpmanager_pickle::Value;
+/// let p = [("typecode", None), ("value", None), ("lock", Some(Value::Bool(true)))];
+/// let got = bind("Value.__init__", &p, &[Value::str("i"), Value::Int(3)], &Kwargs::new()).unwrap();
+/// assert_eq!(got[1].as_i64(), Some(3));
+/// let e = bind("Value.__init__", &p, &[Value::str("i")], &Kwargs::new()).unwrap_err();
+/// assert_eq!(e.to_string(), "TypeError: Value.__init__() missing 1 required positional argument: 'value'");
+/// ```
+pub fn bind(
+    qualname: &str,
+    params: &[(&str, Option<Value>)],
+    args: &[Value],
+    kwargs: &crate::Kwargs,
+) -> Result<Vec<Value>, PyErr> {
+    let max = params.len();
+    let min = params.iter().filter(|(_, d)| d.is_none()).count();
+    if args.len() > max {
+        let takes = if min == max {
+            format!("{} positional argument{}", max + 1, if max == 0 { "" } else { "s" })
+        } else {
+            format!("from {} to {} positional arguments", min + 1, max + 1)
+        };
+        let given = args.len() + 1;
+        return Err(PyErr::type_error(format!(
+            "{qualname}() takes {takes} but {given} {} given",
+            if given == 1 { "was" } else { "were" }
+        )));
+    }
+    let mut slots: Vec<Option<Value>> = args.iter().cloned().map(Some).collect();
+    slots.resize(max, None);
+    for (k, v) in kwargs.iter() {
+        match params.iter().position(|(n, _)| *n == k) {
+            Some(i) if i < args.len() => {
+                return Err(PyErr::type_error(format!(
+                    "{qualname}() got multiple values for argument '{k}'"
+                )))
+            }
+            Some(i) => slots[i] = Some(v.clone()),
+            None => {
+                return Err(PyErr::type_error(format!(
+                    "{qualname}() got an unexpected keyword argument '{k}'"
+                )))
+            }
+        }
+    }
+    let missing: Vec<&str> = params
+        .iter()
+        .zip(&slots)
+        .filter(|((_, d), s)| d.is_none() && s.is_none())
+        .map(|((n, _), _)| *n)
+        .collect();
+    if !missing.is_empty() {
+        let names: Vec<String> = missing.iter().map(|n| format!("'{n}'")).collect();
+        let list = match names.len() {
+            1 => names[0].clone(),
+            2 => format!("{} and {}", names[0], names[1]),
+            _ => format!("{}, and {}", names[..names.len() - 1].join(", "), names[names.len() - 1]),
+        };
+        return Err(PyErr::type_error(format!(
+            "{qualname}() missing {} required positional argument{}: {list}",
+            missing.len(),
+            if missing.len() == 1 { "" } else { "s" }
+        )));
+    }
+    Ok(slots
+        .into_iter()
+        .zip(params)
+        .map(|(s, (_, d))| s.or_else(|| d.clone()).expect("bound"))
+        .collect())
 }

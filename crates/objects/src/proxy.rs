@@ -11,7 +11,7 @@ use std::collections::HashSet;
 use mpmanager_pickle::{Construct, Value};
 
 /// The token of a pickled proxy: what it points at.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct ProxyTarget {
     /// `token.typeid`, e.g. `"list"`.
     pub typeid: String,

@@ -20,10 +20,9 @@
 //!   collection); return [`Outcome::NewObject`] to have the registry
 //!   register a new object instead.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 
-use mpmanager_pickle::{ExcType, Key, PyErr, Value};
+use mpmanager_pickle::{Key, PyErr, Value};
 
 /// Keyword arguments of a call or `create`, in the order the client sent
 /// them. Names are always `str` (CPython rejects other keys before sending).
@@ -254,8 +253,7 @@ pub fn traceback_text(err: &PyErr, location: &str) -> String {
 /// The last line of a Python traceback for `err`: `Type: message`, or just
 /// `Type` when `str(err)` is empty.
 pub(crate) fn exc_line(err: &PyErr) -> String {
-    let s = err.to_string();
-    s
+    err.to_string()
 }
 
 /// One shared object in the manager server.
@@ -278,8 +276,7 @@ pub(crate) fn exc_line(err: &PyErr) -> String {
 ///         match method {
 ///             "add" => {
 ///                 args::no_kwargs("Counter.add", kw)?;
-///                 let [n] = args::exact::<1>("Counter.add", a)? ;
-///                 let n = args::index(n)?;
+///                 let n = args::index(args::one("Counter.add", a)?)?;
 ///                 Ok(Value::Int(self.0.fetch_add(n, Ordering::SeqCst) + n).into())
 ///             }
 ///             _ => Err(CallError::Python(args::no_attribute(self.class_name(), method))),
@@ -355,13 +352,4 @@ impl std::fmt::Debug for dyn Referent {
             Err(_) => write!(f, "<{} object>", self.class_name()),
         }
     }
-}
-
-/// A `Cow` helper used by types whose class name is computed.
-pub(crate) fn _cow(s: &str) -> Cow<'_, str> {
-    Cow::Borrowed(s)
-}
-
-pub(crate) fn err(ty: ExcType, msg: impl Into<String>) -> PyErr {
-    PyErr::new(ty, msg)
 }

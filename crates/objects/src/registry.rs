@@ -241,6 +241,7 @@ pub struct Registry {
     shared_idents: RwLock<HashMap<String, u64>>,
     shards: Vec<RwLock<HashMap<u64, Arc<Entry>>>>,
     next_ident: AtomicU64,
+    ident_base: u64,
     clock: Instant,
     stashed_count: AtomicUsize,
     pending: AtomicUsize,
@@ -294,6 +295,7 @@ impl Registry {
             shared_idents: RwLock::new(HashMap::new()),
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             next_ident: AtomicU64::new(base),
+            ident_base: base,
             clock: Instant::now(),
             stashed_count: AtomicUsize::new(0),
             pending: AtomicUsize::new(0),
@@ -468,8 +470,7 @@ impl Registry {
                 Some(_) => {}
                 None => {
                     // Looks like ours (our ident range) but is gone.
-                    let ours = n < self.next_ident.load(Ordering::Relaxed)
-                        && n >= (self.next_ident.load(Ordering::Relaxed) & !0xff_ffff_ffff);
+                    let ours = n >= self.ident_base && n < self.next_ident.load(Ordering::SeqCst);
                     if ours {
                         return Err(key_error_tb(&t.ident, location));
                     }
