@@ -54,7 +54,7 @@ pub fn none(qualname: &str, args: &[Value]) -> Result<(), PyErr> {
 /// let e = args::slot::<1>(&[]).unwrap_err();
 /// assert_eq!(e.to_string(), "TypeError: expected 1 argument, got 0");
 /// ```
-X {
+pub fn slot<const N: usize>(args: &[Value]) -> Result<[&Value; N], PyErr> {
     if args.len() != N {
         return Err(PyErr::type_error(format!(
             "expected {N} argument{}, got {}",
