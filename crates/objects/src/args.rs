@@ -49,6 +49,10 @@ pub fn none(qualname: &str, args: &[Value]) -> Result<(), PyErr> {
 
 /// A slot wrapper (`__len__`, `__setitem__`, …): exactly `n` arguments.
 ///
+/// CPython checks two-argument slots (`__setitem__`, `__setattr__`) with
+/// `PyArg_UnpackTuple(args, "", 2, 2)`, whose text starts with a space:
+/// `' expected 2 arguments, got 1'`; that quirk is kept.
+///
 /// ```
 /// use mpmanager_objects::args;
 /// let e = args::slot::<1>(&[]).unwrap_err();
@@ -57,7 +61,8 @@ pub fn none(qualname: &str, args: &[Value]) -> Result<(), PyErr> {
 pub fn slot<const N: usize>(args: &[Value]) -> Result<[&Value; N], PyErr> {
     if args.len() != N {
         return Err(PyErr::type_error(format!(
-            "expected {N} argument{}, got {}",
+            "{}expected {N} argument{}, got {}",
+            if N >= 2 { " " } else { "" },
             if N == 1 { "" } else { "s" },
             args.len()
         )));
