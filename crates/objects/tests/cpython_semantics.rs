@@ -183,7 +183,7 @@ fn check(scenarios: Vec<(&str, Vec<&str>)>) {
     // Label every line with its scenario and call for readable failures.
     let mut labels = Vec::new();
     for (ctor, calls) in &scenarios {
-        labels.push(format!("{ctor}"));
+        labels.push(ctor.to_string());
         for c in calls {
             labels.push(format!("{ctor} . {c}"));
         }

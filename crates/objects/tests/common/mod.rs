@@ -198,7 +198,7 @@ impl<'a> Parser<'a> {
                 self.pos += 1;
                 while self.pos < self.s.len()
                     && (self.s[self.pos].is_ascii_alphanumeric() || b".+-*".contains(&self.s[self.pos]))
-                    && !(b"+-".contains(&self.s[self.pos]) && !b"eE".contains(&self.s[self.pos - 1]))
+                    && (!b"+-".contains(&self.s[self.pos]) || b"eE".contains(&self.s[self.pos - 1]))
                 {
                     self.pos += 1;
                 }
