@@ -15,11 +15,14 @@
 //! with the same bits count as identical inside tuples/lists, as in
 //! [`py_eq`].
 //!
-//! [`sort`] is a stable sort that only uses `<`, with CPython's timsort run
-//! detection and binary insertion (so for lists shorter than 64 items it
-//! performs exactly CPython's comparisons, including which pair raises the
-//! `TypeError`); longer runs are merged without galloping, which gives the
-//! same result for any consistent ordering.
+//! [`sort`] is a stable sort that only uses `<`, with CPython 3.8–3.12's
+//! timsort run detection and binary insertion (so for lists shorter than 64
+//! items it performs exactly their comparisons, including which pair raises
+//! the `TypeError`); longer runs are merged without galloping (3.8's merge
+//! order), which gives the same result for any consistent ordering. Only for
+//! inconsistent orderings (NaN, sets) can the result differ from CPython —
+//! and CPython's own results differ there between versions (3.13 changed run
+//! detection, 3.11 the merge order).
 
 use std::cmp::Ordering;
 
@@ -330,7 +333,12 @@ fn binary_sort(s: &mut [usize], start: usize, lt: &Lt<'_>) -> Result<(), PyErr> 
 
 /// Merges runs so that the stack invariants hold (CPython 3.8's
 /// `merge_collapse`), or all of them when `force`.
-fn merge_collapse(idx: &mut [usize], runs: &mut Vec<(usize, usize)>, lt: &Lt<'_>, force: bool) -> Result<(), PyErr> {
+fn merge_collapse(
+    idx: &mut [usize],
+    runs: &mut Vec<(usize, usize)>,
+    lt: &Lt<'_>,
+    force: bool,
+) -> Result<(), PyErr> {
     while runs.len() > 1 {
         let mut n = runs.len() - 2;
         let len = |i: usize, runs: &Vec<(usize, usize)>| runs[i].1;

@@ -149,7 +149,11 @@ fn format_float(f: f64, add_dot_0: bool, sign: bool) -> String {
     let (mant, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
     let digits: String = mant.chars().filter(|c| c.is_ascii_digit()).collect();
-    let digits = if digits.is_empty() { "0".to_string() } else { digits };
+    let digits = if digits.is_empty() {
+        "0".to_string()
+    } else {
+        digits
+    };
     let decpt = exp + 1; // value = 0.DIGITS * 10**decpt
     if f == 0.0 {
         out.push('0');
@@ -165,7 +169,12 @@ fn format_float(f: f64, add_dot_0: bool, sign: bool) -> String {
             out.push_str(&digits[1..]);
         }
         let e = decpt - 1;
-        let _ = write!(out, "e{}{:02}", if e < 0 { '-' } else { '+' }, e.unsigned_abs());
+        let _ = write!(
+            out,
+            "e{}{:02}",
+            if e < 0 { '-' } else { '+' },
+            e.unsigned_abs()
+        );
     } else if decpt <= 0 {
         out.push_str("0.");
         for _ in 0..(-decpt) {
@@ -195,7 +204,11 @@ fn complex_repr(re: f64, im: f64) -> String {
     if re == 0.0 && re.is_sign_positive() {
         format!("{}j", format_float(im, false, false))
     } else {
-        format!("({}{}j)", format_float(re, false, false), format_float(im, false, true))
+        format!(
+            "({}{}j)",
+            format_float(re, false, false),
+            format_float(im, false, true)
+        )
     }
 }
 
@@ -223,7 +236,11 @@ fn is_printable(cp: u32) -> bool {
 fn write_str_repr(s: &PyStr, out: &mut String) {
     let bytes = s.as_wtf8();
     let has_sq = bytes.contains(&b'\'');
-    let quote = if has_sq && !bytes.contains(&b'"') { '"' } else { '\'' };
+    let quote = if has_sq && !bytes.contains(&b'"') {
+        '"'
+    } else {
+        '\''
+    };
     out.push(quote);
     for cp in s.code_points() {
         match cp {
@@ -263,7 +280,11 @@ fn write_bytearray_repr(b: &[u8], out: &mut String) {
 }
 
 fn write_bytes_literal(b: &[u8], out: &mut String, always_escape_sq: bool) {
-    let quote = if b.contains(&b'\'') && !b.contains(&b'"') { b'"' } else { b'\'' };
+    let quote = if b.contains(&b'\'') && !b.contains(&b'"') {
+        b'"'
+    } else {
+        b'\''
+    };
     out.push('b');
     out.push(quote as char);
     for &c in b {
@@ -297,7 +318,10 @@ fn bigint_repr(b: &BigInt) -> Result<String, (PyErr, u64)> {
     // numbers that are certainly too long, estimating their digit count.
     let bits = b.bits();
     if bits > 14_400 {
-        return Err((int_digits_error(), (bits as f64 * std::f64::consts::LOG10_2) as u64 + 1));
+        return Err((
+            int_digits_error(),
+            (bits as f64 * std::f64::consts::LOG10_2) as u64 + 1,
+        ));
     }
     let s = b.to_string();
     let n = s.trim_start_matches('-').len();
@@ -338,7 +362,11 @@ macro_rules! leave {
 
 impl Repr {
     fn new(strict: bool) -> Repr {
-        Repr { strict, depth: 0, active: FxHashSet::default() }
+        Repr {
+            strict,
+            depth: 0,
+            active: FxHashSet::default(),
+        }
     }
 
     fn value(&mut self, v: &Value, out: &mut String) -> Result<(), PyErr> {
@@ -379,7 +407,11 @@ impl Repr {
                 Ok(s) => out.push_str(&s),
                 Err((e, _)) if self.strict => return Err(e),
                 Err((e, n)) => {
-                    let _ = write!(out, "<int with {n} digits: ValueError: {}>", e.message().unwrap_or(""));
+                    let _ = write!(
+                        out,
+                        "<int with {n} digits: ValueError: {}>",
+                        e.message().unwrap_or("")
+                    );
                 }
             },
             Value::Float(f) => out.push_str(&float_repr(*f)),
@@ -633,7 +665,9 @@ impl Repr {
                 [Value::Str(s)] => Some(format!("Decimal({})", str_repr(s))),
                 _ => None,
             },
-            ("fractions", "Fraction", true) => fraction(args).map(|(n, d)| format!("Fraction({n}, {d})")),
+            ("fractions", "Fraction", true) => {
+                fraction(args).map(|(n, d)| format!("Fraction({n}, {d})"))
+            }
             ("datetime", _, true) => self.datetime_repr(n, args)?,
             ("array", "array", true) => self.array_repr(args, None)?,
             ("array", "_array_reconstructor", true) => match args {
@@ -676,10 +710,15 @@ impl Repr {
             ("multiprocessing.managers", "Value", false) if args.is_empty() => {
                 let pairs = state_dict(&o.state).unwrap_or_default();
                 let get = |name: &str| {
-                    pairs.iter().find(|(k, _)| k.as_str() == Some(name)).map(|(_, v)| v.clone())
+                    pairs
+                        .iter()
+                        .find(|(k, _)| k.as_str() == Some(name))
+                        .map(|(_, v)| v.clone())
                 };
                 match (get("_typecode"), get("_value")) {
-                    (Some(t), Some(v)) => Some(format!("Value({}, {})", self.of(&t)?, self.of(&v)?)),
+                    (Some(t), Some(v)) => {
+                        Some(format!("Value({}, {})", self.of(&t)?, self.of(&v)?))
+                    }
                     _ => None,
                 }
             }
@@ -709,14 +748,22 @@ impl Repr {
                 (Some(r), Some(i)) => Some(complex_repr(r, i)),
                 _ => None,
             },
-            ("slice", [a, b, c]) => {
-                Some(format!("slice({}, {}, {})", self.of(a)?, self.of(b)?, self.of(c)?))
-            }
+            ("slice", [a, b, c]) => Some(format!(
+                "slice({}, {}, {})",
+                self.of(a)?,
+                self.of(b)?,
+                self.of(c)?
+            )),
             ("range", [a, b, c]) if [a, b, c].iter().all(|x| x.to_bigint().is_some()) => {
                 if c.as_i64() == Some(1) {
                     Some(format!("range({}, {})", self.of(a)?, self.of(b)?))
                 } else {
-                    Some(format!("range({}, {}, {})", self.of(a)?, self.of(b)?, self.of(c)?))
+                    Some(format!(
+                        "range({}, {}, {})",
+                        self.of(a)?,
+                        self.of(b)?,
+                        self.of(c)?
+                    ))
                 }
             }
             _ => None,
@@ -725,13 +772,19 @@ impl Repr {
 
     /// `RebuildProxy(func, token, serializer, kwds)`.
     fn proxy_repr(&mut self, args: &[Value]) -> Result<Option<String>, PyErr> {
-        let [Value::Global(func), Value::Object(tok), ..] = args else { return Ok(None) };
+        let [Value::Global(func), Value::Object(tok), ..] = args else {
+            return Ok(None);
+        };
         let tok = tok.read_recursive();
-        let Some(tg) = tok.global() else { return Ok(None) };
+        let Some(tg) = tok.global() else {
+            return Ok(None);
+        };
         if !tg.is("multiprocessing.managers", "Token") {
             return Ok(None);
         }
-        let Some(Value::Tuple(t)) = &tok.state else { return Ok(None) };
+        let Some(Value::Tuple(t)) = &tok.state else {
+            return Ok(None);
+        };
         if t.len() != 3 {
             return Ok(None);
         }
@@ -742,18 +795,33 @@ impl Repr {
                 other => format!("AutoProxy[{}]", py_str_lenient(other)),
             }
         } else {
-            func.name.rsplit('.').next().unwrap_or(&func.name).to_string()
+            func.name
+                .rsplit('.')
+                .next()
+                .unwrap_or(&func.name)
+                .to_string()
         };
         let id = match &t[2] {
             Value::Str(s) => s.to_string_lossy().into_owned(),
             other => self.of(other)?,
         };
-        Ok(Some(format!("<{cls} object, typeid {} at 0x{id}>", self.of(typeid)?)))
+        Ok(Some(format!(
+            "<{cls} object, typeid {} at 0x{id}>",
+            self.of(typeid)?
+        )))
     }
 
-    fn array_repr(&mut self, args: &[Value], mformat: Option<i64>) -> Result<Option<String>, PyErr> {
-        let [Value::Str(tc), data] = args else { return Ok(None) };
-        let Some(tc) = tc.as_str().filter(|s| s.len() == 1) else { return Ok(None) };
+    fn array_repr(
+        &mut self,
+        args: &[Value],
+        mformat: Option<i64>,
+    ) -> Result<Option<String>, PyErr> {
+        let [Value::Str(tc), data] = args else {
+            return Ok(None);
+        };
+        let Some(tc) = tc.as_str().filter(|s| s.len() == 1) else {
+            return Ok(None);
+        };
         let tc = tc.as_bytes()[0];
         let items: Vec<ArrItem> = match data {
             Value::Bytes(b) => {
@@ -839,7 +907,12 @@ impl Repr {
         Ok(match name {
             "date" => match args {
                 [s] => state_bytes(s).filter(|b| b.len() == 4).map(|b| {
-                    format!("datetime.date({}, {}, {})", (b[0] as u32) << 8 | b[1] as u32, b[2], b[3])
+                    format!(
+                        "datetime.date({}, {}, {})",
+                        (b[0] as u32) << 8 | b[1] as u32,
+                        b[2],
+                        b[3]
+                    )
                 }),
                 _ => None,
             },
@@ -849,11 +922,16 @@ impl Repr {
                     [s, tz] => (s, Some(tz)),
                     _ => return Ok(None),
                 };
-                let Some(b) = state_bytes(s).filter(|b| b.len() == 10) else { return Ok(None) };
+                let Some(b) = state_bytes(s).filter(|b| b.len() == 10) else {
+                    return Ok(None);
+                };
                 let year = (b[0] as u32) << 8 | b[1] as u32;
                 let (month, fold) = (b[2] & 0x7F, b[2] >> 7);
                 let us = (b[7] as u32) << 16 | (b[8] as u32) << 8 | b[9] as u32;
-                let mut r = format!("datetime.datetime({year}, {month}, {}, {}, {}", b[3], b[4], b[5]);
+                let mut r = format!(
+                    "datetime.datetime({year}, {month}, {}, {}, {}",
+                    b[3], b[4], b[5]
+                );
                 if us != 0 {
                     let _ = write!(r, ", {}, {us}", b[6]);
                 } else if b[6] != 0 {
@@ -867,7 +945,9 @@ impl Repr {
                     [s, tz] => (s, Some(tz)),
                     _ => return Ok(None),
                 };
-                let Some(b) = state_bytes(s).filter(|b| b.len() == 6) else { return Ok(None) };
+                let Some(b) = state_bytes(s).filter(|b| b.len() == 6) else {
+                    return Ok(None);
+                };
                 let (hour, fold) = (b[0] & 0x7F, b[0] >> 7);
                 let us = (b[3] as u32) << 16 | (b[4] as u32) << 8 | b[5] as u32;
                 let mut r = format!("datetime.time({hour}, {}", b[1]);
@@ -901,16 +981,23 @@ impl Repr {
                     Some(_) => Some(format!("datetime.timezone({})", self.of(&args[0])?)),
                     None => None,
                 },
-                [Value::Object(_), name] => {
-                    Some(format!("datetime.timezone({}, {})", self.of(&args[0])?, self.of(name)?))
-                }
+                [Value::Object(_), name] => Some(format!(
+                    "datetime.timezone({}, {})",
+                    self.of(&args[0])?,
+                    self.of(name)?
+                )),
                 _ => None,
             },
             _ => None,
         })
     }
 
-    fn finish_time(&mut self, mut r: String, fold: u8, tz: Option<&Value>) -> Result<Option<String>, PyErr> {
+    fn finish_time(
+        &mut self,
+        mut r: String,
+        fold: u8,
+        tz: Option<&Value>,
+    ) -> Result<Option<String>, PyErr> {
         if fold != 0 {
             r.push_str(", fold=1");
         }
@@ -940,7 +1027,9 @@ impl Repr {
                 let filename = full.get(2).filter(|f| !matches!(f, Value::None));
                 return Ok(Some(match filename {
                     Some(f) => match full.get(4).filter(|f| !matches!(f, Value::None)) {
-                        Some(f2) if full.len() == 5 => format!("{head}: {} -> {}", self.of(f)?, self.of(f2)?),
+                        Some(f2) if full.len() == 5 => {
+                            format!("{head}: {} -> {}", self.of(f)?, self.of(f2)?)
+                        }
                         _ => format!("{head}: {}", self.of(f)?),
                     },
                     None => head,
@@ -978,7 +1067,12 @@ impl Repr {
             }),
             ("datetime", "date") => match args {
                 [s] => state_bytes(s).filter(|b| b.len() == 4).map(|b| {
-                    format!("{:04}-{:02}-{:02}", (b[0] as u32) << 8 | b[1] as u32, b[2], b[3])
+                    format!(
+                        "{:04}-{:02}-{:02}",
+                        (b[0] as u32) << 8 | b[1] as u32,
+                        b[2],
+                        b[3]
+                    )
                 }),
                 _ => None,
             },
@@ -1050,9 +1144,12 @@ fn as_f64(v: &Value) -> Option<f64> {
 fn state_dict(state: &Option<Value>) -> Option<Vec<(Value, Value)>> {
     let pairs = |d: &Value| -> Option<Vec<(Value, Value)>> {
         match d {
-            Value::Dict(d) => {
-                Some(d.read_recursive().iter().map(|(k, v)| (k.value().clone(), v.clone())).collect())
-            }
+            Value::Dict(d) => Some(
+                d.read_recursive()
+                    .iter()
+                    .map(|(k, v)| (k.value().clone(), v.clone()))
+                    .collect(),
+            ),
             Value::None => Some(Vec::new()),
             _ => None,
         }
@@ -1114,7 +1211,9 @@ fn timedelta(args: &[Value]) -> Option<(i128, i128, i128)> {
             _ => return None,
         };
     }
-    let us_total = (v[0] * 86_400 + v[1]).checked_mul(1_000_000)?.checked_add(v[2])?;
+    let us_total = (v[0] * 86_400 + v[1])
+        .checked_mul(1_000_000)?
+        .checked_add(v[2])?;
     let (secs, us) = us_total.div_mod_floor(&1_000_000);
     let (days, s) = secs.div_mod_floor(&86_400);
     if days.abs() > TD_MAX_DAYS {
@@ -1131,13 +1230,20 @@ fn fraction(args: &[Value]) -> Option<(BigInt, BigInt)> {
             let s = s.as_str()?.trim();
             let (a, b) = s.split_once('/').unwrap_or((s, "1"));
             let ok = |x: &str, signed: bool| {
-                let x = if signed { x.strip_prefix(['+', '-']).unwrap_or(x) } else { x };
+                let x = if signed {
+                    x.strip_prefix(['+', '-']).unwrap_or(x)
+                } else {
+                    x
+                };
                 !x.is_empty() && x.bytes().all(|c| c.is_ascii_digit())
             };
             if !ok(a.trim(), true) || !ok(b.trim(), false) {
                 return None;
             }
-            (a.trim().parse::<BigInt>().ok()?, b.trim().parse::<BigInt>().ok()?)
+            (
+                a.trim().parse::<BigInt>().ok()?,
+                b.trim().parse::<BigInt>().ok()?,
+            )
         }
         [n, d] => (n.to_bigint()?, d.to_bigint()?),
         _ => return None,
@@ -1205,11 +1311,22 @@ fn decode_mformat(m: i64, b: &[u8]) -> Option<Vec<ArrItem>> {
         // UTF-16: decode surrogate pairs.
         let units: Vec<u16> = b
             .chunks(2)
-            .map(|c| if big { u16::from_be_bytes([c[0], c[1]]) } else { u16::from_le_bytes([c[0], c[1]]) })
+            .map(|c| {
+                if big {
+                    u16::from_be_bytes([c[0], c[1]])
+                } else {
+                    u16::from_le_bytes([c[0], c[1]])
+                }
+            })
             .collect();
         return Some(
             char::decode_utf16(units)
-                .map(|r| ArrItem::C(r.map(|c| c as u32).unwrap_or_else(|e| e.unpaired_surrogate() as u32)))
+                .map(|r| {
+                    ArrItem::C(
+                        r.map(|c| c as u32)
+                            .unwrap_or_else(|e| e.unpaired_surrogate() as u32),
+                    )
+                })
                 .collect(),
         );
     }
@@ -1246,20 +1363,68 @@ fn decode_mformat(m: i64, b: &[u8]) -> Option<Vec<ArrItem>> {
 /// Built-in exception classes (plus the standard-library ones the manager
 /// protocol carries), by `module.name`.
 const BUILTIN_EXCEPTIONS: &[&str] = &[
-    "BaseException", "Exception", "ArithmeticError", "AssertionError", "AttributeError",
-    "BlockingIOError", "BrokenPipeError", "BufferError", "ChildProcessError",
-    "ConnectionAbortedError", "ConnectionError", "ConnectionRefusedError",
-    "ConnectionResetError", "EOFError", "FileExistsError", "FileNotFoundError",
-    "FloatingPointError", "GeneratorExit", "ImportError", "IndentationError", "IndexError",
-    "InterruptedError", "IsADirectoryError", "KeyError", "KeyboardInterrupt", "LookupError",
-    "MemoryError", "ModuleNotFoundError", "NameError", "NotADirectoryError",
-    "NotImplementedError", "OSError", "OverflowError", "PermissionError",
-    "ProcessLookupError", "RecursionError", "ReferenceError", "RuntimeError",
-    "StopAsyncIteration", "StopIteration", "SystemError", "SystemExit", "TabError",
-    "TimeoutError", "TypeError", "UnboundLocalError", "ValueError", "ZeroDivisionError",
-    "Warning", "UserWarning", "DeprecationWarning", "PendingDeprecationWarning",
-    "SyntaxWarning", "RuntimeWarning", "FutureWarning", "ImportWarning", "UnicodeWarning",
-    "BytesWarning", "ResourceWarning", "EncodingWarning", "IOError", "EnvironmentError",
+    "BaseException",
+    "Exception",
+    "ArithmeticError",
+    "AssertionError",
+    "AttributeError",
+    "BlockingIOError",
+    "BrokenPipeError",
+    "BufferError",
+    "ChildProcessError",
+    "ConnectionAbortedError",
+    "ConnectionError",
+    "ConnectionRefusedError",
+    "ConnectionResetError",
+    "EOFError",
+    "FileExistsError",
+    "FileNotFoundError",
+    "FloatingPointError",
+    "GeneratorExit",
+    "ImportError",
+    "IndentationError",
+    "IndexError",
+    "InterruptedError",
+    "IsADirectoryError",
+    "KeyError",
+    "KeyboardInterrupt",
+    "LookupError",
+    "MemoryError",
+    "ModuleNotFoundError",
+    "NameError",
+    "NotADirectoryError",
+    "NotImplementedError",
+    "OSError",
+    "OverflowError",
+    "PermissionError",
+    "ProcessLookupError",
+    "RecursionError",
+    "ReferenceError",
+    "RuntimeError",
+    "StopAsyncIteration",
+    "StopIteration",
+    "SystemError",
+    "SystemExit",
+    "TabError",
+    "TimeoutError",
+    "TypeError",
+    "UnboundLocalError",
+    "ValueError",
+    "ZeroDivisionError",
+    "Warning",
+    "UserWarning",
+    "DeprecationWarning",
+    "PendingDeprecationWarning",
+    "SyntaxWarning",
+    "RuntimeWarning",
+    "FutureWarning",
+    "ImportWarning",
+    "UnicodeWarning",
+    "BytesWarning",
+    "ResourceWarning",
+    "EncodingWarning",
+    "IOError",
+    "EnvironmentError",
 ];
 
 const OTHER_EXCEPTIONS: &[(&str, &str)] = &[
@@ -1281,11 +1446,22 @@ const OTHER_EXCEPTIONS: &[(&str, &str)] = &[
 fn is_oserror_family(name: &str) -> bool {
     matches!(
         name,
-        "OSError" | "BlockingIOError" | "BrokenPipeError" | "ChildProcessError"
-            | "ConnectionAbortedError" | "ConnectionError" | "ConnectionRefusedError"
-            | "ConnectionResetError" | "FileExistsError" | "FileNotFoundError"
-            | "InterruptedError" | "IsADirectoryError" | "NotADirectoryError"
-            | "PermissionError" | "ProcessLookupError" | "TimeoutError"
+        "OSError"
+            | "BlockingIOError"
+            | "BrokenPipeError"
+            | "ChildProcessError"
+            | "ConnectionAbortedError"
+            | "ConnectionError"
+            | "ConnectionRefusedError"
+            | "ConnectionResetError"
+            | "FileExistsError"
+            | "FileNotFoundError"
+            | "InterruptedError"
+            | "IsADirectoryError"
+            | "NotADirectoryError"
+            | "PermissionError"
+            | "ProcessLookupError"
+            | "TimeoutError"
     )
 }
 
@@ -1305,7 +1481,10 @@ fn exception_name(g: &Global, args: &[Value]) -> Option<String> {
         n => n,
     };
     if name == "OSError" && (2..=5).contains(&args.len()) {
-        if let Some(errno) = args[0].as_i64().filter(|_| !matches!(args[0], Value::Bool(_))) {
+        if let Some(errno) = args[0]
+            .as_i64()
+            .filter(|_| !matches!(args[0], Value::Bool(_)))
+        {
             let sub = match errno {
                 11 | 114 | 115 => Some("BlockingIOError"),
                 10 => Some("ChildProcessError"),
@@ -1335,7 +1514,8 @@ fn exception_name(g: &Global, args: &[Value]) -> Option<String> {
 /// `(errno, strerror)` when a filename is given.
 fn exception_args<'a>(g: &Global, args: &'a [Value]) -> &'a [Value] {
     let name = exception_name(g, args).unwrap_or_default();
-    if is_oserror_family(&name) && (3..=5).contains(&args.len()) && !matches!(args[2], Value::None) {
+    if is_oserror_family(&name) && (3..=5).contains(&args.len()) && !matches!(args[2], Value::None)
+    {
         &args[..2]
     } else {
         args
@@ -1381,8 +1561,14 @@ mod tests {
     fn strs_and_bytes() {
         assert_eq!(str_repr(&PyStr::new("it's")), "\"it's\"");
         assert_eq!(str_repr(&PyStr::new("'\"")), "'\\'\"'");
-        assert_eq!(str_repr(&PyStr::new("a\tb\u{7f}\u{a0}\u{e9}")), "'a\\tb\\x7f\\xa0\u{e9}'");
-        assert_eq!(str_repr(&PyStr::from_code_points([0xDC80]).unwrap()), "'\\udc80'");
+        assert_eq!(
+            str_repr(&PyStr::new("a\tb\u{7f}\u{a0}\u{e9}")),
+            "'a\\tb\\x7f\\xa0\u{e9}'"
+        );
+        assert_eq!(
+            str_repr(&PyStr::from_code_points([0xDC80]).unwrap()),
+            "'\\udc80'"
+        );
         assert_eq!(bytes_repr(b"\x00'a\\\xff"), "b\"\\x00'a\\\\\\xff\"");
     }
 }

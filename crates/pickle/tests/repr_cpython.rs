@@ -39,8 +39,10 @@ struct Case {
 }
 
 fn unhex(s: &str) -> String {
-    let bytes: Vec<u8> =
-        (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect();
+    let bytes: Vec<u8> = (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect();
     String::from_utf8(bytes).expect("CPython output is UTF-8 without surrogates")
 }
 
@@ -55,12 +57,21 @@ fn run_cases(py: &Python, cases: &[Case]) -> Vec<String> {
     let out = py.run_ok(DRIVER, &[], input.as_bytes());
     let out = String::from_utf8(out).unwrap();
     let lines: Vec<String> = out.lines().map(unhex).collect();
-    assert_eq!(lines.len(), cases.len(), "one line per case from {}", py.label());
+    assert_eq!(
+        lines.len(),
+        cases.len(),
+        "one line per case from {}",
+        py.label()
+    );
     lines
 }
 
 fn ours(c: &Case) -> String {
-    let r = if c.str_mode { py_str(&c.value) } else { try_repr(&c.value) };
+    let r = if c.str_mode {
+        py_str(&c.value)
+    } else {
+        try_repr(&c.value)
+    };
     match r {
         Ok(s) => format!("OK {s}"),
         Err(e) => format!("ERR {} {}", e.ty.name(), e.message().unwrap_or("")),
@@ -106,7 +117,15 @@ fn newobj(m: &str, n: &str, state: Value) -> Value {
 }
 const MM: &str = "multiprocessing.managers";
 fn token(typeid: &str) -> Value {
-    newobj(MM, "Token", t(vec![s(typeid), t(vec![s("127.0.0.1"), i(50011)]), s("7f1c82a25580")]))
+    newobj(
+        MM,
+        "Token",
+        t(vec![
+            s(typeid),
+            t(vec![s("127.0.0.1"), i(50011)]),
+            s("7f1c82a25580"),
+        ]),
+    )
 }
 
 fn push(v: &Value, item: Value) {
@@ -117,13 +136,28 @@ fn push(v: &Value, item: Value) {
 }
 
 fn case(py: &str, value: Value) -> Case {
-    Case { py: format!("x = {py}"), value, str_mode: false, min_version: (3, 8) }
+    Case {
+        py: format!("x = {py}"),
+        value,
+        str_mode: false,
+        min_version: (3, 8),
+    }
 }
 fn stmts(py: &str, value: Value) -> Case {
-    Case { py: py.to_string(), value, str_mode: false, min_version: (3, 8) }
+    Case {
+        py: py.to_string(),
+        value,
+        str_mode: false,
+        min_version: (3, 8),
+    }
 }
 fn str_case(py: &str, value: Value) -> Case {
-    Case { py: format!("x = {py}"), value, str_mode: true, min_version: (3, 8) }
+    Case {
+        py: format!("x = {py}"),
+        value,
+        str_mode: true,
+        min_version: (3, 8),
+    }
 }
 
 fn array_cases(out: &mut Vec<Case>) {
@@ -131,20 +165,93 @@ fn array_cases(out: &mut Vec<Case>) {
     let mut items: Vec<(&str, &str, Vec<u8>, i64)> = vec![
         ("b", "[-128, 0, 127]", vec![0x80, 0, 0x7f], 1),
         ("B", "[0, 255]", vec![0, 255], 0),
-        ("h", "[-32768, 1]", [(-32768i16).to_le_bytes(), 1i16.to_le_bytes()].concat(), 4),
-        ("H", "[65535, 2]", [65535u16.to_le_bytes(), 2u16.to_le_bytes()].concat(), 2),
-        ("i", "[1, 2, -2147483648]", [1i32, 2, i32::MIN].iter().flat_map(|x| x.to_le_bytes()).collect(), 8),
+        (
+            "h",
+            "[-32768, 1]",
+            [(-32768i16).to_le_bytes(), 1i16.to_le_bytes()].concat(),
+            4,
+        ),
+        (
+            "H",
+            "[65535, 2]",
+            [65535u16.to_le_bytes(), 2u16.to_le_bytes()].concat(),
+            2,
+        ),
+        (
+            "i",
+            "[1, 2, -2147483648]",
+            [1i32, 2, i32::MIN]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            8,
+        ),
         ("I", "[4294967295]", 4294967295u32.to_le_bytes().to_vec(), 6),
-        ("l", "[-9223372036854775808, 3]", [i64::MIN, 3].iter().flat_map(|x| x.to_le_bytes()).collect(), 12),
-        ("L", "[18446744073709551615]", u64::MAX.to_le_bytes().to_vec(), 10),
-        ("q", "[-1, 9223372036854775807]", [-1i64, i64::MAX].iter().flat_map(|x| x.to_le_bytes()).collect(), 12),
-        ("Q", "[18446744073709551615, 0]", [u64::MAX, 0].iter().flat_map(|x| x.to_le_bytes()).collect(), 10),
-        ("f", "[1.5, 0.1, -inf]", [1.5f32, 0.1, f32::NEG_INFINITY].iter().flat_map(|x| x.to_le_bytes()).collect(), 14),
-        ("d", "[1.0, 0.1, 1e+16]", [1.0f64, 0.1, 1e16].iter().flat_map(|x| x.to_le_bytes()).collect(), 16),
-        ("u", "'ab\\U0001f600'", ['a' as u32, 'b' as u32, 0x1F600].iter().flat_map(|x| x.to_le_bytes()).collect(), 20),
+        (
+            "l",
+            "[-9223372036854775808, 3]",
+            [i64::MIN, 3].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            12,
+        ),
+        (
+            "L",
+            "[18446744073709551615]",
+            u64::MAX.to_le_bytes().to_vec(),
+            10,
+        ),
+        (
+            "q",
+            "[-1, 9223372036854775807]",
+            [-1i64, i64::MAX]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            12,
+        ),
+        (
+            "Q",
+            "[18446744073709551615, 0]",
+            [u64::MAX, 0].iter().flat_map(|x| x.to_le_bytes()).collect(),
+            10,
+        ),
+        (
+            "f",
+            "[1.5, 0.1, -inf]",
+            [1.5f32, 0.1, f32::NEG_INFINITY]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            14,
+        ),
+        (
+            "d",
+            "[1.0, 0.1, 1e+16]",
+            [1.0f64, 0.1, 1e16]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            16,
+        ),
+        (
+            "u",
+            "'ab\\U0001f600'",
+            ['a' as u32, 'b' as u32, 0x1F600]
+                .iter()
+                .flat_map(|x| x.to_le_bytes())
+                .collect(),
+            20,
+        ),
         ("i", "[]", vec![], 8),
     ];
-    items.push(("w", "'xy'", ['x' as u32, 'y' as u32].iter().flat_map(|x| x.to_le_bytes()).collect(), 20));
+    items.push((
+        "w",
+        "'xy'",
+        ['x' as u32, 'y' as u32]
+            .iter()
+            .flat_map(|x| x.to_le_bytes())
+            .collect(),
+        20,
+    ));
     for (tc, lit, bytes, mformat) in items {
         let min_version = if tc == "w" { (3, 13) } else { (3, 8) };
         let py = format!("x = array.array('{tc}', {lit})");
@@ -168,7 +275,11 @@ fn array_cases(out: &mut Vec<Case>) {
     // Protocol 2 form: array.array(typecode, list).
     out.push(case(
         "array.array('d', [1.0, 2.5])",
-        reduce("array", "array", vec![s("d"), l(vec![Value::Float(1.0), Value::Float(2.5)])]),
+        reduce(
+            "array",
+            "array",
+            vec![s("d"), l(vec![Value::Float(1.0), Value::Float(2.5)])],
+        ),
     ));
 }
 
@@ -405,11 +516,17 @@ fn cases() -> Vec<Case> {
     push(&inner, x.clone());
     c.push(stmts("l = []; x = (l,); l.append(x)", x));
     let shared = l(vec![]);
-    c.push(case("[[]] * 3", l(vec![shared.clone(), shared.clone(), shared])));
+    c.push(case(
+        "[[]] * 3",
+        l(vec![shared.clone(), shared.clone(), shared]),
+    ));
     let a = l(vec![]);
     let b = l(vec![a.clone()]);
     push(&a, b.clone());
-    c.push(stmts("a = []; b = [a]; a.append(b); x = [a, b]", l(vec![a, b])));
+    c.push(stmts(
+        "a = []; b = [a]; a.append(b); x = [a, b]",
+        l(vec![a, b]),
+    ));
     // Nesting: fine at 900 (CPython's limit counts its own frames too),
     // RecursionError far deeper.
     let mut deep = l(vec![]);
@@ -451,15 +568,26 @@ fn repr_matches_cpython() {
             }
             let got = ours(c);
             if &got != w && !same_error(py, w, &got) {
-                failures.push(format!("[{}] {}\n  cpython: {w}\n  ours:    {got}", py.label(), c.py));
+                failures.push(format!(
+                    "[{}] {}\n  cpython: {w}\n  ours:    {got}",
+                    py.label(),
+                    c.py
+                ));
             }
         }
     }
-    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 
 fn lcg(state: &mut u64) -> u64 {
-    *state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    *state = state
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     *state ^ (*state >> 29)
 }
 
@@ -479,8 +607,20 @@ fn random_float_and_complex_reprs_match_cpython() {
         assert_eq!(lines.len(), bits.len() / 2);
         for (k, line) in lines.iter().enumerate() {
             let (a, b) = (f64::from_bits(bits[2 * k]), f64::from_bits(bits[2 * k + 1]));
-            let ours = format!("{} {} {}", float_repr(a), float_repr(b), repr(&Value::Complex(a, b)));
-            assert_eq!(&ours, line, "[{}] bits {:016x} {:016x}", py.label(), bits[2 * k], bits[2 * k + 1]);
+            let ours = format!(
+                "{} {} {}",
+                float_repr(a),
+                float_repr(b),
+                repr(&Value::Complex(a, b))
+            );
+            assert_eq!(
+                &ours,
+                line,
+                "[{}] bits {:016x} {:016x}",
+                py.label(),
+                bits[2 * k],
+                bits[2 * k + 1]
+            );
         }
     }
 }
@@ -490,7 +630,9 @@ fn str_repr_of_code_points_matches_cpython() {
     // Every code point below U+3000 and a sample above; code points that
     // this CPython's Unicode database leaves unassigned (and ours assigns)
     // are skipped, as are unassigned ones ours does not know.
-    let cps: Vec<u32> = (0..0x3000u32).chain((0x3000..0x110000).step_by(13)).collect();
+    let cps: Vec<u32> = (0..0x3000u32)
+        .chain((0x3000..0x110000).step_by(13))
+        .collect();
     let input: String = cps.iter().map(|c| format!("{c:x}\n")).collect();
     let code = "import sys, unicodedata\nfor h in sys.stdin.read().split():\n    c = chr(int(h, 16))\n    print(unicodedata.category(c), repr(c + \"'\").encode('utf-8', 'surrogatepass').hex())";
     for py in pythons() {
@@ -504,7 +646,8 @@ fn str_repr_of_code_points_matches_cpython() {
             if cat != ours_cat {
                 // Unicode database versions differ (3.8 has Unicode 12.1):
                 // only newly assigned characters may change printability.
-                let np = |c: &str| matches!(c, "Cc" | "Cf" | "Cs" | "Co" | "Cn" | "Zl" | "Zp" | "Zs");
+                let np =
+                    |c: &str| matches!(c, "Cc" | "Cf" | "Cs" | "Co" | "Cn" | "Zl" | "Zp" | "Zs");
                 assert!(
                     np(cat) == np(ours_cat) || cat == "Cn" || ours_cat == "Cn",
                     "U+{cp:04X}: {cat} vs {ours_cat}"
@@ -526,25 +669,44 @@ fn lenient_repr_marks_errors_and_generic_objects_are_readable() {
     let v = l(vec![i(1), Value::from_bigint(pow(10, 4300))]);
     assert!(try_repr(&v).is_err());
     let r = repr(&v);
-    assert!(r.starts_with("[1, <int with 4301 digits: ValueError: Exceeds the limit"), "{r}");
+    assert!(
+        r.starts_with("[1, <int with 4301 digits: ValueError: Exceeds the limit"),
+        "{r}"
+    );
     let mut deep = l(vec![]);
     for _ in 0..5000 {
         deep = l(vec![deep]);
     }
     let r = repr(&deep);
-    assert!(r.contains("<RecursionError: maximum recursion depth exceeded"), "{}", &r[990..1200]);
-    assert_eq!(try_repr(&deep).unwrap_err().ty, mpmanager_pickle::ExcType::RecursionError);
+    assert!(
+        r.contains("<RecursionError: maximum recursion depth exceeded"),
+        "{}",
+        &r[990..1200]
+    );
+    assert_eq!(
+        try_repr(&deep).unwrap_err().ty,
+        mpmanager_pickle::ExcType::RecursionError
+    );
 
     // NEWOBJ + BUILD of an unknown class.
     let p = newobj("__main__", "Point", d(vec![(s("x"), i(1))]));
-    assert_eq!(repr(&p), "__main__.Point.__new__(__main__.Point).__setstate__({'x': 1})");
+    assert_eq!(
+        repr(&p),
+        "__main__.Point.__new__(__main__.Point).__setstate__({'x': 1})"
+    );
     // REDUCE with APPENDS / SETITEMS.
     let mut o = Object::reduce(g("collections", "OrderedDict"), vec![]);
     o.dict_items.push((s("a"), i(1)));
-    assert_eq!(repr(&Value::object(o)), "collections.OrderedDict().update({'a': 1})");
+    assert_eq!(
+        repr(&Value::object(o)),
+        "collections.OrderedDict().update({'a': 1})"
+    );
     let mut o = Object::reduce(g("collections", "deque"), vec![l(vec![]), i(3)]);
     o.list_items = vec![i(1), i(2)];
-    assert_eq!(repr(&Value::object(o)), "collections.deque([], 3).extend([1, 2])");
+    assert_eq!(
+        repr(&Value::object(o)),
+        "collections.deque([], 3).extend([1, 2])"
+    );
     // NEWOBJ_EX with keyword arguments.
     let mut o = Object::new_obj(Global::new("m", "C"), vec![i(1)], None);
     o.construct = mpmanager_pickle::Construct::NewObjEx;
@@ -555,12 +717,18 @@ fn lenient_repr_marks_errors_and_generic_objects_are_readable() {
     if let Value::Object(o) = &obj {
         o.write().state = Some(d(vec![(s("me"), obj.clone())]));
     }
-    assert_eq!(repr(&obj), "m.Node.__new__(m.Node).__setstate__({'me': <recursive m.Node object>})");
+    assert_eq!(
+        repr(&obj),
+        "m.Node.__new__(m.Node).__setstate__({'me': <recursive m.Node object>})"
+    );
     if let Value::Object(o) = &obj {
         o.write().state = None; // break the cycle
     }
     // Exceptions whose args are malformed still print.
     assert_eq!(repr(&reduce("builtins", "KeyError", vec![])), "KeyError()");
     // Malformed datetime state falls back to the generic form.
-    assert_eq!(repr(&reduce("datetime", "date", vec![Value::bytes(b"\x07")])), "datetime.date(b'\\x07')");
+    assert_eq!(
+        repr(&reduce("datetime", "date", vec![Value::bytes(b"\x07")])),
+        "datetime.date(b'\\x07')"
+    );
 }
