@@ -36,7 +36,7 @@ pub mod serde_bridge;
 pub mod value;
 
 
-
+pub use encode::{encode, encode_with, EncodeError, EncodeOptions};
 pub use exc::{ExcType, PyErr};
 pub use repr::repr;
 
