@@ -1065,7 +1065,7 @@ mod tests {
             }
             if let Some(r) = rest.strip_prefix('"') {
                 let end = r.find('"').unwrap();
-                out.extend_from_slice(r[..end].as_bytes());
+                out.extend_from_slice(&r.as_bytes()[..end]);
                 rest = &r[end + 1..];
             } else {
                 out.push(u8::from_str_radix(&rest[..2], 16).unwrap());
@@ -1448,8 +1448,7 @@ mod tests {
         for _ in 1..5 {
             v = Value::list(vec![v]);
         }
-        let mut o = EncodeOptions::default();
-        o.max_depth = 5;
+        let mut o = EncodeOptions { max_depth: 5, ..EncodeOptions::default() };
         assert!(encode_with(&v, &o).is_ok());
         o.max_depth = 4;
         assert_eq!(encode_with(&v, &o), Err(EncodeError::TooDeep { max_depth: 4 }));
@@ -1500,8 +1499,7 @@ mod tests {
         for _ in 0..200_000 {
             v = Value::list(vec![v]);
         }
-        let mut o = EncodeOptions::default();
-        o.max_depth = usize::MAX;
+        let o = EncodeOptions { max_depth: usize::MAX, ..EncodeOptions::default() };
         let out = encode_with(&v, &o).unwrap();
         // 200_001 × (EMPTY_LIST, MEMOIZE), 200_000 APPENDs, STOP, in frames.
         let parts = frames(&out);
