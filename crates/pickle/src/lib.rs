@@ -35,12 +35,10 @@ pub mod repr;
 pub mod serde_bridge;
 pub mod value;
 
-pub use serde_bridge::{from_value, to_value, SerdeError};
-
-
-
 pub use decode::{decode, decode_with, DecodeError, DecodeErrorKind, DecodeOptions};
+pub use encode::{encode, encode_into, encode_with, EncodeError, EncodeOptions};
 pub use exc::{ExcType, PyErr};
+pub use serde_bridge::{from_value, to_value, SerdeError};
 pub use repr::repr;
 
 pub use value::{
