@@ -262,6 +262,7 @@ pub fn encode_into(v: &Value, out: &mut Vec<u8>, opts: &EncodeOptions) -> Result
         memo_len: 0,
         memo: FxHashMap::default(),
         keep: Vec::new(),
+        str_memo: FxHashMap::default(),
         globals: FxHashMap::default(),
         modules: FxHashMap::default(),
         latin1: None,
@@ -304,6 +305,16 @@ fn is_unique(v: &Value) -> bool {
     }
 }
 
+/// A 64-bit fingerprint of a str's text (length included).
+#[inline]
+fn fingerprint(b: &[u8]) -> u64 {
+    use std::hash::Hasher;
+    let mut h = rustc_hash::FxHasher::default();
+    h.write_usize(b.len());
+    h.write(b);
+    h.finish()
+}
+
 /// The encoder's state for one value.
 struct Encoder<'o> {
     out: &'o mut Vec<u8>,
@@ -317,8 +328,11 @@ struct Encoder<'o> {
     /// `Value::identity()` → memo slot, for values that may be met again.
     memo: FxHashMap<usize, u32>,
     /// Keeps every value in `memo` alive, so that no address in it can be
-    /// reused by another value while encoding.
+    /// reused by another value while encoding (CPython's memo holds
+    /// references for the same reason).
     keep: Vec<Value>,
+    /// `str` identity → (memo slot, fingerprint of the text).
+    str_memo: FxHashMap<usize, (u32, u64)>,
     /// Globals by value (`Value::is` compares them by name).
     globals: FxHashMap<Arc<Global>, u32>,
     /// Module-name strings of globals, by value (CPython's are interned, so
@@ -473,13 +487,25 @@ impl Encoder<'_> {
             }
             Value::BigInt(b) => self.write_bigint(b)?,
             Value::Str(s) => {
-                // A str cannot tell whether it is shared: always use the table.
+                // A str cannot tell whether it is shared, so every str goes
+                // into its own table. Rather than holding a reference to each
+                // (costly for the commonest value), an entry records a
+                // fingerprint of the text: should the str be freed meanwhile
+                // (another thread mutating a container already written) and
+                // its address reused, a different text is not mistaken for
+                // it, and an equal text may harmlessly share its memo slot.
+                let b = s.as_wtf8();
                 let id = v.identity().unwrap_or(0);
-                if let Some(&idx) = self.memo.get(&id) {
-                    self.get(idx);
-                } else {
-                    self.write_str(s.as_wtf8())?;
-                    self.memoize(Some((id, v)));
+                let fp = fingerprint(b);
+                match self.str_memo.get(&id) {
+                    Some(&(idx, f)) if f == fp => self.get(idx),
+                    _ => {
+                        self.write_str(b)?;
+                        let idx = self.memoize(None);
+                        if idx != u32::MAX {
+                            self.str_memo.insert(id, (idx, fp));
+                        }
+                    }
                 }
             }
             Value::Global(g) => self.save_global(g)?,
