@@ -643,7 +643,11 @@ impl Repr {
         if !plain {
             return Ok(None);
         }
-        let reduce = o.construct == Construct::Reduce;
+        // Protocol 0/1 spell `cls.__new__(cls)` as copyreg._reconstructor.
+        let (g, args, reduce) = match o.new_of() {
+            Some((cls, new_args)) => (cls, new_args, false),
+            None => (g, args, o.construct == Construct::Reduce),
+        };
         let m: &str = &g.module;
         let n: &str = &g.name;
         if reduce {

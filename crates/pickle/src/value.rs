@@ -544,6 +544,33 @@ impl Object {
         }
     }
 
+    /// If this object is built as `cls.__new__(cls, *args)` — by `NEWOBJ`,
+    /// or by the protocol 0/1 form `copyreg._reconstructor(cls, object,
+    /// None)` — its class and `args`.
+    ///
+    /// ```
+    /// use mpmanager_pickle::{Global, Object, Value};
+    /// let modern = Object::new_obj(Global::new("m", "C"), vec![], None);
+    /// assert!(modern.new_of().unwrap().0.is("m", "C"));
+    /// let old = Object::reduce(
+    ///     Value::global("copyreg", "_reconstructor"),
+    ///     vec![Value::global("m", "C"), Value::global("builtins", "object"), Value::None],
+    /// );
+    /// assert!(old.new_of().unwrap().0.is("m", "C"));
+    /// ```
+    pub fn new_of(&self) -> Option<(&Global, &[Value])> {
+        match self.construct {
+            Construct::NewObj => Some((self.global()?, self.args_slice())),
+            Construct::Reduce if self.global()?.is("copyreg", "_reconstructor") => match self.args_slice() {
+                [Value::Global(cls), Value::Global(base), Value::None] if base.is("builtins", "object") => {
+                    Some((cls, &[]))
+                }
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The positional arguments as a slice (empty if `args` is not a tuple).
     pub fn args_slice(&self) -> &[Value] {
         match &self.args {

@@ -64,10 +64,12 @@ proptest! {
             let back = decode(&bytes).expect("decode");
             prop_assert!(py_eq(&v, &back).expect("comparable"), "protocol {}: {:?} != {:?}", proto, v, back);
             prop_assert_eq!(repr(&v), repr(&back), "protocol {}", proto);
-            // Sharing is preserved: a list built as [v, v] decodes to two identical items.
+            // Sharing is preserved: a list built as [v, v] decodes to two
+            // identical items (for everything pickle memoizes: not ints,
+            // which CPython never memoizes either).
             if let (Value::List(a), Value::List(b)) = (&v, &back) {
                 let (a, b) = (a.read(), b.read());
-                if a.len() == 2 && a[0].is(&a[1]) && a[0].identity().is_some() {
+                if a.len() == 2 && a[0].is(&a[1]) && a[0].identity().is_some() && !matches!(a[0], Value::BigInt(_)) {
                     prop_assert!(b[0].is(&b[1]), "protocol {}: sharing lost", proto);
                 }
             }

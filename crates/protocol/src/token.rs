@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use mpmanager_pickle::{Construct, Global, Object, Value};
+use mpmanager_pickle::{Global, Object, Value};
 
 use crate::pyrepr::{bytes_repr, describe, repr, str_repr};
 use crate::{text, MessageError};
@@ -234,15 +234,7 @@ impl Token {
             return Err(bad(format!("expected a Token object, got {}", describe(v))));
         };
         let o = o.read_recursive();
-        let is_token = |v: &Value| matches!(v, Value::Global(g) if g.is(MANAGERS_MODULE, "Token"));
-        let shape_ok = match o.construct {
-            Construct::NewObj | Construct::NewObjEx => is_token(&o.callable),
-            Construct::Reduce => {
-                matches!(&o.callable, Value::Global(g) if g.is("copyreg", "_reconstructor"))
-                    && o.args_slice().first().is_some_and(is_token)
-            }
-            _ => false,
-        };
+        let shape_ok = o.new_of().is_some_and(|(cls, _)| cls.is(MANAGERS_MODULE, "Token"));
         if !shape_ok {
             let what = match o.global() {
                 Some(g) => format!("{g:?}"),
