@@ -15,7 +15,11 @@ use clap::{Parser, Subcommand};
 use mpmanager_pickle::{decode_with, encode_with, DecodeOptions, EncodeOptions};
 
 #[derive(Parser)]
-#[command(name = "mpmanager", version, about = "Python multiprocessing manager server, in Rust")]
+#[command(
+    name = "mpmanager",
+    version,
+    about = "Python multiprocessing manager server, in Rust"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -79,7 +83,8 @@ fn read_input(file: &Option<PathBuf>, max: usize) -> Result<Vec<u8>> {
     let mut data = Vec::new();
     match file.as_deref() {
         Some(p) if p.as_os_str() != "-" => {
-            let f = std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
+            let f =
+                std::fs::File::open(p).with_context(|| format!("cannot open {}", p.display()))?;
             f.take(max as u64 + 1)
                 .read_to_end(&mut data)
                 .with_context(|| format!("cannot read {}", p.display()))?;
@@ -99,18 +104,25 @@ fn run(cli: Cli) -> Result<()> {
         Command::Pickle(PickleCommand::Show { file, limits }) => {
             let data = read_input(&file, limits.max_input)?;
             let value = decode_with(&data, &limits.options()).context("not a valid pickle")?;
-            let text = mpmanager_pickle::repr::try_repr(&value).context("cannot show this value")?;
+            let text =
+                mpmanager_pickle::repr::try_repr(&value).context("cannot show this value")?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{text}")?;
         }
-        Command::Pickle(PickleCommand::Recode { protocol, file, output, limits }) => {
+        Command::Pickle(PickleCommand::Recode {
+            protocol,
+            file,
+            output,
+            limits,
+        }) => {
             let data = read_input(&file, limits.max_input)?;
             let value = decode_with(&data, &limits.options()).context("not a valid pickle")?;
             let mut opts = EncodeOptions::protocol(protocol);
             opts.max_depth = limits.max_depth;
             let bytes = encode_with(&value, &opts).context("cannot write this value")?;
             match output {
-                Some(p) => std::fs::write(&p, &bytes).with_context(|| format!("cannot write {}", p.display()))?,
+                Some(p) => std::fs::write(&p, &bytes)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
                 None => std::io::stdout().lock().write_all(&bytes)?,
             }
         }

@@ -113,7 +113,9 @@ pub fn no_kwargs(qualname: &str, kwargs: &crate::Kwargs) -> Result<(), PyErr> {
     if kwargs.is_empty() {
         Ok(())
     } else {
-        Err(PyErr::type_error(format!("{qualname}() takes no keyword arguments")))
+        Err(PyErr::type_error(format!(
+            "{qualname}() takes no keyword arguments"
+        )))
     }
 }
 
@@ -171,7 +173,9 @@ pub(crate) fn seq_index(v: &Value, len: usize, what: &str) -> Result<Option<usiz
     let i = match int_like(v) {
         Some(Ok(i)) => i,
         Some(Err(_)) => {
-            return Err(PyErr::index_error("cannot fit 'int' into an index-sized integer"))
+            return Err(PyErr::index_error(
+                "cannot fit 'int' into an index-sized integer",
+            ))
         }
         None => {
             return Err(PyErr::type_error(format!(
@@ -182,7 +186,11 @@ pub(crate) fn seq_index(v: &Value, len: usize, what: &str) -> Result<Option<usiz
     };
     let len = len as i64;
     let i = if i < 0 { i + len } else { i };
-    Ok(if (0..len).contains(&i) { Some(i as usize) } else { None })
+    Ok(if (0..len).contains(&i) {
+        Some(i as usize)
+    } else {
+        None
+    })
 }
 
 /// A resolved slice: `PySlice_Unpack` + `PySlice_AdjustIndices`.
@@ -239,7 +247,11 @@ pub fn slice_indices(slice: &Slice, len: usize) -> Result<SliceIndices, PyErr> {
     }
     // PySlice_Unpack clamps step to -PY_SSIZE_T_MAX.
     let step = step.max(-i64::MAX);
-    let (dstart, dstop) = if step < 0 { (i64::MAX, i64::MIN) } else { (0, i64::MAX) };
+    let (dstart, dstop) = if step < 0 {
+        (i64::MAX, i64::MIN)
+    } else {
+        (0, i64::MAX)
+    };
     let mut start = slice_part(&slice.start, dstart)?;
     let mut stop = slice_part(&slice.stop, dstop)?;
     let len = len as i64;
@@ -266,7 +278,12 @@ pub fn slice_indices(slice: &Slice, len: usize) -> Result<SliceIndices, PyErr> {
     } else {
         0
     };
-    Ok(SliceIndices { start, stop, step, len: n as usize })
+    Ok(SliceIndices {
+        start,
+        stop,
+        step,
+        len: n as usize,
+    })
 }
 
 /// `list(v)` for the iterables a client can send: `list`, `tuple`, `str`
@@ -287,13 +304,27 @@ pub fn iterate(v: &Value) -> Result<Vec<Value>, PyErr> {
         Value::Str(s) => s
             .code_points()
             .map(|c| {
-                Value::Str(mpmanager_pickle::PyStr::from_code_points([c]).expect("valid code point"))
+                Value::Str(
+                    mpmanager_pickle::PyStr::from_code_points([c]).expect("valid code point"),
+                )
             })
             .collect(),
         Value::Bytes(b) => b.iter().map(|&x| Value::Int(x as i64)).collect(),
-        Value::ByteArray(b) => b.read_recursive().iter().map(|&x| Value::Int(x as i64)).collect(),
-        Value::Dict(d) => d.read_recursive().keys().map(|k| k.value().clone()).collect(),
-        Value::Set(s) => s.read_recursive().iter().map(|k| k.value().clone()).collect(),
+        Value::ByteArray(b) => b
+            .read_recursive()
+            .iter()
+            .map(|&x| Value::Int(x as i64))
+            .collect(),
+        Value::Dict(d) => d
+            .read_recursive()
+            .keys()
+            .map(|k| k.value().clone())
+            .collect(),
+        Value::Set(s) => s
+            .read_recursive()
+            .iter()
+            .map(|k| k.value().clone())
+            .collect(),
         Value::FrozenSet(s) => s.iter().map(|k| k.value().clone()).collect(),
         other => {
             return Err(PyErr::type_error(format!(
@@ -376,7 +407,11 @@ pub fn bind(
     let min = params.iter().filter(|(_, d)| d.is_none()).count();
     if args.len() > max {
         let takes = if min == max {
-            format!("{} positional argument{}", max + 1, if max == 0 { "" } else { "s" })
+            format!(
+                "{} positional argument{}",
+                max + 1,
+                if max == 0 { "" } else { "s" }
+            )
         } else {
             format!("from {} to {} positional arguments", min + 1, max + 1)
         };
@@ -414,7 +449,11 @@ pub fn bind(
         let list = match names.len() {
             1 => names[0].clone(),
             2 => format!("{} and {}", names[0], names[1]),
-            _ => format!("{}, and {}", names[..names.len() - 1].join(", "), names[names.len() - 1]),
+            _ => format!(
+                "{}, and {}",
+                names[..names.len() - 1].join(", "),
+                names[names.len() - 1]
+            ),
         };
         return Err(PyErr::type_error(format!(
             "{qualname}() missing {} required positional argument{}: {list}",

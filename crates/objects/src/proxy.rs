@@ -39,7 +39,9 @@ pub fn parse_token(v: &Value) -> Option<ProxyTarget> {
         _ => return None,
     };
     let Value::Tuple(t) = state else { return None };
-    let [typeid, address, ident] = t.items.as_slice() else { return None };
+    let [typeid, address, ident] = t.items.as_slice() else {
+        return None;
+    };
     Some(ProxyTarget {
         typeid: typeid.as_str()?.to_string(),
         ident: ident.as_str()?.to_string(),
@@ -77,7 +79,11 @@ pub fn make_proxy(proxy_class: &str, typeid: &str, address: Value, ident: &str) 
     let token = Value::object(Object::new_obj(
         mpmanager_pickle::Global::new("multiprocessing.managers", "Token"),
         vec![],
-        Some(Value::tuple(vec![Value::str(typeid), address, Value::str(ident)])),
+        Some(Value::tuple(vec![
+            Value::str(typeid),
+            address,
+            Value::str(ident),
+        ])),
     ));
     let kwds = Value::dict(vec![]).expect("empty dict");
     Value::object(Object::reduce(
@@ -118,14 +124,21 @@ pub fn for_each_proxy(v: &Value, f: &mut dyn FnMut(ProxyTarget)) {
         };
         match &v {
             Value::Tuple(t) => t.items.iter().for_each(|x| push(&mut stack, x)),
-            Value::List(l) => l.read_recursive().items.iter().for_each(|x| push(&mut stack, x)),
+            Value::List(l) => l
+                .read_recursive()
+                .items
+                .iter()
+                .for_each(|x| push(&mut stack, x)),
             Value::Dict(d) => {
                 for (k, x) in d.read_recursive().iter() {
                     push(&mut stack, k.value());
                     push(&mut stack, x);
                 }
             }
-            Value::Set(s) => s.read_recursive().iter().for_each(|k| push(&mut stack, k.value())),
+            Value::Set(s) => s
+                .read_recursive()
+                .iter()
+                .for_each(|k| push(&mut stack, k.value())),
             Value::FrozenSet(s) => s.iter().for_each(|k| push(&mut stack, k.value())),
             Value::Object(_) => {
                 if let Some(t) = parse_proxy(&v) {

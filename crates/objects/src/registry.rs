@@ -105,14 +105,20 @@ impl TypeSpec {
     /// `Iterator` (registered with `callable=None`). Clients cannot create
     /// it directly.
     pub fn without_constructor(typeid: &str) -> TypeSpec {
-        TypeSpec { constructor: None, ..TypeSpec::new(typeid, Arc::new(|_, _| unreachable!())) }
+        TypeSpec {
+            constructor: None,
+            ..TypeSpec::new(typeid, Arc::new(|_, _| unreachable!()))
+        }
     }
 
     /// A named shared object, like `register('get_queue', callable=lambda:
     /// queue)`: every `create` returns this one object under the same ident,
     /// and its refcount carries over between creates.
     pub fn shared(typeid: &str, object: Arc<dyn Referent>) -> TypeSpec {
-        TypeSpec { shared: Some(object), ..TypeSpec::without_constructor(typeid) }
+        TypeSpec {
+            shared: Some(object),
+            ..TypeSpec::without_constructor(typeid)
+        }
     }
 
     /// Sets the exposed method names, in the order `create` reports them.
@@ -127,7 +133,8 @@ impl TypeSpec {
     /// appended to the exposed list again (so `dict` reports `'__iter__'`
     /// twice).
     pub fn method_to_typeid(mut self, method: &str, typeid: &str) -> TypeSpec {
-        self.method_to_typeid.push((method.to_string(), typeid.to_string()));
+        self.method_to_typeid
+            .push((method.to_string(), typeid.to_string()));
         self.exposed.push(method.to_string());
         self.exposed_set.insert(method.to_string());
         self
@@ -149,7 +156,10 @@ impl TypeSpec {
     }
 
     fn typeid_for(&self, method: &str) -> Option<&str> {
-        self.method_to_typeid.iter().find(|(m, _)| m == method).map(|(_, t)| t.as_str())
+        self.method_to_typeid
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, t)| t.as_str())
     }
 }
 
@@ -166,7 +176,9 @@ pub struct RegistryConfig {
 
 impl Default for RegistryConfig {
     fn default() -> RegistryConfig {
-        RegistryConfig { revive_grace: Duration::from_secs(10) }
+        RegistryConfig {
+            revive_grace: Duration::from_secs(10),
+        }
     }
 }
 
@@ -258,7 +270,9 @@ impl Default for Registry {
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry").field("objects", &self.len()).finish()
+        f.debug_struct("Registry")
+            .field("objects", &self.len())
+            .finish()
     }
 }
 
@@ -353,7 +367,10 @@ impl Registry {
         if ident.is_empty() || ident.len() > 16 || ident.starts_with('0') {
             return None;
         }
-        if !ident.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        if !ident
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
             return None;
         }
         u64::from_str_radix(ident, 16).ok()
@@ -384,7 +401,9 @@ impl Registry {
         args: &[Value],
         kwargs: &Kwargs,
     ) -> Result<(String, Vec<String>), CallError> {
-        let spec = self.type_spec(typeid).ok_or_else(|| key_error_tb(typeid, "create"))?;
+        let spec = self
+            .type_spec(typeid)
+            .ok_or_else(|| key_error_tb(typeid, "create"))?;
         if spec.shared.is_some() {
             let n = *self.shared_idents.read().get(typeid).expect("shared ident");
             let entry = self.shard(n).read().get(&n).cloned().expect("pinned entry");
@@ -436,7 +455,9 @@ impl Registry {
     /// Registers an object made outside `create` (refcount 1) and returns
     /// its ident. `typeid` must be registered.
     pub fn adopt(&self, typeid: &str, object: Arc<dyn Referent>) -> Result<String, CallError> {
-        let spec = self.type_spec(typeid).ok_or_else(|| key_error_tb(typeid, "create"))?;
+        let spec = self
+            .type_spec(typeid)
+            .ok_or_else(|| key_error_tb(typeid, "create"))?;
         Ok(self.insert(object, spec, Arc::new(AtomicBool::new(false))))
     }
 
@@ -456,7 +477,9 @@ impl Registry {
         }
         let mut any = false;
         for t in found {
-            let Some(n) = Self::parse_ident(&t.ident) else { continue };
+            let Some(n) = Self::parse_ident(&t.ident) else {
+                continue;
+            };
             let entry = self.shard(n).read().get(&n).cloned();
             match entry {
                 // A proxy with one of our idents but another typeid belongs
@@ -548,7 +571,12 @@ impl Registry {
     pub fn number_of_objects(&self) -> usize {
         self.shards
             .iter()
-            .map(|s| s.read().values().filter(|e| e.refcount.load(Ordering::SeqCst) > 0).count())
+            .map(|s| {
+                s.read()
+                    .values()
+                    .filter(|e| e.refcount.load(Ordering::SeqCst) > 0)
+                    .count()
+            })
             .sum()
     }
 
@@ -564,12 +592,14 @@ impl Registry {
 
     /// The refcount of `ident`, if it is held.
     pub fn refcount(&self, ident: &str) -> Option<i64> {
-        self.get_entry(ident).map(|e| e.refcount.load(Ordering::SeqCst))
+        self.get_entry(ident)
+            .map(|e| e.refcount.load(Ordering::SeqCst))
     }
 
     /// True if `ident` is held and stashed (referenced from a container).
     pub fn is_stashed(&self, ident: &str) -> bool {
-        self.get_entry(ident).is_some_and(|e| e.stashed.load(Ordering::SeqCst))
+        self.get_entry(ident)
+            .is_some_and(|e| e.stashed.load(Ordering::SeqCst))
     }
 
     /// The object `ident`, if held.
@@ -599,7 +629,9 @@ impl Registry {
         items
             .iter()
             .map(|(ident, rc, obj)| {
-                let s = obj.str().unwrap_or_else(|e| format!("<{}: {e}>", obj.class_name()));
+                let s = obj
+                    .str()
+                    .unwrap_or_else(|e| format!("<{}: {e}>", obj.class_name()));
                 let s: String = s.chars().take(75).collect();
                 format!("  {ident}:       refcount={rc}\n    {s}")
             })
@@ -610,9 +642,16 @@ impl Registry {
     /// `get_methods(token)` (§3.3): the exposed names of `ident`, without
     /// duplicates.
     pub fn get_methods(&self, ident: &str) -> Result<Vec<String>, CallError> {
-        let e = self.get_entry(ident).ok_or_else(|| key_error_tb(ident, "get_methods"))?;
+        let e = self
+            .get_entry(ident)
+            .ok_or_else(|| key_error_tb(ident, "get_methods"))?;
         let mut seen = HashSet::new();
-        Ok(e.spec.exposed.iter().filter(|m| seen.insert(m.as_str())).cloned().collect())
+        Ok(e.spec
+            .exposed
+            .iter()
+            .filter(|m| seen.insert(m.as_str()))
+            .cloned()
+            .collect())
     }
 
     /// A method call on a served connection (§3.5 steps 3–8): finds the
@@ -631,7 +670,9 @@ impl Registry {
         args: &[Value],
         kwargs: &Kwargs,
     ) -> Result<Reply, CallError> {
-        let entry = self.get_entry(ident).ok_or_else(|| key_error_tb(ident, "serve_client"))?;
+        let entry = self
+            .get_entry(ident)
+            .ok_or_else(|| key_error_tb(ident, "serve_client"))?;
         let got_proxies = self.stash_proxies_in(args, kwargs, "serve_client")?;
         if got_proxies {
             entry.holds_proxies.store(true, Ordering::SeqCst);
@@ -666,9 +707,12 @@ impl Registry {
             match obj.call(cx, method, args, kwargs) {
                 Ok(Outcome::Return(v)) => {
                     if let Some(typeid) = entry.spec.typeid_for(method) {
-                        let (ident, exposed) =
-                            self.create(typeid, &[v], &Kwargs::new())?;
-                        return Ok(Reply::Proxy { typeid: typeid.to_string(), ident, exposed });
+                        let (ident, exposed) = self.create(typeid, &[v], &Kwargs::new())?;
+                        return Ok(Reply::Proxy {
+                            typeid: typeid.to_string(),
+                            ident,
+                            exposed,
+                        });
                     }
                     return Ok(Reply::Return(v));
                 }
@@ -678,7 +722,11 @@ impl Registry {
                         .ok_or_else(|| key_error_tb(&typeid, "create"))?;
                     let exposed = spec.exposed.clone();
                     let ident = self.insert(object, spec, entry.holds_proxies.clone());
-                    return Ok(Reply::Proxy { typeid, ident, exposed });
+                    return Ok(Reply::Proxy {
+                        typeid,
+                        ident,
+                        exposed,
+                    });
                 }
                 Err(CallError::Python(e)) if is_missing_method(&e, obj.class_name(), method) => {
                     fallback_err = e;
@@ -756,9 +804,12 @@ impl Registry {
         while let Some(e) = work.pop() {
             stats.scanned += 1;
             let mut found: Vec<crate::proxy::ProxyTarget> = Vec::new();
-            e.object.visit_values(&mut |v| for_each_proxy(v, &mut |t| found.push(t)));
+            e.object
+                .visit_values(&mut |v| for_each_proxy(v, &mut |t| found.push(t)));
             for t in found {
-                let Some(n) = Self::parse_ident(&t.ident) else { continue };
+                let Some(n) = Self::parse_ident(&t.ident) else {
+                    continue;
+                };
                 if marked.contains(&n) {
                     continue;
                 }
@@ -802,7 +853,8 @@ impl Registry {
             }
         }
         stats.freed = dropped.len();
-        self.stashed_count.fetch_sub(dropped.len(), Ordering::SeqCst);
+        self.stashed_count
+            .fetch_sub(dropped.len(), Ordering::SeqCst);
         self.pending.store(spared, Ordering::SeqCst);
         drop(dropped);
         stats

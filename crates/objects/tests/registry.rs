@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 use mpmanager_objects::proxy::make_proxy;
 use mpmanager_objects::types::{ListObject, DICT_EXPOSED, LIST_EXPOSED};
 use mpmanager_objects::{
-    args, CallContext, CallError, Kwargs, Outcome, Referent, Registry, RegistryConfig, Reply, TypeSpec,
+    args, CallContext, CallError, Kwargs, Outcome, Referent, Registry, RegistryConfig, Reply,
+    TypeSpec,
 };
 use mpmanager_pickle::{repr, ExcType, PyErr, Value};
 
@@ -35,8 +36,17 @@ fn ok(reg: &Registry, ident: &str, m: &str, a: &[Value]) -> Value {
 
 fn proxy(reg: &Registry, ident: &str) -> Value {
     let typeid = reg.typeid_of(ident).expect("held");
-    let class = if typeid == "list" { "ListProxy" } else { "DictProxy" };
-    make_proxy(class, &typeid, Value::tuple(vec![Value::str("127.0.0.1"), Value::Int(50011)]), ident)
+    let class = if typeid == "list" {
+        "ListProxy"
+    } else {
+        "DictProxy"
+    };
+    make_proxy(
+        class,
+        &typeid,
+        Value::tuple(vec![Value::str("127.0.0.1"), Value::Int(50011)]),
+        ident,
+    )
 }
 
 fn traceback(e: Result<impl std::fmt::Debug, CallError>) -> String {
@@ -84,8 +94,15 @@ fn idents_are_unique_hex_and_never_reused() {
         let ids: Vec<String> = (0..500).map(|_| create(&reg, "dict", &[])).collect();
         for id in &ids {
             assert!(id.len() == 12 && id.starts_with("7f"), "{id}");
-            assert!(id.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()), "{id}");
-            assert!(seen.insert(id.clone()), "ident {id} reused in round {round}");
+            assert!(
+                id.bytes()
+                    .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+                "{id}"
+            );
+            assert!(
+                seen.insert(id.clone()),
+                "ident {id} reused in round {round}"
+            );
         }
         for id in &ids {
             reg.decref(id).unwrap();
@@ -113,9 +130,13 @@ fn create_reports_cpython_exposed_lists_and_tracebacks() {
     assert_eq!(m.len(), DICT_EXPOSED.len());
     let (_, exposed) = reg.create("Namespace", &[], &kw()).unwrap();
     assert_eq!(exposed, ["__getattribute__", "__setattr__", "__delattr__"]);
-    let (_, exposed) = reg.create("Value", &[Value::str("i"), Value::Int(1)], &kw()).unwrap();
+    let (_, exposed) = reg
+        .create("Value", &[Value::str("i"), Value::Int(1)], &kw())
+        .unwrap();
     assert_eq!(exposed, ["get", "set"]);
-    let (_, exposed) = reg.create("Array", &[Value::str("i"), Value::list(vec![])], &kw()).unwrap();
+    let (_, exposed) = reg
+        .create("Array", &[Value::str("i"), Value::list(vec![])], &kw())
+        .unwrap();
     assert_eq!(exposed, ["__len__", "__getitem__", "__setitem__"]);
 
     // Errors in create are #TRACEBACK (one-shot ops never send #ERROR).
@@ -123,9 +144,19 @@ fn create_reports_cpython_exposed_lists_and_tracebacks() {
     assert!(t.starts_with("Traceback (most recent call last):\n"), "{t}");
     assert!(t.ends_with("KeyError: 'nosuch'\n"), "{t}");
     let t = traceback(reg.create("list", &[Value::Int(1), Value::Int(2)], &kw()));
-    assert!(t.ends_with("TypeError: list expected at most 1 argument, got 2\n"), "{t}");
-    let t = traceback(reg.create("Array", &[Value::str("b"), Value::list(vec![Value::Int(300)])], &kw()));
-    assert!(t.ends_with("OverflowError: signed char is greater than maximum\n"), "{t}");
+    assert!(
+        t.ends_with("TypeError: list expected at most 1 argument, got 2\n"),
+        "{t}"
+    );
+    let t = traceback(reg.create(
+        "Array",
+        &[Value::str("b"), Value::list(vec![Value::Int(300)])],
+        &kw(),
+    ));
+    assert!(
+        t.ends_with("OverflowError: signed char is greater than maximum\n"),
+        "{t}"
+    );
     let t = traceback(reg.create("Iterator", &[], &kw()));
     assert!(t.contains("TypeError"), "{t}");
     // dict(*args, **kwds) as manager.dict(ferrets=2) sends it.
@@ -137,7 +168,11 @@ fn create_reports_cpython_exposed_lists_and_tracebacks() {
 #[test]
 fn debug_info_and_number_of_objects_have_cpython_format() {
     let reg = Registry::with_builtin_types();
-    let a = create(&reg, "list", &[Value::list(vec![Value::Int(1), Value::Int(2)])]);
+    let a = create(
+        &reg,
+        "list",
+        &[Value::list(vec![Value::Int(1), Value::Int(2)])],
+    );
     let long = Value::list((0..100).map(Value::Int).collect());
     let b = create(&reg, "list", &[long]);
     let n = create(&reg, "Namespace", &[]);
@@ -150,8 +185,10 @@ fn debug_info_and_number_of_objects_have_cpython_format() {
     ids.push((n.clone(), 1, "Namespace(x=1)".to_string()));
     ids.sort();
     // '  %s:       refcount=%s\n    %s' % (ident, rc, str(obj)[:75]), '\n'-joined
-    let want: Vec<String> =
-        ids.iter().map(|(i, rc, s)| format!("  {i}:       refcount={rc}\n    {s}")).collect();
+    let want: Vec<String> = ids
+        .iter()
+        .map(|(i, rc, s)| format!("  {i}:       refcount={rc}\n    {s}"))
+        .collect();
     assert_eq!(reg.debug_info(), want.join("\n"));
     assert_eq!(ids[0].2.len().min(75), ids[0].2.len());
     reg.decref(&a).unwrap();
@@ -186,34 +223,75 @@ fn dispatch_fallbacks_and_errors() {
     // Anything else: a traceback chaining the AttributeError and a KeyError.
     let t = traceback(call(&reg, &l, "nosuch", &[]));
     assert!(t.contains("AttributeError: method 'nosuch' of <class 'list'> object is not in exposed={'__add__', "), "{t}");
-    assert!(t.contains("During handling of the above exception, another exception occurred:"), "{t}");
+    assert!(
+        t.contains("During handling of the above exception, another exception occurred:"),
+        "{t}"
+    );
     assert!(t.ends_with("KeyError: 'nosuch'\n"), "{t}");
 
     // Namespace: missing attribute is #ERROR AttributeError; #GETVALUE is
     // the NEWOBJ form with the state dict.
     let n = create(&reg, "Namespace", &[]);
-    ok(&reg, &n, "__setattr__", &[Value::str("name"), Value::str("Bob")]);
-    ok(&reg, &n, "__setattr__", &[Value::str("job"), Value::str("Builder")]);
+    ok(
+        &reg,
+        &n,
+        "__setattr__",
+        &[Value::str("name"), Value::str("Bob")],
+    );
+    ok(
+        &reg,
+        &n,
+        "__setattr__",
+        &[Value::str("job"), Value::str("Builder")],
+    );
     ok(&reg, &n, "__delattr__", &[Value::str("job")]);
     match call(&reg, &n, "__getattribute__", &[Value::str("job")]) {
         Err(CallError::Python(e)) => {
-            assert_eq!(e.to_string(), "AttributeError: 'Namespace' object has no attribute 'job'")
+            assert_eq!(
+                e.to_string(),
+                "AttributeError: 'Namespace' object has no attribute 'job'"
+            )
         }
         other => panic!("{other:?}"),
     }
-    assert_eq!(ok(&reg, &n, "__repr__", &[]).as_str(), Some("Namespace(name='Bob')"));
-    let Value::Object(o) = ok(&reg, &n, "#GETVALUE", &[]) else { panic!() };
+    assert_eq!(
+        ok(&reg, &n, "__repr__", &[]).as_str(),
+        Some("Namespace(name='Bob')")
+    );
+    let Value::Object(o) = ok(&reg, &n, "#GETVALUE", &[]) else {
+        panic!()
+    };
     let o = o.read();
-    assert!(o.global().unwrap().is("multiprocessing.managers", "Namespace"));
+    assert!(o
+        .global()
+        .unwrap()
+        .is("multiprocessing.managers", "Namespace"));
     assert_eq!(o.construct, mpmanager_pickle::Construct::NewObj);
     assert_eq!(repr(o.state.as_ref().unwrap()), "{'name': 'Bob'}");
     let v = create(&reg, "Value", &[Value::str("i"), Value::Int(3)]);
     assert_eq!(ok(&reg, &v, "__str__", &[]).as_str(), Some("Value('i', 3)"));
-    let Value::Object(o) = ok(&reg, &v, "#GETVALUE", &[]) else { panic!() };
-    assert_eq!(repr(o.read().state.as_ref().unwrap()), "{'_typecode': 'i', '_value': 3}");
-    let a = create(&reg, "Array", &[Value::str("d"), Value::list(vec![Value::Float(1.0), Value::Float(2.0)])]);
-    assert_eq!(ok(&reg, &a, "__repr__", &[]).as_str(), Some("array('d', [1.0, 2.0])"));
-    let Value::Object(o) = ok(&reg, &a, "#GETVALUE", &[]) else { panic!() };
+    let Value::Object(o) = ok(&reg, &v, "#GETVALUE", &[]) else {
+        panic!()
+    };
+    assert_eq!(
+        repr(o.read().state.as_ref().unwrap()),
+        "{'_typecode': 'i', '_value': 3}"
+    );
+    let a = create(
+        &reg,
+        "Array",
+        &[
+            Value::str("d"),
+            Value::list(vec![Value::Float(1.0), Value::Float(2.0)]),
+        ],
+    );
+    assert_eq!(
+        ok(&reg, &a, "__repr__", &[]).as_str(),
+        Some("array('d', [1.0, 2.0])")
+    );
+    let Value::Object(o) = ok(&reg, &a, "#GETVALUE", &[]) else {
+        panic!()
+    };
     let o = o.read();
     assert!(o.global().unwrap().is("array", "array"));
     let mut raw = 1.0f64.to_ne_bytes().to_vec();
@@ -226,17 +304,28 @@ fn dict_iterator_is_a_new_object_over_the_live_dict() {
     let reg = Registry::with_builtin_types();
     let d = create(&reg, "dict", &[]);
     for k in 65..70 {
-        ok(&reg, &d, "__setitem__", &[Value::Int(k), Value::str(&format!("{}", k as u8 as char))]);
+        ok(
+            &reg,
+            &d,
+            "__setitem__",
+            &[Value::Int(k), Value::str(&format!("{}", k as u8 as char))],
+        );
     }
     let cx = CallContext::new(1);
-    let Reply::Proxy { typeid, ident: it, exposed } = reg.call(&cx, &d, "__iter__", &[], &kw()).unwrap()
+    let Reply::Proxy {
+        typeid,
+        ident: it,
+        exposed,
+    } = reg.call(&cx, &d, "__iter__", &[], &kw()).unwrap()
     else {
         panic!()
     };
     assert_eq!(typeid, "Iterator");
     assert_eq!(exposed, ["__next__", "send", "throw", "close"]);
     assert_eq!(reg.refcount(&it), Some(1));
-    let keys: Vec<i64> = (0..5).map(|_| ok(&reg, &it, "__next__", &[]).as_i64().unwrap()).collect();
+    let keys: Vec<i64> = (0..5)
+        .map(|_| ok(&reg, &it, "__next__", &[]).as_i64().unwrap())
+        .collect();
     assert_eq!(keys, [65, 66, 67, 68, 69]);
     for _ in 0..2 {
         match call(&reg, &it, "__next__", &[]) {
@@ -249,24 +338,37 @@ fn dict_iterator_is_a_new_object_over_the_live_dict() {
     }
     // Exhausted stays exhausted even when the dict grows.
     ok(&reg, &d, "__setitem__", &[Value::Int(1), Value::Int(1)]);
-    assert!(matches!(call(&reg, &it, "__next__", &[]), Err(CallError::Python(e)) if e.ty == ExcType::StopIteration));
+    assert!(
+        matches!(call(&reg, &it, "__next__", &[]), Err(CallError::Python(e)) if e.ty == ExcType::StopIteration)
+    );
     // A size change mid-iteration: RuntimeError, and again after.
-    let Reply::Proxy { ident: it2, .. } = reg.call(&cx, &d, "__iter__", &[], &kw()).unwrap() else { panic!() };
+    let Reply::Proxy { ident: it2, .. } = reg.call(&cx, &d, "__iter__", &[], &kw()).unwrap() else {
+        panic!()
+    };
     ok(&reg, &it2, "__next__", &[]);
     ok(&reg, &d, "clear", &[]);
     for _ in 0..2 {
         match call(&reg, &it2, "__next__", &[]) {
             Err(CallError::Python(e)) => {
-                assert_eq!(e.to_string(), "RuntimeError: dictionary changed size during iteration")
+                assert_eq!(
+                    e.to_string(),
+                    "RuntimeError: dictionary changed size during iteration"
+                )
             }
             other => panic!("{other:?}"),
         }
     }
     // send/throw/close are exposed but dict_keyiterator lacks them.
     let t = traceback(call(&reg, &it2, "send", &[Value::None]));
-    assert!(t.contains("AttributeError: 'dict_keyiterator' object has no attribute 'send'"), "{t}");
+    assert!(
+        t.contains("AttributeError: 'dict_keyiterator' object has no attribute 'send'"),
+        "{t}"
+    );
     assert!(t.ends_with("KeyError: 'send'\n"), "{t}");
-    assert!(ok(&reg, &it2, "__repr__", &[]).as_str().unwrap().starts_with("<dict_keyiterator object at 0x"));
+    assert!(ok(&reg, &it2, "__repr__", &[])
+        .as_str()
+        .unwrap()
+        .starts_with("<dict_keyiterator object at 0x"));
 }
 
 #[test]
@@ -293,10 +395,22 @@ fn named_shared_object_keeps_its_ident_and_state() {
 #[test]
 fn nested_proxies_are_stashed_revived_and_freed_when_unreachable() {
     let reg = no_grace();
-    let a = create(&reg, "list", &[Value::list(vec![Value::Int(1), Value::Int(2), Value::Int(3)])]);
+    let a = create(
+        &reg,
+        "list",
+        &[Value::list(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3),
+        ])],
+    );
     let b = create(&reg, "list", &[Value::list(vec![Value::Int(4)])]);
     // e = manager.list([a, b])
-    let e = create(&reg, "list", &[Value::list(vec![proxy(&reg, &a), proxy(&reg, &b)])]);
+    let e = create(
+        &reg,
+        "list",
+        &[Value::list(vec![proxy(&reg, &a), proxy(&reg, &b)])],
+    );
     assert!(reg.is_stashed(&a) && reg.is_stashed(&b) && !reg.is_stashed(&e));
     // The client drops its a and b proxies: they survive in the stash.
     reg.decref(&a).unwrap();
@@ -342,7 +456,8 @@ fn list_containing_itself_is_freed_without_deadlock() {
         r2.decref(&b).unwrap(); // del b: triggers a collection
         tx.send(()).unwrap();
     });
-    rx.recv_timeout(Duration::from_secs(10)).expect("decref deadlocked");
+    rx.recv_timeout(Duration::from_secs(10))
+        .expect("decref deadlocked");
     assert!(reg.is_empty(), "b must be freed: {}", reg.debug_info());
 }
 
@@ -360,19 +475,29 @@ fn cycles_and_chains_of_stashed_objects_are_collected() {
     let root = create(&reg, "dict", &[]);
     let kws = Kwargs::from_pairs(vec![("pets".into(), proxy(&reg, &c1))]);
     ok(&reg, &root, "update", &[]);
-    reg.call(&CallContext::new(1), &root, "update", &[], &kws).unwrap();
+    reg.call(&CallContext::new(1), &root, "update", &[], &kws)
+        .unwrap();
     for id in [&x, &y, &c1, &c2] {
         reg.decref(id).unwrap();
     }
     reg.collect();
-    assert!(reg.refcount(&x).is_none() && reg.refcount(&y).is_none(), "cycle not collected");
-    assert!(reg.refcount(&c1).is_some() && reg.refcount(&c2).is_some(), "chain freed too early");
+    assert!(
+        reg.refcount(&x).is_none() && reg.refcount(&y).is_none(),
+        "cycle not collected"
+    );
+    assert!(
+        reg.refcount(&c1).is_some() && reg.refcount(&c2).is_some(),
+        "chain freed too early"
+    );
     // d.clear() must not destroy objects still referenced by client proxies.
     reg.incref(&c1).unwrap();
     ok(&reg, &root, "clear", &[]);
     reg.collect();
     assert!(reg.refcount(&c1) == Some(1));
-    assert!(reg.refcount(&c2).is_some(), "c2 is reachable through client-held c1");
+    assert!(
+        reg.refcount(&c2).is_some(),
+        "c2 is reachable through client-held c1"
+    );
     reg.decref(&c1).unwrap();
     reg.decref(&root).unwrap();
     reg.collect();
@@ -391,7 +516,12 @@ fn stale_proxy_to_a_freed_object_fails_the_request() {
     let t = traceback(reg.create("list", &[Value::list(vec![pa])], &kw()));
     assert!(t.ends_with(&format!("KeyError: '{a}'\n")), "{t}");
     // A proxy to another manager (an ident that is not ours) is a plain value.
-    let foreign = make_proxy("ListProxy", "list", Value::str("/tmp/other"), "7f0000000001");
+    let foreign = make_proxy(
+        "ListProxy",
+        "list",
+        Value::str("/tmp/other"),
+        "7f0000000001",
+    );
     ok(&reg, &l, "append", &[foreign]);
 }
 
@@ -405,7 +535,8 @@ fn proxies_sent_to_clients_get_a_revive_lease() {
     reg.decref(&inner).unwrap();
     let p = ok(&reg, &outer, "pop", &[]);
     assert_eq!(reg.collect().freed, 0);
-    reg.incref(&mpmanager_objects::proxy::parse_proxy(&p).unwrap().ident).unwrap();
+    reg.incref(&mpmanager_objects::proxy::parse_proxy(&p).unwrap().ident)
+        .unwrap();
     assert_eq!(reg.refcount(&inner), Some(1));
     // Without a grace period the same object would have been freed.
     let reg = no_grace();
@@ -426,12 +557,21 @@ impl Referent for Gate {
     fn class_name(&self) -> &str {
         "Gate"
     }
-    fn call(&self, _cx: &CallContext, m: &str, _a: &[Value], _k: &Kwargs) -> Result<Outcome, CallError> {
+    fn call(
+        &self,
+        _cx: &CallContext,
+        m: &str,
+        _a: &[Value],
+        _k: &Kwargs,
+    ) -> Result<Outcome, CallError> {
         match m {
             "block" => {
-                self.rx.lock().recv_timeout(Duration::from_secs(20)).map_err(|_| {
-                    CallError::Python(PyErr::new(ExcType::RuntimeError, "gate never opened"))
-                })?;
+                self.rx
+                    .lock()
+                    .recv_timeout(Duration::from_secs(20))
+                    .map_err(|_| {
+                        CallError::Python(PyErr::new(ExcType::RuntimeError, "gate never opened"))
+                    })?;
                 Ok(Outcome::none())
             }
             _ => Err(CallError::Python(args::no_attribute("Gate", m))),
@@ -449,7 +589,15 @@ impl Referent for Gate {
 fn a_blocked_method_does_not_block_other_objects_or_the_registry() {
     let reg = Arc::new(Registry::with_builtin_types());
     let (tx, rx) = mpsc::channel();
-    reg.register(TypeSpec::shared("gate", Arc::new(Gate { rx: parking_lot::Mutex::new(rx) })).exposed(&["block"]));
+    reg.register(
+        TypeSpec::shared(
+            "gate",
+            Arc::new(Gate {
+                rx: parking_lot::Mutex::new(rx),
+            }),
+        )
+        .exposed(&["block"]),
+    );
     let (g, _) = reg.create("gate", &[], &kw()).unwrap();
     let l = create(&reg, "list", &[]);
     let r2 = reg.clone();
@@ -474,7 +622,12 @@ fn concurrent_calls_are_consistent_and_do_not_deadlock() {
     let reg = Arc::new(Registry::with_builtin_types());
     let shared_list = create(&reg, "list", &[]);
     let counter = create(&reg, "dict", &[]);
-    ok(&reg, &counter, "__setitem__", &[Value::str("n"), Value::Int(0)]);
+    ok(
+        &reg,
+        &counter,
+        "__setitem__",
+        &[Value::str("n"), Value::Int(0)],
+    );
     // Nested proxy juggling while other threads collect.
     let inner = create(&reg, "list", &[Value::list(vec![Value::Int(42)])]);
     let outer = create(&reg, "list", &[Value::list(vec![proxy(&reg, &inner)])]);
@@ -519,13 +672,18 @@ fn concurrent_calls_are_consistent_and_do_not_deadlock() {
         }));
     }
     for _ in 0..8 {
-        done_rx.recv_timeout(Duration::from_secs(120)).expect("worker deadlocked");
+        done_rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("worker deadlocked");
     }
     stop.store(true, Ordering::SeqCst);
     for h in handles {
         h.join().unwrap();
     }
-    assert_eq!(ok(&reg, &shared_list, "__len__", &[]).as_i64(), Some(8 * 300));
+    assert_eq!(
+        ok(&reg, &shared_list, "__len__", &[]).as_i64(),
+        Some(8 * 300)
+    );
     let mut all: Vec<i64> = match ok(&reg, &shared_list, "copy", &[]) {
         Value::List(l) => l.read().iter().map(|v| v.as_i64().unwrap()).collect(),
         _ => panic!(),
@@ -549,9 +707,18 @@ impl Referent for SlowList {
     fn class_name(&self) -> &str {
         "SlowList"
     }
-    fn call(&self, cx: &CallContext, m: &str, a: &[Value], k: &Kwargs) -> Result<Outcome, CallError> {
+    fn call(
+        &self,
+        cx: &CallContext,
+        m: &str,
+        a: &[Value],
+        k: &Kwargs,
+    ) -> Result<Outcome, CallError> {
         if m == "slow_append" {
-            self.rx.lock().recv_timeout(Duration::from_secs(20)).expect("signal");
+            self.rx
+                .lock()
+                .recv_timeout(Duration::from_secs(20))
+                .expect("signal");
             return self.inner.call(cx, "append", a, k);
         }
         self.inner.call(cx, m, a, k)
@@ -572,8 +739,14 @@ fn collection_is_deferred_while_a_call_may_be_moving_proxies() {
     let reg = Arc::new(no_grace());
     let (tx, rx) = mpsc::channel();
     reg.register(
-        TypeSpec::shared("slow", Arc::new(SlowList { inner: ListObject::new(vec![]), rx: parking_lot::Mutex::new(rx) }))
-            .exposed(&["slow_append", "__len__"]),
+        TypeSpec::shared(
+            "slow",
+            Arc::new(SlowList {
+                inner: ListObject::new(vec![]),
+                rx: parking_lot::Mutex::new(rx),
+            }),
+        )
+        .exposed(&["slow_append", "__len__"]),
     );
     let (s, _) = reg.create("slow", &[], &kw()).unwrap();
     let x = create(&reg, "list", &[]);
@@ -592,7 +765,10 @@ fn collection_is_deferred_while_a_call_may_be_moving_proxies() {
     let st = reg.collect();
     assert!(st.deferred, "{st:?}");
     assert_eq!(st.freed, 0);
-    assert!(reg.refcount(&x).is_some(), "x freed while a call was storing its proxy");
+    assert!(
+        reg.refcount(&x).is_some(),
+        "x freed while a call was storing its proxy"
+    );
     tx.send(()).unwrap();
     assert!(t.join().unwrap());
     let st = reg.collect();

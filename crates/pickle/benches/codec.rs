@@ -16,7 +16,10 @@ fn corpus() -> Vec<(String, Vec<u8>)> {
         .lines()
         .map(|l| {
             let (name, hex) = l.split_once('\t').expect("name\\thex");
-            let data = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap()).collect();
+            let data = (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+                .collect();
             (name.to_string(), data)
         })
         .collect()

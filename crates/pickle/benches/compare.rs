@@ -53,8 +53,12 @@ fn main() {
         eprintln!("no CPython found: nothing to compare against");
         return;
     };
-    let out = String::from_utf8(py.run_ok(include_str!("corpus_gen.py"), &["time"], b"")).expect("utf-8");
-    println!("CPython {} (C pickle, protocol 4) vs mpmanager-pickle, best of 5 loops", py.label());
+    let out =
+        String::from_utf8(py.run_ok(include_str!("corpus_gen.py"), &["time"], b"")).expect("utf-8");
+    println!(
+        "CPython {} (C pickle, protocol 4) vs mpmanager-pickle, best of 5 loops",
+        py.label()
+    );
     println!(
         "{:<20} {:>9} | {:>11} {:>11} {:>6} | {:>11} {:>11} {:>6}",
         "corpus item", "bytes", "py loads", "decode", "ratio", "py dumps", "encode", "ratio"
@@ -62,7 +66,10 @@ fn main() {
     let opts = EncodeOptions::default();
     for line in out.lines() {
         let f: Vec<&str> = line.split('\t').collect();
-        let data: Vec<u8> = (0..f[1].len()).step_by(2).map(|i| u8::from_str_radix(&f[1][i..i + 2], 16).unwrap()).collect();
+        let data: Vec<u8> = (0..f[1].len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&f[1][i..i + 2], 16).unwrap())
+            .collect();
         let (py_loads, py_dumps): (f64, f64) = (f[2].parse().unwrap(), f[3].parse().unwrap());
         let dec = best_ns(|| {
             std::hint::black_box(decode(std::hint::black_box(&data)).unwrap());

@@ -228,7 +228,11 @@ pub struct DecodeError {
 
 impl DecodeError {
     fn new(kind: DecodeErrorKind, offset: usize, opcode: Option<u8>) -> DecodeError {
-        DecodeError { kind, offset, opcode }
+        DecodeError {
+            kind,
+            offset,
+            opcode,
+        }
     }
 }
 
@@ -239,7 +243,11 @@ impl fmt::Display for DecodeError {
                 write!(f, "unknown opcode 0x{op:02x} at byte {}", self.offset)
             }
             (kind, Some(op)) => {
-                let prep = if matches!(kind, DecodeErrorKind::Truncated) { "of" } else { "in" };
+                let prep = if matches!(kind, DecodeErrorKind::Truncated) {
+                    "of"
+                } else {
+                    "in"
+                };
                 match opcode_name(op) {
                     Some(name) => write!(f, "{kind} {prep} opcode {name} (0x{op:02x})")?,
                     None => write!(f, "{kind} {prep} opcode 0x{op:02x}")?,
@@ -368,7 +376,10 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
     }
     if data.len() > opts.max_input {
         return Err(DecodeError::new(
-            DecodeErrorKind::InputTooLarge { len: data.len(), max: opts.max_input },
+            DecodeErrorKind::InputTooLarge {
+                len: data.len(),
+                max: opts.max_input,
+            },
             0,
             None,
         ));
@@ -524,7 +535,9 @@ impl<'a> Decoder<'a> {
     fn count(&mut self, n: usize) -> Result<()> {
         self.items = self.items.saturating_add(n);
         if self.items > self.opts.max_items {
-            return Err(self.err(K::ItemLimit { max: self.opts.max_items }));
+            return Err(self.err(K::ItemLimit {
+                max: self.opts.max_items,
+            }));
         }
         Ok(())
     }
@@ -532,7 +545,11 @@ impl<'a> Decoder<'a> {
     #[inline]
     fn push(&mut self, v: Value, d: u32) -> Result<()> {
         self.count(1)?;
-        self.stack.push(Entry { v, d, memo: NO_MEMO });
+        self.stack.push(Entry {
+            v,
+            d,
+            memo: NO_MEMO,
+        });
         Ok(())
     }
 
@@ -577,7 +594,9 @@ impl<'a> Decoder<'a> {
     fn nest(&self, child: u32) -> Result<u32> {
         let d = child.saturating_add(1);
         if d as usize > self.opts.max_depth {
-            return Err(self.err(K::DepthLimit { max: self.opts.max_depth }));
+            return Err(self.err(K::DepthLimit {
+                max: self.opts.max_depth,
+            }));
         }
         Ok(d)
     }
@@ -640,7 +659,9 @@ impl<'a> Decoder<'a> {
     fn new_memo_entry(&mut self) -> Result<()> {
         self.memo_count += 1;
         if self.memo_count > self.opts.max_memo {
-            return Err(self.err(K::MemoLimit { max: self.opts.max_memo }));
+            return Err(self.err(K::MemoLimit {
+                max: self.opts.max_memo,
+            }));
         }
         Ok(())
     }
@@ -648,7 +669,10 @@ impl<'a> Decoder<'a> {
     /// Stores the top of the stack under `key`.
     fn memo_put(&mut self, key: u64) -> Result<()> {
         let t = self.top_index()?;
-        let slot = MemoSlot { v: self.stack[t].v.clone(), d: self.stack[t].d };
+        let slot = MemoSlot {
+            v: self.stack[t].v.clone(),
+            d: self.stack[t].d,
+        };
         let dense_limit = self.memo_count.saturating_mul(2).saturating_add(256);
         match usize::try_from(key) {
             Ok(i) if i < self.memo.len() => {
@@ -847,7 +871,10 @@ impl<'a> Decoder<'a> {
 
                 // -- tuples --
                 b')' => {
-                    let t = self.empty_tuple.get_or_insert_with(|| Value::tuple(Vec::new())).clone();
+                    let t = self
+                        .empty_tuple
+                        .get_or_insert_with(|| Value::tuple(Vec::new()))
+                        .clone();
                     self.push(t, 1)?;
                 }
                 0x85..=0x87 => {
@@ -982,10 +1009,11 @@ impl<'a> Decoder<'a> {
                 b'c' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let (module, name) = match (std::str::from_utf8(module), std::str::from_utf8(name)) {
-                        (Ok(m), Ok(n)) => (m, n),
-                        _ => return Err(self.err(K::InvalidUtf8)),
-                    };
+                    let (module, name) =
+                        match (std::str::from_utf8(module), std::str::from_utf8(name)) {
+                            (Ok(m), Ok(n)) => (m, n),
+                            _ => return Err(self.err(K::InvalidUtf8)),
+                        };
                     let g = self.global(module, name);
                     self.push0(g)?;
                 }
@@ -994,7 +1022,9 @@ impl<'a> Decoder<'a> {
                     let module = self.pop()?;
                     let g = match (module.v.as_str(), name.v.as_str()) {
                         (Some(m), Some(n)) => self.global(m, n),
-                        _ => return Err(self.err(wrong("STACK_GLOBAL requires str module and name"))),
+                        _ => {
+                            return Err(self.err(wrong("STACK_GLOBAL requires str module and name")))
+                        }
                     };
                     self.push0(g)?;
                 }
@@ -1032,17 +1062,26 @@ impl<'a> Decoder<'a> {
                 b'i' => {
                     let module = self.line()?;
                     let name = self.line()?;
-                    let (module, name) = match (std::str::from_utf8(module), std::str::from_utf8(name)) {
-                        (Ok(m), Ok(n)) => (m, n),
-                        _ => return Err(self.err(K::InvalidUtf8)),
-                    };
+                    let (module, name) =
+                        match (std::str::from_utf8(module), std::str::from_utf8(name)) {
+                            (Ok(m), Ok(n)) => (m, n),
+                            _ => return Err(self.err(K::InvalidUtf8)),
+                        };
                     let cls = self.global(module, name);
                     let from = self.pop_mark()?;
                     let (items, maxd) = self.drain_values(from);
                     let d = self.nest(maxd)?;
                     self.count(items.len())?;
-                    let args = Entry { v: Value::tuple(items), d, memo: NO_MEMO };
-                    let cls = Entry { v: cls, d: 0, memo: NO_MEMO };
+                    let args = Entry {
+                        v: Value::tuple(items),
+                        d,
+                        memo: NO_MEMO,
+                    };
+                    let cls = Entry {
+                        v: cls,
+                        d: 0,
+                        memo: NO_MEMO,
+                    };
                     self.construct(cls, args, None, Construct::Reduce)?;
                 }
                 b'o' => {
@@ -1051,10 +1090,17 @@ impl<'a> Decoder<'a> {
                         return Err(self.err(K::StackUnderflow));
                     }
                     let (items, maxd) = self.drain_values(from + 1);
-                    let cls = self.stack.pop().ok_or_else(|| self.err(K::StackUnderflow))?;
+                    let cls = self
+                        .stack
+                        .pop()
+                        .ok_or_else(|| self.err(K::StackUnderflow))?;
                     let d = self.nest(maxd)?;
                     self.count(items.len())?;
-                    let args = Entry { v: Value::tuple(items), d, memo: NO_MEMO };
+                    let args = Entry {
+                        v: Value::tuple(items),
+                        d,
+                        memo: NO_MEMO,
+                    };
                     self.construct(cls, args, None, Construct::Reduce)?;
                 }
                 b'b' => self.build()?,
@@ -1144,10 +1190,7 @@ impl<'a> Decoder<'a> {
                 o.list_items.extend(self.stack.drain(from..).map(|e| e.v));
             }
             other => {
-                return Err(self.err(wrong(format!(
-                    "cannot append to a '{}'",
-                    other.type_name()
-                ))))
+                return Err(self.err(wrong(format!("cannot append to a '{}'", other.type_name()))))
             }
         }
         self.deepen(target, maxd)
@@ -1294,8 +1337,12 @@ impl<'a> Decoder<'a> {
                     (Some(Value::Dict(a)), Value::Dict(b)) if !Arc::ptr_eq(a, b) => {
                         let mut merged = Dict::default();
                         merged.items = a.read().items.clone();
-                        let add: Vec<_> =
-                            b.read().items.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                        let add: Vec<_> = b
+                            .read()
+                            .items
+                            .iter()
+                            .map(|(k, v)| (k.clone(), v.clone()))
+                            .collect();
                         for (k, v) in add {
                             merged.items.insert(k, v);
                         }
@@ -1333,7 +1380,11 @@ fn decode_long(b: &[u8]) -> Value {
     match b.last() {
         None => Value::Int(0),
         Some(&last) if b.len() <= 8 => {
-            let mut buf = if last & 0x80 != 0 { [0xffu8; 8] } else { [0u8; 8] };
+            let mut buf = if last & 0x80 != 0 {
+                [0xffu8; 8]
+            } else {
+                [0u8; 8]
+            };
             buf[..b.len()].copy_from_slice(b);
             Value::Int(i64::from_le_bytes(buf))
         }
@@ -1358,23 +1409,34 @@ fn parse_int(line: &[u8], max_digits: usize) -> Result<Value, DecodeErrorKind> {
         _ => (10, body),
     };
     // Underscores are allowed between digits (and after a base prefix).
-    let digits = digits.strip_prefix('_').filter(|_| radix != 10).unwrap_or(digits);
+    let digits = digits
+        .strip_prefix('_')
+        .filter(|_| radix != 10)
+        .unwrap_or(digits);
     if digits.is_empty()
         || digits.starts_with('_')
         || digits.ends_with('_')
         || digits.contains("__")
-        || !digits.bytes().all(|c| c == b'_' || (c as char).is_digit(radix))
+        || !digits
+            .bytes()
+            .all(|c| c == b'_' || (c as char).is_digit(radix))
     {
         return Err(bad("not an integer"));
     }
-    let clean: Cow<'_, str> =
-        if digits.contains('_') { Cow::Owned(digits.replace('_', "")) } else { Cow::Borrowed(digits) };
+    let clean: Cow<'_, str> = if digits.contains('_') {
+        Cow::Owned(digits.replace('_', ""))
+    } else {
+        Cow::Borrowed(digits)
+    };
     if radix == 10 {
         if clean.len() > 1 && clean.starts_with('0') && clean.bytes().any(|c| c != b'0') {
             return Err(bad("leading zeros in a decimal integer"));
         }
         if clean.len() > max_digits {
-            return Err(K::IntTooLong { digits: clean.len(), max: max_digits });
+            return Err(K::IntTooLong {
+                digits: clean.len(),
+                max: max_digits,
+            });
         }
     }
     if clean.len() <= 18 {
@@ -1409,7 +1471,9 @@ fn escape_decode(b: &[u8]) -> Result<Vec<u8>, &'static str> {
             out.push(c);
             continue;
         }
-        let Some(&e) = b.get(i) else { return Err("trailing \\ in string") };
+        let Some(&e) = b.get(i) else {
+            return Err("trailing \\ in string");
+        };
         i += 1;
         match e {
             b'\n' => {}
@@ -1512,7 +1576,10 @@ fn iter_items(v: &Value) -> Option<Vec<Value>> {
 fn is_latin1_name(enc: &Value) -> bool {
     let Some(e) = enc.as_str() else { return false };
     let e = e.to_ascii_lowercase().replace(['-', ' '], "_");
-    matches!(e.as_str(), "latin1" | "latin_1" | "iso_8859_1" | "iso8859_1" | "l1" | "8859" | "cp819")
+    matches!(
+        e.as_str(),
+        "latin1" | "latin_1" | "iso_8859_1" | "iso8859_1" | "l1" | "8859" | "cp819"
+    )
 }
 
 fn latin1_encode(s: &Value) -> Option<Vec<u8>> {
@@ -1532,7 +1599,9 @@ fn as_f64(v: &Value) -> Option<f64> {
 /// `func(*args)` for the pure builtins turned into native values; `None`
 /// keeps the call opaque.
 fn native_call(func: &Value, args: &[Value]) -> Result<Option<Value>, DecodeErrorKind> {
-    let Value::Global(g) = func else { return Ok(None) };
+    let Value::Global(g) = func else {
+        return Ok(None);
+    };
     let unhashable = K::Unhashable;
     let v = match (&*g.module, &*g.name) {
         ("builtins", name @ ("set" | "frozenset")) => {
@@ -1642,7 +1711,10 @@ fn map_py2_name<'n>(module: &str, name: &'n str) -> Option<(&'static str, &'n st
 type Name = (&'static str, &'static str);
 
 static NAME_MAPPING: &[(Name, Name)] = &[
-    (("UserDict", "IterableUserDict"), ("collections", "UserDict")),
+    (
+        ("UserDict", "IterableUserDict"),
+        ("collections", "UserDict"),
+    ),
     (("UserDict", "UserDict"), ("collections", "UserDict")),
     (("UserList", "UserList"), ("collections", "UserList")),
     (("UserString", "UserString"), ("collections", "UserString")),
@@ -1653,76 +1725,181 @@ static NAME_MAPPING: &[(Name, Name)] = &[
     (("__builtin__", "unichr"), ("builtins", "chr")),
     (("__builtin__", "unicode"), ("builtins", "str")),
     (("__builtin__", "xrange"), ("builtins", "range")),
-    (("_multiprocessing", "Connection"), ("multiprocessing.connection", "Connection")),
+    (
+        ("_multiprocessing", "Connection"),
+        ("multiprocessing.connection", "Connection"),
+    ),
     (("_socket", "fromfd"), ("socket", "fromfd")),
-    (("exceptions", "ArithmeticError"), ("builtins", "ArithmeticError")),
-    (("exceptions", "AssertionError"), ("builtins", "AssertionError")),
-    (("exceptions", "AttributeError"), ("builtins", "AttributeError")),
-    (("exceptions", "BaseException"), ("builtins", "BaseException")),
+    (
+        ("exceptions", "ArithmeticError"),
+        ("builtins", "ArithmeticError"),
+    ),
+    (
+        ("exceptions", "AssertionError"),
+        ("builtins", "AssertionError"),
+    ),
+    (
+        ("exceptions", "AttributeError"),
+        ("builtins", "AttributeError"),
+    ),
+    (
+        ("exceptions", "BaseException"),
+        ("builtins", "BaseException"),
+    ),
     (("exceptions", "BufferError"), ("builtins", "BufferError")),
     (("exceptions", "BytesWarning"), ("builtins", "BytesWarning")),
-    (("exceptions", "DeprecationWarning"), ("builtins", "DeprecationWarning")),
+    (
+        ("exceptions", "DeprecationWarning"),
+        ("builtins", "DeprecationWarning"),
+    ),
     (("exceptions", "EOFError"), ("builtins", "EOFError")),
-    (("exceptions", "EnvironmentError"), ("builtins", "EnvironmentError")),
+    (
+        ("exceptions", "EnvironmentError"),
+        ("builtins", "EnvironmentError"),
+    ),
     (("exceptions", "Exception"), ("builtins", "Exception")),
-    (("exceptions", "FloatingPointError"), ("builtins", "FloatingPointError")),
-    (("exceptions", "FutureWarning"), ("builtins", "FutureWarning")),
-    (("exceptions", "GeneratorExit"), ("builtins", "GeneratorExit")),
+    (
+        ("exceptions", "FloatingPointError"),
+        ("builtins", "FloatingPointError"),
+    ),
+    (
+        ("exceptions", "FutureWarning"),
+        ("builtins", "FutureWarning"),
+    ),
+    (
+        ("exceptions", "GeneratorExit"),
+        ("builtins", "GeneratorExit"),
+    ),
     (("exceptions", "IOError"), ("builtins", "IOError")),
     (("exceptions", "ImportError"), ("builtins", "ImportError")),
-    (("exceptions", "ImportWarning"), ("builtins", "ImportWarning")),
-    (("exceptions", "IndentationError"), ("builtins", "IndentationError")),
+    (
+        ("exceptions", "ImportWarning"),
+        ("builtins", "ImportWarning"),
+    ),
+    (
+        ("exceptions", "IndentationError"),
+        ("builtins", "IndentationError"),
+    ),
     (("exceptions", "IndexError"), ("builtins", "IndexError")),
     (("exceptions", "KeyError"), ("builtins", "KeyError")),
-    (("exceptions", "KeyboardInterrupt"), ("builtins", "KeyboardInterrupt")),
+    (
+        ("exceptions", "KeyboardInterrupt"),
+        ("builtins", "KeyboardInterrupt"),
+    ),
     (("exceptions", "LookupError"), ("builtins", "LookupError")),
     (("exceptions", "MemoryError"), ("builtins", "MemoryError")),
     (("exceptions", "NameError"), ("builtins", "NameError")),
-    (("exceptions", "NotImplementedError"), ("builtins", "NotImplementedError")),
+    (
+        ("exceptions", "NotImplementedError"),
+        ("builtins", "NotImplementedError"),
+    ),
     (("exceptions", "OSError"), ("builtins", "OSError")),
-    (("exceptions", "OverflowError"), ("builtins", "OverflowError")),
-    (("exceptions", "PendingDeprecationWarning"), ("builtins", "PendingDeprecationWarning")),
-    (("exceptions", "ReferenceError"), ("builtins", "ReferenceError")),
+    (
+        ("exceptions", "OverflowError"),
+        ("builtins", "OverflowError"),
+    ),
+    (
+        ("exceptions", "PendingDeprecationWarning"),
+        ("builtins", "PendingDeprecationWarning"),
+    ),
+    (
+        ("exceptions", "ReferenceError"),
+        ("builtins", "ReferenceError"),
+    ),
     (("exceptions", "RuntimeError"), ("builtins", "RuntimeError")),
-    (("exceptions", "RuntimeWarning"), ("builtins", "RuntimeWarning")),
+    (
+        ("exceptions", "RuntimeWarning"),
+        ("builtins", "RuntimeWarning"),
+    ),
     (("exceptions", "StandardError"), ("builtins", "Exception")),
-    (("exceptions", "StopIteration"), ("builtins", "StopIteration")),
+    (
+        ("exceptions", "StopIteration"),
+        ("builtins", "StopIteration"),
+    ),
     (("exceptions", "SyntaxError"), ("builtins", "SyntaxError")),
-    (("exceptions", "SyntaxWarning"), ("builtins", "SyntaxWarning")),
+    (
+        ("exceptions", "SyntaxWarning"),
+        ("builtins", "SyntaxWarning"),
+    ),
     (("exceptions", "SystemError"), ("builtins", "SystemError")),
     (("exceptions", "SystemExit"), ("builtins", "SystemExit")),
     (("exceptions", "TabError"), ("builtins", "TabError")),
     (("exceptions", "TypeError"), ("builtins", "TypeError")),
-    (("exceptions", "UnboundLocalError"), ("builtins", "UnboundLocalError")),
-    (("exceptions", "UnicodeDecodeError"), ("builtins", "UnicodeDecodeError")),
-    (("exceptions", "UnicodeEncodeError"), ("builtins", "UnicodeEncodeError")),
+    (
+        ("exceptions", "UnboundLocalError"),
+        ("builtins", "UnboundLocalError"),
+    ),
+    (
+        ("exceptions", "UnicodeDecodeError"),
+        ("builtins", "UnicodeDecodeError"),
+    ),
+    (
+        ("exceptions", "UnicodeEncodeError"),
+        ("builtins", "UnicodeEncodeError"),
+    ),
     (("exceptions", "UnicodeError"), ("builtins", "UnicodeError")),
-    (("exceptions", "UnicodeTranslateError"), ("builtins", "UnicodeTranslateError")),
-    (("exceptions", "UnicodeWarning"), ("builtins", "UnicodeWarning")),
+    (
+        ("exceptions", "UnicodeTranslateError"),
+        ("builtins", "UnicodeTranslateError"),
+    ),
+    (
+        ("exceptions", "UnicodeWarning"),
+        ("builtins", "UnicodeWarning"),
+    ),
     (("exceptions", "UserWarning"), ("builtins", "UserWarning")),
     (("exceptions", "ValueError"), ("builtins", "ValueError")),
     (("exceptions", "Warning"), ("builtins", "Warning")),
-    (("exceptions", "ZeroDivisionError"), ("builtins", "ZeroDivisionError")),
+    (
+        ("exceptions", "ZeroDivisionError"),
+        ("builtins", "ZeroDivisionError"),
+    ),
     (("itertools", "ifilter"), ("builtins", "filter")),
     (("itertools", "ifilterfalse"), ("itertools", "filterfalse")),
     (("itertools", "imap"), ("builtins", "map")),
     (("itertools", "izip"), ("builtins", "zip")),
     (("itertools", "izip_longest"), ("itertools", "zip_longest")),
-    (("multiprocessing", "AuthenticationError"), ("multiprocessing.context", "AuthenticationError")),
-    (("multiprocessing", "BufferTooShort"), ("multiprocessing.context", "BufferTooShort")),
-    (("multiprocessing", "ProcessError"), ("multiprocessing.context", "ProcessError")),
-    (("multiprocessing", "TimeoutError"), ("multiprocessing.context", "TimeoutError")),
-    (("multiprocessing.forking", "Popen"), ("multiprocessing.popen_fork", "Popen")),
-    (("multiprocessing.process", "Process"), ("multiprocessing.context", "Process")),
+    (
+        ("multiprocessing", "AuthenticationError"),
+        ("multiprocessing.context", "AuthenticationError"),
+    ),
+    (
+        ("multiprocessing", "BufferTooShort"),
+        ("multiprocessing.context", "BufferTooShort"),
+    ),
+    (
+        ("multiprocessing", "ProcessError"),
+        ("multiprocessing.context", "ProcessError"),
+    ),
+    (
+        ("multiprocessing", "TimeoutError"),
+        ("multiprocessing.context", "TimeoutError"),
+    ),
+    (
+        ("multiprocessing.forking", "Popen"),
+        ("multiprocessing.popen_fork", "Popen"),
+    ),
+    (
+        ("multiprocessing.process", "Process"),
+        ("multiprocessing.context", "Process"),
+    ),
     (("socket", "_socketobject"), ("socket", "SocketType")),
-    (("urllib", "ContentTooShortError"), ("urllib.error", "ContentTooShortError")),
+    (
+        ("urllib", "ContentTooShortError"),
+        ("urllib.error", "ContentTooShortError"),
+    ),
     (("urllib", "getproxies"), ("urllib.request", "getproxies")),
-    (("urllib", "pathname2url"), ("urllib.request", "pathname2url")),
+    (
+        ("urllib", "pathname2url"),
+        ("urllib.request", "pathname2url"),
+    ),
     (("urllib", "quote"), ("urllib.parse", "quote")),
     (("urllib", "quote_plus"), ("urllib.parse", "quote_plus")),
     (("urllib", "unquote"), ("urllib.parse", "unquote")),
     (("urllib", "unquote_plus"), ("urllib.parse", "unquote_plus")),
-    (("urllib", "url2pathname"), ("urllib.request", "url2pathname")),
+    (
+        ("urllib", "url2pathname"),
+        ("urllib.request", "url2pathname"),
+    ),
     (("urllib", "urlcleanup"), ("urllib.request", "urlcleanup")),
     (("urllib", "urlencode"), ("urllib.parse", "urlencode")),
     (("urllib", "urlopen"), ("urllib.request", "urlopen")),
@@ -1865,8 +2042,14 @@ mod tests {
         assert_eq!(d(b"J\x00\x00\x00\x80.").as_i64(), Some(-(1 << 31)));
         assert_eq!(d(b"\x80\x02\x8a\x00.").as_i64(), Some(0));
         assert_eq!(d(b"\x80\x02\x8a\x01\xff.").as_i64(), Some(-1));
-        assert_eq!(d(b"\x80\x02\x8a\x05\x00\x00\x00\x80\x00.").as_i64(), Some(1 << 31));
-        assert_eq!(d(b"\x80\x02\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80.").as_i64(), Some(i64::MIN));
+        assert_eq!(
+            d(b"\x80\x02\x8a\x05\x00\x00\x00\x80\x00.").as_i64(),
+            Some(1 << 31)
+        );
+        assert_eq!(
+            d(b"\x80\x02\x8a\x08\x00\x00\x00\x00\x00\x00\x00\x80.").as_i64(),
+            Some(i64::MIN)
+        );
         // 2**63 needs 9 bytes and is a BigInt
         let v = d(b"\x80\x02\x8a\x09\x00\x00\x00\x00\x00\x00\x00\x80\x00.");
         assert!(matches!(v, Value::BigInt(_)));
@@ -1874,7 +2057,10 @@ mod tests {
         // LONG4 with a 9-byte payload that still fits an i64 is normalized
         let v = d(b"\x80\x02\x8b\x09\x00\x00\x00\xff\xff\xff\xff\xff\xff\xff\xff\xff.");
         assert!(matches!(v, Value::Int(-1)));
-        assert!(matches!(e(b"\x80\x02\x8b\xff\xff\xff\xff.").kind, K::BadArgument(_)));
+        assert!(matches!(
+            e(b"\x80\x02\x8b\xff\xff\xff\xff.").kind,
+            K::BadArgument(_)
+        ));
     }
 
     #[test]
@@ -1883,15 +2069,27 @@ mod tests {
         assert!(matches!(d(b"I00\n."), Value::Bool(false)));
         assert_eq!(d(b"I-42\n.").as_i64(), Some(-42));
         assert_eq!(d(b"I0\n.").as_i64(), Some(0));
-        assert_eq!(int(&d(b"I18446744073709551616\n.")), BigInt::from(1u128 << 64));
-        assert_eq!(int(&d(b"L-9223372036854775809L\n.")), BigInt::from(i64::MIN) - 1);
+        assert_eq!(
+            int(&d(b"I18446744073709551616\n.")),
+            BigInt::from(1u128 << 64)
+        );
+        assert_eq!(
+            int(&d(b"L-9223372036854775809L\n.")),
+            BigInt::from(i64::MIN) - 1
+        );
         assert_eq!(d(b"L5\n.").as_i64(), Some(5));
         assert_eq!(d(b"I0x1_0\n.").as_i64(), Some(16));
         assert!(matches!(e(b"I012\n.").kind, K::BadArgument(_)));
         assert!(matches!(e(b"I1.5\n.").kind, K::BadArgument(_)));
         assert!(matches!(e(b"I\n.").kind, K::BadArgument(_)));
         let long = format!("L{}L\n.", "7".repeat(5000));
-        assert!(matches!(e(long.as_bytes()).kind, K::IntTooLong { digits: 5000, max: 4300 }));
+        assert!(matches!(
+            e(long.as_bytes()).kind,
+            K::IntTooLong {
+                digits: 5000,
+                max: 4300
+            }
+        ));
         let opts = DecodeOptions::default().with_max_int_digits(6000);
         assert!(decode_with(long.as_bytes(), &opts).is_ok());
     }
@@ -1927,9 +2125,14 @@ mod tests {
     fn unicode_opcodes() {
         assert_eq!(s(&d(b"\x80\x04\x8c\x03abc.")), "abc");
         assert_eq!(s(&d(b"X\x04\x00\x00\x00\xf0\x9f\x98\x80.")), "\u{1F600}");
-        assert_eq!(s(&d(b"\x80\x04\x8d\x02\x00\x00\x00\x00\x00\x00\x00\xc3\xa9.")), "\u{e9}");
+        assert_eq!(
+            s(&d(b"\x80\x04\x8d\x02\x00\x00\x00\x00\x00\x00\x00\xc3\xa9.")),
+            "\u{e9}"
+        );
         // Lone surrogate, written with surrogatepass
-        let Value::Str(lone) = d(b"X\x03\x00\x00\x00\xed\xb2\x80.") else { panic!() };
+        let Value::Str(lone) = d(b"X\x03\x00\x00\x00\xed\xb2\x80.") else {
+            panic!()
+        };
         assert_eq!(lone.code_points().collect::<Vec<_>>(), vec![0xDC80]);
         let err = e(b"X\x01\x00\x00\x00\xff.");
         assert!(matches!(err.kind, K::InvalidUtf8));
@@ -1942,7 +2145,9 @@ mod tests {
         // \u005c is how protocol 0 writes a backslash; \xe9 is Latin-1
         assert_eq!(s(&d(b"Va\\u005cb\\u000a\xe9\n.")), "a\\b\n\u{e9}");
         assert_eq!(s(&d(b"V\\U0001f600\n.")), "\u{1F600}");
-        let Value::Str(lone) = d(b"Vx\\udc80\n.") else { panic!() };
+        let Value::Str(lone) = d(b"Vx\\udc80\n.") else {
+            panic!()
+        };
         assert_eq!(lone.code_points().collect::<Vec<_>>(), vec![0x78, 0xDC80]);
         // A backslash not followed by u/U is kept, as are escaped pairs
         assert_eq!(s(&d(b"Va\\nb\\\\u0041\n.")), "a\\nb\\\\u0041");
@@ -1969,8 +2174,13 @@ mod tests {
     fn bytes_opcodes() {
         assert_eq!(bytes(&d(b"\x80\x03C\x02\x00\xff.")), vec![0, 255]);
         assert_eq!(bytes(&d(b"\x80\x03B\x01\x00\x00\x00z.")), b"z".to_vec());
-        assert_eq!(bytes(&d(b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x00.")), Vec::<u8>::new());
-        let Value::ByteArray(ba) = d(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab.") else { panic!() };
+        assert_eq!(
+            bytes(&d(b"\x80\x04\x8e\x00\x00\x00\x00\x00\x00\x00\x00.")),
+            Vec::<u8>::new()
+        );
+        let Value::ByteArray(ba) = d(b"\x80\x05\x96\x02\x00\x00\x00\x00\x00\x00\x00ab.") else {
+            panic!()
+        };
         assert_eq!(&*ba.read(), b"ab");
         // A length beyond the input is a truncation, not an allocation
         let err = e(b"\x80\x04\x8e\xff\xff\xff\xff\xff\xff\xff\xff.");
@@ -1983,7 +2193,10 @@ mod tests {
     fn tuples() {
         assert!(tuple_items(&d(b").")).is_empty());
         let t = tuple_items(&d(b"\x80\x02K\x01K\x02K\x03\x87."));
-        assert_eq!(t.iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            t.iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(tuple_items(&d(b"\x80\x02N\x85.")).len(), 1);
         assert_eq!(tuple_items(&d(b"\x80\x02NN\x86.")).len(), 2);
         assert_eq!(tuple_items(&d(b"(NNNNt.")).len(), 4);
@@ -1995,7 +2208,13 @@ mod tests {
     #[test]
     fn lists() {
         let v = d(b"\x80\x02]q\x00(K\x01K\x02eK\x03a.");
-        assert_eq!(list_items(&v).iter().map(|v| v.as_i64().unwrap()).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            list_items(&v)
+                .iter()
+                .map(|v| v.as_i64().unwrap())
+                .collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!(list_items(&d(b"(K\x01K\x02l.")).len(), 2);
         assert!(list_items(&d(b"](e.")).is_empty());
         assert!(matches!(e(b"\x80\x02)K\x01a.").kind, K::WrongType(_)));
@@ -2034,9 +2253,13 @@ mod tests {
 
     #[test]
     fn sets() {
-        let Value::Set(st) = d(b"\x80\x04\x8f(K\x01K\x02K\x01\x90.") else { panic!() };
+        let Value::Set(st) = d(b"\x80\x04\x8f(K\x01K\x02K\x01\x90.") else {
+            panic!()
+        };
         assert_eq!(st.read().len(), 2);
-        let Value::FrozenSet(fs) = d(b"\x80\x04(K\x01X\x01\x00\x00\x00a\x91.") else { panic!() };
+        let Value::FrozenSet(fs) = d(b"\x80\x04(K\x01X\x01\x00\x00\x00a\x91.") else {
+            panic!()
+        };
         assert!(fs.contains(&Key::str("a")));
         assert!(matches!(e(b"\x80\x04\x8f(]\x90.").kind, K::Unhashable(_)));
         assert!(matches!(e(b"\x80\x04](K\x01\x90.").kind, K::WrongType(_)));
@@ -2086,7 +2309,9 @@ mod tests {
         let t = tuple_items(&v);
         assert_eq!((t[0].as_i64(), t[1].as_i64()), (Some(7), Some(8)));
         // A huge text key too
-        let t = tuple_items(&d(b"K\x01p99999999999999\n0g99999999999999\ng99999999999999\n\x86."));
+        let t = tuple_items(&d(
+            b"K\x01p99999999999999\n0g99999999999999\ng99999999999999\n\x86.",
+        ));
         assert_eq!(t.len(), 2);
         // A sparse key later covered by the dense vector is still found
         let mut p = b"\x80\x02K\x01r\x00\x02\x00\x00".to_vec(); // put 512 (sparse)
@@ -2108,22 +2333,46 @@ mod tests {
             Value::Global(g) => (g.module.to_string(), g.name.to_string()),
             other => panic!("not a global: {}", other.type_name()),
         };
-        assert_eq!(g(d(b"c__builtin__\nset\n.")), ("builtins".into(), "set".into()));
-        assert_eq!(g(d(b"cexceptions\nKeyError\n.")), ("builtins".into(), "KeyError".into()));
-        assert_eq!(g(d(b"ccopy_reg\n_reconstructor\n.")), ("copyreg".into(), "_reconstructor".into()));
-        assert_eq!(g(d(b"c__builtin__\nxrange\n.")), ("builtins".into(), "range".into()));
-        assert_eq!(g(d(b"cUserDict\nIterableUserDict\n.")), ("collections".into(), "UserDict".into()));
+        assert_eq!(
+            g(d(b"c__builtin__\nset\n.")),
+            ("builtins".into(), "set".into())
+        );
+        assert_eq!(
+            g(d(b"cexceptions\nKeyError\n.")),
+            ("builtins".into(), "KeyError".into())
+        );
+        assert_eq!(
+            g(d(b"ccopy_reg\n_reconstructor\n.")),
+            ("copyreg".into(), "_reconstructor".into())
+        );
+        assert_eq!(
+            g(d(b"c__builtin__\nxrange\n.")),
+            ("builtins".into(), "range".into())
+        );
+        assert_eq!(
+            g(d(b"cUserDict\nIterableUserDict\n.")),
+            ("collections".into(), "UserDict".into())
+        );
         assert_eq!(
             g(d(b"cmultiprocessing\nAuthenticationError\n.")),
-            ("multiprocessing.context".into(), "AuthenticationError".into())
+            (
+                "multiprocessing.context".into(),
+                "AuthenticationError".into()
+            )
         );
         // Not mapped from protocol 3 on, like CPython
-        assert_eq!(g(d(b"\x80\x03c__builtin__\nset\n.")), ("__builtin__".into(), "set".into()));
+        assert_eq!(
+            g(d(b"\x80\x03c__builtin__\nset\n.")),
+            ("__builtin__".into(), "set".into())
+        );
         assert_eq!(
             g(d(b"\x80\x04\x8c\x08datetime\x8c\x04date\x93.")),
             ("datetime".into(), "date".into())
         );
-        assert!(matches!(e(b"\x80\x04K\x01\x8c\x01a\x93.").kind, K::WrongType(_)));
+        assert!(matches!(
+            e(b"\x80\x04K\x01\x8c\x01a\x93.").kind,
+            K::WrongType(_)
+        ));
         assert!(matches!(e(b"c\xff\nx\n.").kind, K::InvalidUtf8));
         assert!(matches!(e(b"cmod\n.").kind, K::Truncated));
     }
@@ -2163,10 +2412,15 @@ mod tests {
         let o = obj(&d(b"\x80\x02cm\nC\n)\x81}bK\x01b."));
         assert_eq!(o.state.clone().unwrap().as_i64(), Some(1));
         // NEWOBJ_EX
-        let o = obj(&d(b"\x80\x04cm\nC\nK\x01\x85}X\x01\x00\x00\x00kK\x02s\x92."));
+        let o = obj(&d(
+            b"\x80\x04cm\nC\nK\x01\x85}X\x01\x00\x00\x00kK\x02s\x92.",
+        ));
         assert_eq!(o.construct, Construct::NewObjEx);
         assert_eq!(o.args_slice()[0].as_i64(), Some(1));
-        assert_eq!(dict_get(o.kwargs.as_ref().unwrap(), "k").unwrap().as_i64(), Some(2));
+        assert_eq!(
+            dict_get(o.kwargs.as_ref().unwrap(), "k").unwrap().as_i64(),
+            Some(2)
+        );
         assert!(matches!(e(b"\x80\x04cm\nC\n)N\x92.").kind, K::WrongType(_)));
         assert!(matches!(e(b"\x80\x04cm\nC\nN\x81.").kind, K::WrongType(_)));
     }
@@ -2198,40 +2452,85 @@ mod tests {
     #[test]
     fn whitelisted_builtins_become_native() {
         // set/frozenset from a list, protocols 0-3
-        let Value::Set(st) = d(b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.") else { panic!() };
+        let Value::Set(st) =
+            d(b"\x80\x02c__builtin__\nset\nq\x00]q\x01(K\x01K\x02e\x85q\x02Rq\x03.")
+        else {
+            panic!()
+        };
         assert_eq!(st.read().len(), 2);
-        assert!(matches!(d(b"\x80\x02c__builtin__\nfrozenset\n]\x85R."), Value::FrozenSet(_)));
-        assert!(matches!(e(b"\x80\x02c__builtin__\nset\n]]a\x85R.").kind, K::Unhashable(_)));
+        assert!(matches!(
+            d(b"\x80\x02c__builtin__\nfrozenset\n]\x85R."),
+            Value::FrozenSet(_)
+        ));
+        assert!(matches!(
+            e(b"\x80\x02c__builtin__\nset\n]]a\x85R.").kind,
+            K::Unhashable(_)
+        ));
         // bytes at protocols 0-2
         assert_eq!(bytes(&d(b"\x80\x02c_codecs\nencode\nq\x00X\x03\x00\x00\x00\xc3\xa9aq\x01X\x06\x00\x00\x00latin1q\x02\x86q\x03Rq\x04.")), b"\xe9a".to_vec());
-        assert_eq!(bytes(&d(b"\x80\x02c__builtin__\nbytes\nq\x00)Rq\x01.")), Vec::<u8>::new());
+        assert_eq!(
+            bytes(&d(b"\x80\x02c__builtin__\nbytes\nq\x00)Rq\x01.")),
+            Vec::<u8>::new()
+        );
         // _codecs.encode beyond Latin-1 or with another codec stays opaque
         assert!(matches!(d(b"\x80\x02c_codecs\nencode\nX\x03\x00\x00\x00\xe2\x82\xacX\x06\x00\x00\x00latin1\x86R."), Value::Object(_)));
-        assert!(matches!(d(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R."), Value::Object(_)));
+        assert!(matches!(
+            d(b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00aX\x05\x00\x00\x00utf-8\x86R."),
+            Value::Object(_)
+        ));
         // bytearray forms
         let ba = |v: Value| match v {
             Value::ByteArray(b) => b.read().clone(),
             other => panic!("not a bytearray: {}", other.type_name()),
         };
-        assert_eq!(ba(d(b"\x80\x03cbuiltins\nbytearray\nq\x00C\x02abq\x01\x85q\x02Rq\x03.")), b"ab".to_vec());
-        assert_eq!(ba(d(b"\x80\x02c__builtin__\nbytearray\nq\x00)Rq\x01.")), Vec::<u8>::new());
-        assert_eq!(ba(d(b"c__builtin__\nbytearray\n(V\xe9\nVlatin-1\ntR.")), b"\xe9".to_vec());
+        assert_eq!(
+            ba(d(
+                b"\x80\x03cbuiltins\nbytearray\nq\x00C\x02abq\x01\x85q\x02Rq\x03."
+            )),
+            b"ab".to_vec()
+        );
+        assert_eq!(
+            ba(d(b"\x80\x02c__builtin__\nbytearray\nq\x00)Rq\x01.")),
+            Vec::<u8>::new()
+        );
+        assert_eq!(
+            ba(d(b"c__builtin__\nbytearray\n(V\xe9\nVlatin-1\ntR.")),
+            b"\xe9".to_vec()
+        );
         // complex, slice
-        assert!(matches!(d(b"\x80\x02c__builtin__\ncomplex\nG?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86R."), Value::Complex(re, im) if re == 1.0 && im == 2.0));
-        assert!(matches!(d(b"\x80\x02c__builtin__\ncomplex\nX\x01\x00\x00\x001\x85R."), Value::Object(_)));
-        let Value::Slice(sl) = d(b"\x80\x04\x8c\x08builtins\x8c\x05slice\x93K\x01NJ\xff\xff\xff\xff\x87R.") else { panic!() };
+        assert!(
+            matches!(d(b"\x80\x02c__builtin__\ncomplex\nG?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86R."), Value::Complex(re, im) if re == 1.0 && im == 2.0)
+        );
+        assert!(matches!(
+            d(b"\x80\x02c__builtin__\ncomplex\nX\x01\x00\x00\x001\x85R."),
+            Value::Object(_)
+        ));
+        let Value::Slice(sl) =
+            d(b"\x80\x04\x8c\x08builtins\x8c\x05slice\x93K\x01NJ\xff\xff\xff\xff\x87R.")
+        else {
+            panic!()
+        };
         assert_eq!((sl.start.as_i64(), sl.step.as_i64()), (Some(1), Some(-1)));
         assert!(matches!(sl.stop, Value::None));
         // list (dict views), tuple, dict
         let v = d(b"\x80\x04\x8c\x08builtins\x8c\x04list\x93(K\x01K\x02l\x85R.");
         assert_eq!(list_items(&v).len(), 2);
-        assert_eq!(tuple_items(&d(b"\x80\x04\x8c\x08builtins\x8c\x05tuple\x93]\x85R.")).len(), 0);
+        assert_eq!(
+            tuple_items(&d(b"\x80\x04\x8c\x08builtins\x8c\x05tuple\x93]\x85R.")).len(),
+            0
+        );
         let v = d(b"\x80\x04\x8c\x08builtins\x8c\x04dict\x93}X\x01\x00\x00\x00aK\x01s\x85R.");
         assert_eq!(dict_get(&v, "a").unwrap().as_i64(), Some(1));
         // Another module's `set` stays opaque
-        assert!(matches!(d(b"\x80\x03cmymod\nset\n]\x85R."), Value::Object(_)));
+        assert!(matches!(
+            d(b"\x80\x03cmymod\nset\n]\x85R."),
+            Value::Object(_)
+        ));
         // NEWOBJ of a builtin is kept as written
-        assert!(matches!(d(b"\x80\x03cbuiltins\nset\n)\x81."), Value::Object(_)));
+        assert!(matches!(
+            d(b"\x80\x03cbuiltins\nset\n)\x81."),
+            Value::Object(_)
+        ));
     }
 
     // ---- recursion ------------------------------------------------------------------
@@ -2245,7 +2544,11 @@ mod tests {
         let v = d(b"\x80\x02}q\x00X\x04\x00\x00\x00selfq\x01h\x00s.");
         assert!(dict_get(&v, "self").unwrap().is(&v));
         // t = ([],); t[0].append(t) at protocols 0 and 2 (POP and POP_MARK+GET)
-        for p in [&b"((lp0\n(g0\ntp1\na00g1\n."[..], b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.", b"(]q\x00(h\x00tq\x01a1h\x01."] {
+        for p in [
+            &b"((lp0\n(g0\ntp1\na00g1\n."[..],
+            b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.",
+            b"(]q\x00(h\x00tq\x01a1h\x01.",
+        ] {
             let t = d(p);
             let items = tuple_items(&t);
             assert_eq!(items.len(), 1);
@@ -2260,21 +2563,21 @@ mod tests {
     fn million_nested_lists_is_an_error() {
         let n = 1_000_000;
         let mut p = b"\x80\x04".to_vec();
-        p.extend(std::iter::repeat(b']').take(n));
-        p.extend(std::iter::repeat(b'a').take(n - 1));
+        p.extend(std::iter::repeat_n(b']', n));
+        p.extend(std::iter::repeat_n(b'a', n - 1));
         p.push(b'.');
         let err = e(&p);
         assert!(matches!(err.kind, K::DepthLimit { max: 1000 }), "{err}");
         assert_eq!(err.opcode, Some(b'a'));
         // Nested tuples via MARK too
         let mut p = vec![b'('; n];
-        p.extend(std::iter::repeat(b't').take(n));
+        p.extend(std::iter::repeat_n(b't', n));
         p.push(b'.');
         assert!(matches!(e(&p).kind, K::DepthLimit { .. }));
         // Depth 1000 itself is fine
         let mut p = b"\x80\x04".to_vec();
-        p.extend(std::iter::repeat(b']').take(1000));
-        p.extend(std::iter::repeat(b'a').take(999));
+        p.extend(std::iter::repeat_n(b']', 1000));
+        p.extend(std::iter::repeat_n(b'a', 999));
         p.push(b'.');
         assert!(decode(&p).is_ok());
     }
@@ -2287,7 +2590,9 @@ mod tests {
         assert!(decode_with(b"\x80\x02]q\x00]]aa]h\x00ah\x00a.", &opts).is_ok());
         // one more level outside -> depth 5: error
         assert!(matches!(
-            decode_with(b"\x80\x02]]q\x00]]aa]h\x00ah\x00aa.", &opts).unwrap_err().kind,
+            decode_with(b"\x80\x02]]q\x00]]aa]h\x00ah\x00aa.", &opts)
+                .unwrap_err()
+                .kind,
             K::DepthLimit { max: 4 }
         ));
     }
@@ -2297,21 +2602,41 @@ mod tests {
         // pushes and container elements both count: 2 + 2 + 1
         let opts = DecodeOptions::default().with_max_items(5);
         assert!(decode_with(b"NN\x86.", &opts).is_ok());
-        assert!(matches!(decode_with(b"NNN\x87.", &opts).unwrap_err().kind, K::ItemLimit { max: 5 }));
+        assert!(matches!(
+            decode_with(b"NNN\x87.", &opts).unwrap_err().kind,
+            K::ItemLimit { max: 5 }
+        ));
         let opts = DecodeOptions::default().with_max_input(3);
-        assert!(matches!(decode_with(b"K\x01.x", &opts).unwrap_err().kind, K::InputTooLarge { len: 4, max: 3 }));
+        assert!(matches!(
+            decode_with(b"K\x01.x", &opts).unwrap_err().kind,
+            K::InputTooLarge { len: 4, max: 3 }
+        ));
         let opts = DecodeOptions::default().with_max_memo(2);
         assert!(decode_with(b"\x80\x04N\x94\x94.", &opts).is_ok());
-        assert!(matches!(decode_with(b"\x80\x04N\x94\x94\x94.", &opts).unwrap_err().kind, K::MemoLimit { max: 2 }));
+        assert!(matches!(
+            decode_with(b"\x80\x04N\x94\x94\x94.", &opts)
+                .unwrap_err()
+                .kind,
+            K::MemoLimit { max: 2 }
+        ));
         // Re-putting an existing key is no new entry
         assert!(decode_with(b"Nq\x01q\x01q\x01q\x02.", &opts).is_ok());
     }
 
     #[test]
     fn framing_and_protocol() {
-        assert_eq!(d(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.").as_i64(), Some(1));
+        assert_eq!(
+            d(b"\x80\x04\x95\x03\x00\x00\x00\x00\x00\x00\x00K\x01.").as_i64(),
+            Some(1)
+        );
         let err = e(b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00K\x01.");
-        assert!(matches!(err.kind, K::FrameTooLong { len: 4, remaining: 3 }));
+        assert!(matches!(
+            err.kind,
+            K::FrameTooLong {
+                len: 4,
+                remaining: 3
+            }
+        ));
         assert!(matches!(e(b"\x80\x06N.").kind, K::UnsupportedProtocol(6)));
         assert!(matches!(e(b"\x80").kind, K::Truncated));
     }
@@ -2328,9 +2653,15 @@ mod tests {
         assert!(matches!(err.kind, K::UnknownOpcode));
         assert_eq!(err.to_string(), "unknown opcode 0xff at byte 2");
         let err = e(b"\x80\x04\x8c\x05ab");
-        assert_eq!(err.to_string(), "truncated argument of opcode SHORT_BINUNICODE (0x8c) at byte 2");
+        assert_eq!(
+            err.to_string(),
+            "truncated argument of opcode SHORT_BINUNICODE (0x8c) at byte 2"
+        );
         let err = e(b"]NNa.");
-        assert_eq!(err.to_string(), "cannot append to a 'NoneType' in opcode APPEND (0x61) at byte 3");
+        assert_eq!(
+            err.to_string(),
+            "cannot append to a 'NoneType' in opcode APPEND (0x61) at byte 3"
+        );
         for (p, what) in [
             (&b"P123\n."[..], "persistent"),
             (b"NQ.", "persistent"),

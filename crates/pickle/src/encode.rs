@@ -132,7 +132,11 @@ impl Default for EncodeOptions {
     /// assert_eq!((o.protocol, o.framing, o.max_depth), (4, true, 1000));
     /// ```
     fn default() -> Self {
-        EncodeOptions { protocol: 4, framing: true, max_depth: 1000 }
+        EncodeOptions {
+            protocol: 4,
+            framing: true,
+            max_depth: 1000,
+        }
     }
 }
 
@@ -145,7 +149,10 @@ impl EncodeOptions {
     /// assert!(EncodeOptions::protocol(5).framing);
     /// ```
     pub fn protocol(p: u8) -> Self {
-        EncodeOptions { protocol: p, ..EncodeOptions::default() }
+        EncodeOptions {
+            protocol: p,
+            ..EncodeOptions::default()
+        }
     }
 }
 
@@ -443,7 +450,9 @@ impl Encoder<'_> {
         let n = self.in_progress.entry(id).or_insert(0);
         *n += 1;
         if *n > 2 {
-            return Err(EncodeError::RecursiveArgs { type_name: type_name() });
+            return Err(EncodeError::RecursiveArgs {
+                type_name: type_name(),
+            });
         }
         Ok(())
     }
@@ -531,7 +540,9 @@ impl Encoder<'_> {
             }
             _ => {
                 if depth >= self.max_depth {
-                    return Err(EncodeError::TooDeep { max_depth: self.max_depth });
+                    return Err(EncodeError::TooDeep {
+                        max_depth: self.max_depth,
+                    });
                 }
                 return stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.save_heap(v, depth));
             }
@@ -660,7 +671,14 @@ impl Encoder<'_> {
                         self.memoize(key);
                     }
                 } else {
-                    self.save_set_reduce("frozenset", s.iter().map(|k| k.value()), s.len(), v, key, d)?;
+                    self.save_set_reduce(
+                        "frozenset",
+                        s.iter().map(|k| k.value()),
+                        s.len(),
+                        v,
+                        key,
+                        d,
+                    )?;
                 }
             }
             Value::Slice(s) => {
@@ -753,7 +771,11 @@ impl Encoder<'_> {
             self.batch_appends(&o.list_items, d)?;
         }
         if !o.dict_items.is_empty() {
-            self.batch_setitems(o.dict_items.iter().map(|(k, v)| (k, v)), o.dict_items.len(), d)?;
+            self.batch_setitems(
+                o.dict_items.iter().map(|(k, v)| (k, v)),
+                o.dict_items.len(),
+                d,
+            )?;
         }
         if let Some(state) = &o.state {
             self.save(state, d)?;
@@ -819,7 +841,12 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    fn batch_appends_iter<'a>(&mut self, mut items: impl Iterator<Item = &'a Value>, len: usize, d: usize) -> Res {
+    fn batch_appends_iter<'a>(
+        &mut self,
+        mut items: impl Iterator<Item = &'a Value>,
+        len: usize,
+        d: usize,
+    ) -> Res {
         let mut left = len;
         while left > 0 {
             let n = left.min(BATCH_SIZE);
@@ -929,7 +956,11 @@ impl Encoder<'_> {
             h[1..].copy_from_slice(&(n as u64).to_le_bytes());
             self.write_payload(&h, b);
         } else {
-            return Err(EncodeError::TooLarge { what: "str", len: n, protocol: self.proto });
+            return Err(EncodeError::TooLarge {
+                what: "str",
+                len: n,
+                protocol: self.proto,
+            });
         }
         Ok(())
     }
@@ -952,7 +983,11 @@ impl Encoder<'_> {
                 h[1..].copy_from_slice(&(n as u64).to_le_bytes());
                 self.write_payload(&h, b);
             } else {
-                return Err(EncodeError::TooLarge { what: "bytes", len: n, protocol: self.proto });
+                return Err(EncodeError::TooLarge {
+                    what: "bytes",
+                    len: n,
+                    protocol: self.proto,
+                });
             }
         } else if n == 0 {
             // bytes()
@@ -1124,13 +1159,21 @@ mod tests {
         );
         assert_eq!(encode(&v).unwrap(), enc(&v, 4));
         // Unframed, as PROTOCOL.md §3.1 notes also loads (plus the memo bytes).
-        assert_eq!(unframed(&v, 4), hexq("80 04 8c 07 \"#RETURN\" 94 4e 86 94 2e"));
+        assert_eq!(
+            unframed(&v, 4),
+            hexq("80 04 8c 07 \"#RETURN\" 94 4e 86 94 2e")
+        );
     }
 
     #[test]
     fn appendix_b_requests() {
         let d = Value::dict(vec![]).unwrap();
-        let v = t(vec![Value::None, s("accept_connection"), t(vec![s("MainProcess")]), d]);
+        let v = t(vec![
+            Value::None,
+            s("accept_connection"),
+            t(vec![s("MainProcess")]),
+            d,
+        ]);
         assert_eq!(
             enc(&v, 4),
             hexq(
@@ -1139,7 +1182,12 @@ mod tests {
             )
         );
         let d = Value::dict(vec![]).unwrap();
-        let v = t(vec![s("7f1c829a8a00"), s("__setitem__"), t(vec![s("a"), Value::Int(1)]), d]);
+        let v = t(vec![
+            s("7f1c829a8a00"),
+            s("__setitem__"),
+            t(vec![s("a"), Value::Int(1)]),
+            d,
+        ]);
         assert_eq!(
             enc(&v, 4),
             hexq(
@@ -1168,7 +1216,10 @@ mod tests {
                  58 02 00 00 00 \"zz\" 71 02 85 71 03 52 71 04 86 71 05 2e"
             )
         );
-        let empty = PyErr::with_args(ExcType::Other(Arc::new(Global::new("_queue", "Empty"))), vec![]);
+        let empty = PyErr::with_args(
+            ExcType::Other(Arc::new(Global::new("_queue", "Empty"))),
+            vec![],
+        );
         let v = t(vec![s("#ERROR"), empty.to_value()]);
         assert_eq!(
             enc(&v, 4),
@@ -1182,7 +1233,10 @@ mod tests {
     #[test]
     fn proxy_reply_token_layout() {
         let exposed = t(vec![s("__next__"), s("send"), s("throw"), s("close")]);
-        let v = t(vec![s("#PROXY"), t(vec![exposed, token("Iterator", "7f1c82a1c1d0")])]);
+        let v = t(vec![
+            s("#PROXY"),
+            t(vec![exposed, token("Iterator", "7f1c82a1c1d0")]),
+        ]);
         assert_eq!(
             enc(&v, 4),
             hexq(
@@ -1268,9 +1322,14 @@ mod tests {
     fn recursive_and_shared() {
         // l = []; l.append(l)
         let l = Value::list(vec![]);
-        let Value::List(inner) = &l else { unreachable!() };
+        let Value::List(inner) = &l else {
+            unreachable!()
+        };
         inner.write().push(l.clone());
-        assert_eq!(enc(&l, 4), b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94h\x00a.");
+        assert_eq!(
+            enc(&l, 4),
+            b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94h\x00a."
+        );
         inner.write().clear();
 
         // d = {}; d['me'] = d
@@ -1286,7 +1345,9 @@ mod tests {
         // l = []; t = (l,); l.append(t) -- CPython's save_tuple trick.
         let l = Value::list(vec![]);
         let tup = t(vec![l.clone()]);
-        let Value::List(inner) = &l else { unreachable!() };
+        let Value::List(inner) = &l else {
+            unreachable!()
+        };
         inner.write().push(tup.clone());
         assert_eq!(
             enc(&tup, 4),
@@ -1296,8 +1357,12 @@ mod tests {
         inner.write().clear();
         // The same with the list referenced only from the tuple.
         let tup = t(vec![Value::list(vec![])]);
-        let Value::Tuple(tt) = &tup else { unreachable!() };
-        let Value::List(inner) = &tt[0] else { unreachable!() };
+        let Value::Tuple(tt) = &tup else {
+            unreachable!()
+        };
+        let Value::List(inner) = &tt[0] else {
+            unreachable!()
+        };
         inner.write().push(tup.clone());
         assert_eq!(enc(&tup, 2), b"\x80\x02]q\x00h\x00\x85q\x01a0h\x01.");
         inner.write().clear();
@@ -1311,11 +1376,20 @@ mod tests {
     #[test]
     fn sets_match_cpython() {
         let v = Value::set(vec![Value::Int(1), Value::Int(2)]).unwrap();
-        assert_eq!(enc(&v, 4), b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00\x8f\x94(K\x01K\x02\x90.");
+        assert_eq!(
+            enc(&v, 4),
+            b"\x80\x04\x95\t\x00\x00\x00\x00\x00\x00\x00\x8f\x94(K\x01K\x02\x90."
+        );
         let v = Value::frozenset(vec![Value::Int(1), Value::Int(2)]).unwrap();
-        assert_eq!(enc(&v, 4), b"\x80\x04\x95\x08\x00\x00\x00\x00\x00\x00\x00(K\x01K\x02\x91\x94.");
+        assert_eq!(
+            enc(&v, 4),
+            b"\x80\x04\x95\x08\x00\x00\x00\x00\x00\x00\x00(K\x01K\x02\x91\x94."
+        );
         let v = Value::frozenset(vec![Value::Int(1)]).unwrap();
-        assert_eq!(enc(&v, 2), b"\x80\x02cbuiltins\nfrozenset\nq\x00]q\x01K\x01a\x85q\x02Rq\x03.");
+        assert_eq!(
+            enc(&v, 2),
+            b"\x80\x02cbuiltins\nfrozenset\nq\x00]q\x01K\x01a\x85q\x02Rq\x03."
+        );
     }
 
     #[test]
@@ -1324,13 +1398,23 @@ mod tests {
             enc(&Value::Complex(1.0, 2.0), 4),
             b"\x80\x04\x95.\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x07complex\x94\x93\x94G?\xf0\x00\x00\x00\x00\x00\x00G@\x00\x00\x00\x00\x00\x00\x00\x86\x94R\x94."
         );
-        let sl = Value::Slice(Arc::new(Slice { start: Value::Int(1), stop: Value::None, step: Value::Int(2) }));
+        let sl = Value::Slice(Arc::new(Slice {
+            start: Value::Int(1),
+            stop: Value::None,
+            step: Value::Int(2),
+        }));
         assert_eq!(
             enc(&sl, 4),
             b"\x80\x04\x95\x1f\x00\x00\x00\x00\x00\x00\x00\x8c\x08builtins\x94\x8c\x05slice\x94\x93\x94K\x01NK\x02\x87\x94R\x94."
         );
-        assert_eq!(enc(&Value::bytes(b""), 2), b"\x80\x02cbuiltins\nbytes\nq\x00)Rq\x01.");
-        assert_eq!(enc(&Value::bytes(b""), 4), b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00C\x00\x94.");
+        assert_eq!(
+            enc(&Value::bytes(b""), 2),
+            b"\x80\x02cbuiltins\nbytes\nq\x00)Rq\x01."
+        );
+        assert_eq!(
+            enc(&Value::bytes(b""), 4),
+            b"\x80\x04\x95\x04\x00\x00\x00\x00\x00\x00\x00C\x00\x94."
+        );
         let ba = Value::bytearray(b"ab".to_vec());
         assert_eq!(
             enc(&ba, 2),
@@ -1381,7 +1465,12 @@ mod tests {
         want.extend([NONE; 1000]);
         want.extend([APPENDS, NONE, APPEND, STOP]);
         assert_eq!(out, want);
-        let d = Value::dict((0..1001).map(|i| (Value::Int(i % 200 + 1000 * i), Value::None)).collect()).unwrap();
+        let d = Value::dict(
+            (0..1001)
+                .map(|i| (Value::Int(i % 200 + 1000 * i), Value::None))
+                .collect(),
+        )
+        .unwrap();
         let out = unframed(&d, 4);
         assert_eq!(&out[..5], &[PROTO, 4, EMPTY_DICT, MEMOIZE, MARK]);
         // 1000 pairs, SETITEMS, then the last pair with SETITEM.
@@ -1430,7 +1519,10 @@ mod tests {
         let parts = frames(&out);
         assert_eq!(parts.len(), 4, "{parts:?}");
         for (framed, n) in &parts[..3] {
-            assert!(*framed && *n >= FRAME_TARGET && *n < FRAME_TARGET + 16, "{parts:?}");
+            assert!(
+                *framed && *n >= FRAME_TARGET && *n < FRAME_TARGET + 16,
+                "{parts:?}"
+            );
         }
         assert_eq!(out.len(), unframed(&v, 4).len() + 4 * 9);
         // A large bytes goes outside frames, between two frames.
@@ -1454,7 +1546,10 @@ mod tests {
         let v = Value::list(vec![s(&text)]);
         let out = enc(&v, 4);
         // EMPTY_LIST MEMOIZE is too short a frame for a header.
-        assert_eq!(&out[2..9], &[EMPTY_LIST, MEMOIZE, BINUNICODE, 0x80, 0x38, 0x01, 0x00]);
+        assert_eq!(
+            &out[2..9],
+            &[EMPTY_LIST, MEMOIZE, BINUNICODE, 0x80, 0x38, 0x01, 0x00]
+        );
         // The frame after the payload holds MEMOIZE, APPEND, STOP: too
         // short for a header.
         assert!(out.ends_with(&[MEMOIZE, APPEND, STOP]));
@@ -1474,24 +1569,46 @@ mod tests {
         for _ in 1..5 {
             v = Value::list(vec![v]);
         }
-        let mut o = EncodeOptions { max_depth: 5, ..EncodeOptions::default() };
+        let mut o = EncodeOptions {
+            max_depth: 5,
+            ..EncodeOptions::default()
+        };
         assert!(encode_with(&v, &o).is_ok());
         o.max_depth = 4;
-        assert_eq!(encode_with(&v, &o), Err(EncodeError::TooDeep { max_depth: 4 }));
+        assert_eq!(
+            encode_with(&v, &o),
+            Err(EncodeError::TooDeep { max_depth: 4 })
+        );
         let v = Value::list(vec![t(vec![Value::Int(1)])]);
         o.max_depth = 1;
-        assert_eq!(encode_with(&v, &o), Err(EncodeError::TooDeep { max_depth: 1 }));
+        assert_eq!(
+            encode_with(&v, &o),
+            Err(EncodeError::TooDeep { max_depth: 1 })
+        );
 
         // An object among its own constructor arguments.
         let obj = Value::object(Object::reduce(Value::global("m", "C"), vec![]));
-        let Value::Object(cell) = &obj else { unreachable!() };
+        let Value::Object(cell) = &obj else {
+            unreachable!()
+        };
         cell.write().args = t(vec![Value::Int(1), obj.clone()]);
         let err = encode(&obj).unwrap_err();
-        assert_eq!(err, EncodeError::RecursiveArgs { type_name: "m.C".into() });
-        assert_eq!(err.to_string(), "m.C object is reachable from its own constructor arguments");
+        assert_eq!(
+            err,
+            EncodeError::RecursiveArgs {
+                type_name: "m.C".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "m.C object is reachable from its own constructor arguments"
+        );
         // ... also through a tuple:
         cell.write().args = t(vec![t(vec![obj.clone()])]);
-        assert!(matches!(encode(&obj), Err(EncodeError::RecursiveArgs { .. })));
+        assert!(matches!(
+            encode(&obj),
+            Err(EncodeError::RecursiveArgs { .. })
+        ));
         // ... but through a list it is fine (the list is memoized first).
         cell.write().args = t(vec![Value::list(vec![obj.clone()])]);
         let out = unframed(&obj, 4);
@@ -1525,13 +1642,19 @@ mod tests {
         for _ in 0..200_000 {
             v = Value::list(vec![v]);
         }
-        let o = EncodeOptions { max_depth: usize::MAX, ..EncodeOptions::default() };
+        let o = EncodeOptions {
+            max_depth: usize::MAX,
+            ..EncodeOptions::default()
+        };
         let out = encode_with(&v, &o).unwrap();
         // 200_001 × (EMPTY_LIST, MEMOIZE), 200_000 APPENDs, STOP, in frames.
         let parts = frames(&out);
         assert!(parts.iter().all(|p| p.0));
         assert_eq!(out.len(), 2 + 200_001 * 2 + 200_000 + 1 + parts.len() * 9);
-        assert!(matches!(encode(&v), Err(EncodeError::TooDeep { max_depth: 1000 })));
+        assert!(matches!(
+            encode(&v),
+            Err(EncodeError::TooDeep { max_depth: 1000 })
+        ));
         let mut v = t(vec![]);
         for _ in 0..100_000 {
             v = Value::object(Object::reduce(Value::global("m", "f"), vec![v]));
@@ -1561,7 +1684,10 @@ mod tests {
             dict_items: vec![],
         };
         let v = Value::Object(shared(o));
-        assert_eq!(unframed(&v, 4), b"\x80\x04\x8c\x01m\x94\x8c\x01C\x94\x93\x94)}\x94\x8c\x01k\x94K\x01s\x92\x94.");
+        assert_eq!(
+            unframed(&v, 4),
+            b"\x80\x04\x8c\x01m\x94\x8c\x01C\x94\x93\x94)}\x94\x8c\x01k\x94K\x01s\x92\x94."
+        );
         assert_eq!(
             unframed(&v, 2),
             b"\x80\x02ccopyreg\n__newobj_ex__\nq\x00cm\nC\nq\x01)}q\x02X\x01\x00\x00\x00kq\x03K\x01s\x87q\x04Rq\x05."

@@ -90,7 +90,10 @@ pub struct PyErr {
 impl PyErr {
     /// An exception with a single message argument.
     pub fn new(ty: ExcType, msg: impl Into<String>) -> PyErr {
-        PyErr { ty, args: vec![Value::from(msg.into())] }
+        PyErr {
+            ty,
+            args: vec![Value::from(msg.into())],
+        }
     }
 
     /// An exception with the given `args`.
@@ -120,7 +123,10 @@ impl PyErr {
 
     /// `RecursionError('maximum recursion depth exceeded …')`.
     pub fn recursion(what: &str) -> PyErr {
-        PyErr::new(ExcType::RecursionError, format!("maximum recursion depth exceeded {what}"))
+        PyErr::new(
+            ExcType::RecursionError,
+            format!("maximum recursion depth exceeded {what}"),
+        )
     }
 
     /// The message: the first argument if it is a `str`.
@@ -157,7 +163,10 @@ impl PyErr {
             ("builtins", "NotImplementedError") => ExcType::NotImplementedError,
             _ => ExcType::Other(Arc::new(g.clone())),
         };
-        Some(PyErr { ty, args: o.args_slice().to_vec() })
+        Some(PyErr {
+            ty,
+            args: o.args_slice().to_vec(),
+        })
     }
 }
 
@@ -171,7 +180,11 @@ impl fmt::Display for PyErr {
                 write!(f, "{name}: {}", s.to_string_lossy())
             }
             [one] => write!(f, "{name}: {}", crate::repr::repr(one)),
-            many => write!(f, "{name}: {}", crate::repr::repr(&Value::tuple(many.to_vec()))),
+            many => write!(
+                f,
+                "{name}: {}",
+                crate::repr::repr(&Value::tuple(many.to_vec()))
+            ),
         }
     }
 }

@@ -46,7 +46,11 @@ fn hash_i64(i: i64) -> i64 {
 fn hash_bigint(b: &BigInt) -> i64 {
     let m = BigInt::from(MODULUS);
     let a = (b.magnitude() % m.magnitude()).to_u64().unwrap_or(0);
-    fix(if b.sign() == Sign::Minus { -(a as i64) } else { a as i64 })
+    fix(if b.sign() == Sign::Minus {
+        -(a as i64)
+    } else {
+        a as i64
+    })
 }
 
 /// CPython's `_Py_HashDouble` (NaN hashes to 0).
@@ -76,7 +80,11 @@ pub fn hash_f64(v: f64) -> i64 {
             x -= MODULUS;
         }
     }
-    let e = if e >= 0 { e % 61 } else { 61 - 1 - ((-1 - e) % 61) } as u32;
+    let e = if e >= 0 {
+        e % 61
+    } else {
+        61 - 1 - ((-1 - e) % 61)
+    } as u32;
     x = ((x << e) & MODULUS) | (x >> (61 - e));
     fix(x as i64 * sign)
 }
@@ -131,7 +139,9 @@ fn combine(acc: u64, h: i64) -> u64 {
 /// `structural`: hash mutable containers by content (used for opaque
 /// objects, whose state is usually a dict).
 fn hash_at(v: &Value, depth: usize, structural: bool) -> Result<i64, PyErr> {
-    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || hash_at_inner(v, depth, structural))
+    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+        hash_at_inner(v, depth, structural)
+    })
 }
 
 /// Stack left before a recursive walk grows a new segment, and its size.
@@ -298,9 +308,7 @@ fn num_eq(a: &Value, b: &Value) -> Option<bool> {
             cmp_int_float(&int_of(i)?, *f) == Some(std::cmp::Ordering::Equal)
         }
         (Complex(r1, i1), Complex(r2, i2)) => r1 == r2 && i1 == i2,
-        (Complex(r, i), other) | (other, Complex(r, i)) => {
-            *i == 0.0 && num_eq(&Float(*r), other)?
-        }
+        (Complex(r, i), other) | (other, Complex(r, i)) => *i == 0.0 && num_eq(&Float(*r), other)?,
         _ => return None,
     })
 }
@@ -331,7 +339,9 @@ fn eq_at_inner(a: &Value, b: &Value, depth: usize) -> Result<bool, PyErr> {
         }
         Ok(true)
     };
-    let sets = |x: &crate::value::Set, y: &crate::value::Set| x.len() == y.len() && x.iter().all(|k| y.contains(k));
+    let sets = |x: &crate::value::Set, y: &crate::value::Set| {
+        x.len() == y.len() && x.iter().all(|k| y.contains(k))
+    };
     Ok(match (a, b) {
         (Str(x), Str(y)) => x == y,
         (Bytes(x), Bytes(y)) => x == y,
@@ -346,7 +356,11 @@ fn eq_at_inner(a: &Value, b: &Value, depth: usize) -> Result<bool, PyErr> {
             seq(&xs, &ys)?
         }
         (Dict(x), Dict(y)) => {
-            let xs: Vec<_> = x.read_recursive().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let xs: Vec<_> = x
+                .read_recursive()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             let yd = y.read_recursive().items.clone();
             if xs.len() != yd.len() {
                 return Ok(false);
@@ -453,11 +467,15 @@ mod tests {
         assert!(k(Value::from_bigint(big.clone())) == k(Value::Float(2f64.powi(70))));
         assert!(k(Value::from_bigint(big + 1)) != k(Value::Float(2f64.powi(70))));
         assert!(k(Value::str("a")) != k(Value::bytes(b"a")));
-        assert!(k(Value::tuple(vec![Value::Int(1), Value::str("x")]))
-            == k(Value::tuple(vec![Value::Float(1.0), Value::str("x")])));
+        assert!(
+            k(Value::tuple(vec![Value::Int(1), Value::str("x")]))
+                == k(Value::tuple(vec![Value::Float(1.0), Value::str("x")]))
+        );
         assert!(Key::new(Value::tuple(vec![Value::list(vec![])])).is_err());
-        assert!(k(Value::frozenset(vec![Value::Int(1), Value::Int(2)]).unwrap())
-            == k(Value::frozenset(vec![Value::Int(2), Value::Int(1)]).unwrap()));
+        assert!(
+            k(Value::frozenset(vec![Value::Int(1), Value::Int(2)]).unwrap())
+                == k(Value::frozenset(vec![Value::Int(2), Value::Int(1)]).unwrap())
+        );
     }
 
     #[test]
@@ -466,7 +484,10 @@ mod tests {
         assert!(!py_eq(&big, &Value::Float(2f64.powi(53))).unwrap());
         assert!(py_eq(&Value::Int(1 << 53), &Value::Float(2f64.powi(53))).unwrap());
         assert!(!py_eq(&Value::Int(1), &Value::Float(1.5)).unwrap());
-        assert!(py_eq(&Value::Float(f64::NAN), &Value::Float(f64::NAN)).unwrap(), "same NaN bits are identical");
+        assert!(
+            py_eq(&Value::Float(f64::NAN), &Value::Float(f64::NAN)).unwrap(),
+            "same NaN bits are identical"
+        );
         assert!(!py_eq(&Value::Float(f64::NAN), &Value::Float(-f64::NAN)).unwrap());
     }
 

@@ -38,8 +38,8 @@ pub mod value;
 pub use decode::{decode, decode_with, DecodeError, DecodeErrorKind, DecodeOptions};
 pub use encode::{encode, encode_into, encode_with, EncodeError, EncodeOptions};
 pub use exc::{ExcType, PyErr};
-pub use serde_bridge::{from_value, to_value, SerdeError};
 pub use repr::repr;
+pub use serde_bridge::{from_value, to_value, SerdeError};
 
 pub use value::{
     shared, Construct, Dict, Global, Key, List, Object, PyStr, Set, Shared, Slice, Tuple, Value,

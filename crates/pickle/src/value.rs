@@ -105,10 +105,16 @@ impl PyStr {
         // SAFETY: `slots` has room for `bytes.len()` bytes after the flag;
         // MaybeUninit<u8> has the layout of u8; the regions do not overlap.
         unsafe {
-            std::ptr::copy_nonoverlapping(bytes.as_ptr(), slots[1..].as_mut_ptr().cast::<u8>(), bytes.len());
+            std::ptr::copy_nonoverlapping(
+                bytes.as_ptr(),
+                slots[1..].as_mut_ptr().cast::<u8>(),
+                bytes.len(),
+            );
         }
         // SAFETY: every byte was written above.
-        PyStr { data: unsafe { data.assume_init() } }
+        PyStr {
+            data: unsafe { data.assume_init() },
+        }
     }
 
     /// Builds a `str` from generalized UTF-8 (`surrogatepass`) bytes, as
@@ -181,13 +187,19 @@ impl PyStr {
 
     /// The code points, in order.
     pub fn code_points(&self) -> CodePoints<'_> {
-        CodePoints { bytes: self.as_wtf8(), pos: 0 }
+        CodePoints {
+            bytes: self.as_wtf8(),
+            pos: 0,
+        }
     }
 
     /// `len(s)`: the number of code points.
     pub fn char_len(&self) -> usize {
         // Every code point has exactly one byte that is not a continuation byte.
-        self.as_wtf8().iter().filter(|&&b| (b & 0xC0) != 0x80).count()
+        self.as_wtf8()
+            .iter()
+            .filter(|&&b| (b & 0xC0) != 0x80)
+            .count()
     }
 
     /// True if both are the same allocation.
@@ -378,7 +390,8 @@ impl IntoDropItems for Vec<Value> {
 }
 impl IntoDropItems for IndexMap<Key, Value, KeyHasher> {
     fn has_nested(&self) -> bool {
-        self.iter().any(|(k, v)| k.value.frees_container_on_drop() || v.frees_container_on_drop())
+        self.iter()
+            .any(|(k, v)| k.value.frees_container_on_drop() || v.frees_container_on_drop())
     }
     fn take_nested(self, out: &mut Vec<Value>) {
         for (k, v) in self {
@@ -395,7 +408,11 @@ impl IntoDropItems for IndexSet<Key, KeyHasher> {
         self.iter().any(|k| k.value.frees_container_on_drop())
     }
     fn take_nested(self, out: &mut Vec<Value>) {
-        out.extend(self.into_iter().map(Key::into_value).filter(Value::frees_container_on_drop));
+        out.extend(
+            self.into_iter()
+                .map(Key::into_value)
+                .filter(Value::frees_container_on_drop),
+        );
     }
 }
 
@@ -456,7 +473,10 @@ pub struct Global {
 impl Global {
     /// A global `module.name`.
     pub fn new(module: &str, name: &str) -> Global {
-        Global { module: module.into(), name: name.into() }
+        Global {
+            module: module.into(),
+            name: name.into(),
+        }
     }
 
     /// True if this is `module.name`.
@@ -561,12 +581,16 @@ impl Object {
     pub fn new_of(&self) -> Option<(&Global, &[Value])> {
         match self.construct {
             Construct::NewObj => Some((self.global()?, self.args_slice())),
-            Construct::Reduce if self.global()?.is("copyreg", "_reconstructor") => match self.args_slice() {
-                [Value::Global(cls), Value::Global(base), Value::None] if base.is("builtins", "object") => {
-                    Some((cls, &[]))
+            Construct::Reduce if self.global()?.is("copyreg", "_reconstructor") => {
+                match self.args_slice() {
+                    [Value::Global(cls), Value::Global(base), Value::None]
+                        if base.is("builtins", "object") =>
+                    {
+                        Some((cls, &[]))
+                    }
+                    _ => None,
                 }
-                _ => None,
-            },
+            }
             _ => None,
         }
     }
@@ -922,7 +946,10 @@ mod tests {
         let s = PyStr::from_code_points([0x61, 0xDC80, 0x1F600]).unwrap();
         assert!(s.has_surrogates());
         assert_eq!(s.as_str(), None);
-        assert_eq!(s.code_points().collect::<Vec<_>>(), vec![0x61, 0xDC80, 0x1F600]);
+        assert_eq!(
+            s.code_points().collect::<Vec<_>>(),
+            vec![0x61, 0xDC80, 0x1F600]
+        );
         assert_eq!(s.char_len(), 3);
         let again = PyStr::from_wtf8(s.as_wtf8()).unwrap();
         assert!(again == s);

@@ -23,7 +23,10 @@ struct Entry {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex")).collect()
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect()
 }
 
 fn hex(b: &[u8]) -> String {
@@ -63,12 +66,23 @@ fn cpython_corpus_decodes_reprs_and_reencodes() {
     }
     for py in &pys {
         let entries = parse_dump(&py.run_ok(CORPUS, &["dump"], b""));
-        assert!(entries.len() > 300, "python {}: corpus too small ({})", py.label(), entries.len());
+        assert!(
+            entries.len() > 300,
+            "python {}: corpus too small ({})",
+            py.label(),
+            entries.len()
+        );
         let mut failures = Vec::new();
         let mut recoded = String::new();
         let mut recoded_count = 0;
         for e in &entries {
-            let what = format!("python {} {:?} protocol {} ({})", py.label(), e.name, e.protocol, e.pickler);
+            let what = format!(
+                "python {} {:?} protocol {} ({})",
+                py.label(),
+                e.name,
+                e.protocol,
+                e.pickler
+            );
             let v = match decode(&e.data) {
                 Ok(v) => v,
                 Err(err) => {
@@ -90,17 +104,34 @@ fn cpython_corpus_decodes_reprs_and_reencodes() {
                             recoded.push_str(&format!("{}\t{}\t{}\n", e.name, proto, hex(&bytes)));
                             recoded_count += 1;
                         }
-                        Err(err) => failures.push(format!("{what}: encode at {proto} failed: {err}")),
+                        Err(err) => {
+                            failures.push(format!("{what}: encode at {proto} failed: {err}"))
+                        }
                     }
                 }
             }
         }
-        let report = String::from_utf8(py.run_ok(CORPUS, &["check"], recoded.as_bytes())).expect("utf-8");
+        let report =
+            String::from_utf8(py.run_ok(CORPUS, &["check"], recoded.as_bytes())).expect("utf-8");
         let expected = format!("ok {}", recoded_count * 2);
         if report.trim() != expected {
-            failures.push(format!("python {}: CPython loading our pickles:\n{}", py.label(), report));
+            failures.push(format!(
+                "python {}: CPython loading our pickles:\n{}",
+                py.label(),
+                report
+            ));
         }
-        assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
-        eprintln!("python {}: {} pickles decoded, {} re-encoded and loaded", py.label(), entries.len(), recoded_count);
+        assert!(
+            failures.is_empty(),
+            "{} failures:\n{}",
+            failures.len(),
+            failures.join("\n")
+        );
+        eprintln!(
+            "python {}: {} pickles decoded, {} re-encoded and loaded",
+            py.label(),
+            entries.len(),
+            recoded_count
+        );
     }
 }

@@ -75,9 +75,29 @@ out.flush()
 "#;
 
 const NAMES: &[&str] = &[
-    "ints", "floats", "nan", "unicode", "bytes", "bytearray", "containers", "big_list", "big_dict",
-    "sets", "big_set", "complex_slice", "selfref_list", "selfref_dict", "shared", "tuple_rec",
-    "deep", "datetime", "decimal", "array", "keyerror", "point", "token",
+    "ints",
+    "floats",
+    "nan",
+    "unicode",
+    "bytes",
+    "bytearray",
+    "containers",
+    "big_list",
+    "big_dict",
+    "sets",
+    "big_set",
+    "complex_slice",
+    "selfref_list",
+    "selfref_dict",
+    "shared",
+    "tuple_rec",
+    "deep",
+    "datetime",
+    "decimal",
+    "array",
+    "keyerror",
+    "point",
+    "token",
 ];
 
 // ---- helpers -------------------------------------------------------------------
@@ -124,7 +144,11 @@ fn items(v: &Value) -> Vec<Value> {
 
 fn dict_get(v: &Value, k: &str) -> Value {
     match v {
-        Value::Dict(d) => d.read().get(&Key::str(k)).cloned().unwrap_or_else(|| panic!("no key {k}")),
+        Value::Dict(d) => d
+            .read()
+            .get(&Key::str(k))
+            .cloned()
+            .unwrap_or_else(|| panic!("no key {k}")),
         other => panic!("not a dict: {}", other.type_name()),
     }
 }
@@ -153,23 +177,39 @@ fn check(got: &Value, want: &Value, path: &str) {
             let (g, w) = (g.read().items.clone(), w.read().items.clone());
             assert_eq!(g.len(), w.len(), "dict size differs at {path}");
             for (k, wv) in w.iter() {
-                let (gk, gv) = g.get_key_value(k).unwrap_or_else(|| panic!("missing key {k:?} at {path}"));
-                assert_eq!(gk.value().type_name(), k.value().type_name(), "key type at {path}");
+                let (gk, gv) = g
+                    .get_key_value(k)
+                    .unwrap_or_else(|| panic!("missing key {k:?} at {path}"));
+                assert_eq!(
+                    gk.value().type_name(),
+                    k.value().type_name(),
+                    "key type at {path}"
+                );
                 check(gv, wv, &format!("{path}[{k:?}]"));
             }
         }
         (Value::Float(a), Value::Float(b)) => {
-            assert!(a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()), "{a} != {b} at {path}");
+            assert!(
+                a.to_bits() == b.to_bits() || (a.is_nan() && b.is_nan()),
+                "{a} != {b} at {path}"
+            );
         }
         (Value::Complex(a, b), Value::Complex(c, d)) => {
-            assert_eq!((a.to_bits(), b.to_bits()), (c.to_bits(), d.to_bits()), "complex at {path}");
+            assert_eq!(
+                (a.to_bits(), b.to_bits()),
+                (c.to_bits(), d.to_bits()),
+                "complex at {path}"
+            );
         }
         (Value::Slice(a), Value::Slice(b)) => {
             check(&a.start, &b.start, &format!("{path}.start"));
             check(&a.stop, &b.stop, &format!("{path}.stop"));
             check(&a.step, &b.step, &format!("{path}.step"));
         }
-        _ => assert!(py_eq(got, want).unwrap(), "value differs at {path}: {got:?} != {want:?}"),
+        _ => assert!(
+            py_eq(got, want).unwrap(),
+            "value differs at {path}: {got:?} != {want:?}"
+        ),
     }
 }
 
@@ -200,13 +240,31 @@ fn expected(name: &str) -> Option<Value> {
             v.push(big(pow2(64)));
             v.push(big(pow2(1000)));
             v.push(big(-pow2(1000)));
-            v.extend([i(-255), i(-256), i(-65536), Value::Bool(true), Value::Bool(false), Value::None]);
+            v.extend([
+                i(-255),
+                i(-256),
+                i(-65536),
+                Value::Bool(true),
+                Value::Bool(false),
+                Value::None,
+            ]);
             list(v)
         }
         "floats" => list(
-            [0.1, 1e16, 1e-5, f64::INFINITY, f64::NEG_INFINITY, -0.0, 5e-324, 0.0, 1.5, -2.5e300]
-                .map(Value::Float)
-                .to_vec(),
+            [
+                0.1,
+                1e16,
+                1e-5,
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                -0.0,
+                5e-324,
+                0.0,
+                1.5,
+                -2.5e300,
+            ]
+            .map(Value::Float)
+            .to_vec(),
         ),
         "nan" => Value::Float(f64::NAN),
         "unicode" => list(vec![
@@ -228,7 +286,10 @@ fn expected(name: &str) -> Option<Value> {
             Value::bytes(b""),
             Value::bytes(b"abc"),
         ]),
-        "bytearray" => list(vec![Value::bytearray(vec![0, 255]), Value::bytearray(vec![])]),
+        "bytearray" => list(vec![
+            Value::bytearray(vec![0, 255]),
+            Value::bytearray(vec![]),
+        ]),
         "containers" => list(vec![
             tuple(vec![]),
             list(vec![]),
@@ -238,7 +299,10 @@ fn expected(name: &str) -> Option<Value> {
             tuple(vec![i(1), i(2), i(3)]),
             tuple(vec![i(1), i(2), i(3), i(4)]),
             list(vec![list(vec![list(vec![])])]),
-            dict(vec![(s("a"), list(vec![i(1), dict(vec![(s("b"), tuple(vec![]))])]))]),
+            dict(vec![(
+                s("a"),
+                list(vec![i(1), dict(vec![(s("b"), tuple(vec![]))])]),
+            )]),
             dict(vec![
                 (i(1), s("x")),
                 (s("y"), Value::Float(2.5)),
@@ -313,7 +377,10 @@ fn check_special(name: &str, v: &Value, proto: u8) {
             let mut cur = it[1].clone();
             for level in 0..depth {
                 let it = items(&cur);
-                assert!(matches!(cur, Value::List(_)) && it.len() == 1, "level {level}");
+                assert!(
+                    matches!(cur, Value::List(_)) && it.len() == 1,
+                    "level {level}"
+                );
                 cur = it[0].clone();
             }
             assert!(matches!(cur, Value::List(_)) && items(&cur).is_empty());
@@ -326,7 +393,11 @@ fn check_special(name: &str, v: &Value, proto: u8) {
             assert_eq!(args.len(), 1);
             // protocols 0-2 write the bytes through _codecs.encode, which
             // must have become native bytes
-            check(&args[0], &Value::bytes(b"\x07\xe4\x01\x02\x03\x04\x05\x00\x00\x06"), "datetime arg");
+            check(
+                &args[0],
+                &Value::bytes(b"\x07\xe4\x01\x02\x03\x04\x05\x00\x00\x06"),
+                "datetime arg",
+            );
             assert!(o.state.is_none());
         }
         "decimal" => {
@@ -342,7 +413,11 @@ fn check_special(name: &str, v: &Value, proto: u8) {
             if proto < 3 {
                 // array.array('i', [1, 2])
                 global_is(&o.callable, "array", "array");
-                check(&o.args, &tuple(vec![s("i"), list(vec![i(1), i(2)])]), "array args");
+                check(
+                    &o.args,
+                    &tuple(vec![s("i"), list(vec![i(1), i(2)])]),
+                    "array args",
+                );
             } else {
                 // array._array_reconstructor(array.array, 'i', mformat, raw)
                 global_is(&o.callable, "array", "_array_reconstructor");
@@ -394,7 +469,11 @@ fn check_special(name: &str, v: &Value, proto: u8) {
                 global_is(&o.callable, "copyreg", "_reconstructor");
                 global_is(&o.args_slice()[0], "multiprocessing.managers", "Token");
             }
-            let want = tuple(vec![s("list"), tuple(vec![s("127.0.0.1"), i(5000)]), s("abc")]);
+            let want = tuple(vec![
+                s("list"),
+                tuple(vec![s("127.0.0.1"), i(5000)]),
+                s("abc"),
+            ]);
             check(o.state.as_ref().expect("state"), &want, "Token state");
         }
         other => panic!("no check for {other}"),
@@ -416,20 +495,23 @@ fn decodes_every_cpython_corpus_at_every_protocol() {
         let u32_at = |p: usize| u32::from_le_bytes(out[p..p + 4].try_into().unwrap()) as usize;
         while pos < out.len() {
             let nl = u32_at(pos);
-            let name = std::str::from_utf8(&out[pos + 4..pos + 4 + nl]).unwrap().to_string();
+            let name = std::str::from_utf8(&out[pos + 4..pos + 4 + nl])
+                .unwrap()
+                .to_string();
             pos += 4 + nl;
             let proto = out[pos];
             let dl = u32_at(pos + 1);
             let data = &out[pos + 5..pos + 5 + dl];
             pos += 5 + dl;
-            let v = decode(data).unwrap_or_else(|e| {
-                panic!("CPython {} {name} protocol {proto}: {e}", py.label())
-            });
+            let v = decode(data)
+                .unwrap_or_else(|e| panic!("CPython {} {name} protocol {proto}: {e}", py.label()));
             let ctx = format!("CPython {} {name} protocol {proto}", py.label());
             match expected(&name) {
                 Some(want) => check(&v, &want, &ctx),
                 None => {
-                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check_special(&name, &v, proto)));
+                    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        check_special(&name, &v, proto)
+                    }));
                     if r.is_err() {
                         panic!("{ctx}: check failed");
                     }
@@ -437,7 +519,12 @@ fn decodes_every_cpython_corpus_at_every_protocol() {
             }
             seen.insert((name, proto));
         }
-        assert_eq!(seen.len(), NAMES.len() * 6, "CPython {}: missing cases", py.label());
+        assert_eq!(
+            seen.len(),
+            NAMES.len() * 6,
+            "CPython {}: missing cases",
+            py.label()
+        );
         for n in NAMES {
             assert!(seen.contains(&(n.to_string(), 0)), "{n} missing");
         }

@@ -24,11 +24,31 @@ struct Case {
 }
 
 fn case(name: &'static str, value: Value, src: &'static str, exact: bool) -> Case {
-    Case { name, value, src, eq: true, exact, check: "" }
+    Case {
+        name,
+        value,
+        src,
+        eq: true,
+        exact,
+        check: "",
+    }
 }
 
-fn checked(name: &'static str, value: Value, src: &'static str, exact: bool, check: &'static str) -> Case {
-    Case { name, value, src, eq: false, exact, check }
+fn checked(
+    name: &'static str,
+    value: Value,
+    src: &'static str,
+    exact: bool,
+    check: &'static str,
+) -> Case {
+    Case {
+        name,
+        value,
+        src,
+        eq: false,
+        exact,
+        check,
+    }
 }
 
 fn s(x: &str) -> Value {
@@ -123,7 +143,10 @@ fn corpus() -> Vec<Case> {
     let shared_tuple = l(vec![tp.clone(), tp]);
     // p = functools.partial(print, L) with L = [p]: a cycle through an
     // object's constructor arguments, broken by the list.
-    let cyc = Value::object(Object::reduce(Value::global("functools", "partial"), vec![]));
+    let cyc = Value::object(Object::reduce(
+        Value::global("functools", "partial"),
+        vec![],
+    ));
     if let Value::Object(c) = &cyc {
         let lst = l(vec![cyc.clone()]);
         c.write().args = t(vec![Value::global("builtins", "print"), lst]);
@@ -136,7 +159,11 @@ fn corpus() -> Vec<Case> {
     let token = Value::object(Object::new_obj(
         Global::new("multiprocessing.managers", "Token"),
         vec![],
-        Some(t(vec![s("list"), t(vec![s("127.0.0.1"), i(50011)]), s("7f1c82a25580")])),
+        Some(t(vec![
+            s("list"),
+            t(vec![s("127.0.0.1"), i(50011)]),
+            s("7f1c82a25580"),
+        ])),
     ));
     let mut od = Object::reduce(Value::global("collections", "OrderedDict"), vec![]);
     od.dict_items = vec![(s("a"), i(1)), (s("b"), l(vec![]))];
@@ -250,7 +277,11 @@ fn push_record(buf: &mut Vec<u8>, c: &Case, proto: u8, payload: &[u8]) {
     push_field(buf, c.name.as_bytes());
     push_field(buf, c.src.as_bytes());
     push_field(buf, c.check.as_bytes());
-    let flags = format!("{}{}", if c.eq { "q" } else { "" }, if c.exact { "e" } else { "" });
+    let flags = format!(
+        "{}{}",
+        if c.eq { "q" } else { "" },
+        if c.exact { "e" } else { "" }
+    );
     push_field(buf, flags.as_bytes());
     push_field(buf, proto.to_string().as_bytes());
     push_field(buf, payload);
@@ -278,29 +309,64 @@ fn cpython_loads_what_we_encode() {
         o.framing = false;
         let c = &cases.iter().find(|c| c.name == "manystrs").unwrap();
         let data = encode_with(&c.value, &o).unwrap();
-        let unframed = Case { name: "manystrs_unframed", value: Value::None, src: c.src, eq: true, exact: false, check: "" };
+        let unframed = Case {
+            name: "manystrs_unframed",
+            value: Value::None,
+            src: c.src,
+            eq: true,
+            exact: false,
+            check: "",
+        };
         push_record(&mut input, &unframed, proto, &data);
         expected.push(format!("manystrs_unframed {proto} OK"));
     }
     // Canaries: the checker must notice a wrong value and wrong bytes.
     let wrong = case("canary_value", Value::None, "[1]", false);
-    push_record(&mut input, &wrong, 4, &encode_with(&l(vec![i(2)]), &EncodeOptions::protocol(4)).unwrap());
+    push_record(
+        &mut input,
+        &wrong,
+        4,
+        &encode_with(&l(vec![i(2)]), &EncodeOptions::protocol(4)).unwrap(),
+    );
     let wrong = checked("canary_bytes", Value::None, "[1]", true, "");
-    push_record(&mut input, &wrong, 4, &encode_with(&l(vec![i(1)]), &EncodeOptions::protocol(2)).unwrap());
+    push_record(
+        &mut input,
+        &wrong,
+        4,
+        &encode_with(&l(vec![i(1)]), &EncodeOptions::protocol(2)).unwrap(),
+    );
 
     for py in &pythons {
         eprintln!("checking with CPython {}", py.label());
         let out = String::from_utf8(py.run_ok(SCRIPT, &[], &input)).unwrap();
         let lines: Vec<&str> = out.lines().collect();
-        assert_eq!(lines.len(), expected.len() + 2, "python {}:\n{out}", py.label());
+        assert_eq!(
+            lines.len(),
+            expected.len() + 2,
+            "python {}:\n{out}",
+            py.label()
+        );
         let failures: Vec<String> = lines[..expected.len()]
             .iter()
             .zip(&expected)
             .filter(|(got, want)| got != want)
             .map(|(got, _)| got.to_string())
             .collect();
-        assert!(failures.is_empty(), "python {}:\n{}", py.label(), failures.join("\n"));
-        assert!(lines[expected.len()].starts_with("canary_value 4 FAIL got [2]"), "{}", lines[expected.len()]);
-        assert!(lines[expected.len() + 1].starts_with("canary_bytes 4 FAIL bytes differ"), "{}", lines[expected.len() + 1]);
+        assert!(
+            failures.is_empty(),
+            "python {}:\n{}",
+            py.label(),
+            failures.join("\n")
+        );
+        assert!(
+            lines[expected.len()].starts_with("canary_value 4 FAIL got [2]"),
+            "{}",
+            lines[expected.len()]
+        );
+        assert!(
+            lines[expected.len() + 1].starts_with("canary_bytes 4 FAIL bytes differ"),
+            "{}",
+            lines[expected.len() + 1]
+        );
     }
 }

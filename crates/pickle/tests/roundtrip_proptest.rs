@@ -12,13 +12,17 @@ fn scalar() -> impl Strategy<Value = Value> {
         Just(Value::None),
         any::<bool>().prop_map(Value::Bool),
         any::<i64>().prop_map(Value::Int),
-        (any::<i64>(), 0u32..200).prop_map(|(i, shift)| Value::from_bigint(BigInt::from(i) << shift)),
+        (any::<i64>(), 0u32..200)
+            .prop_map(|(i, shift)| Value::from_bigint(BigInt::from(i) << shift)),
         any::<f64>().prop_map(Value::Float),
         (any::<f64>(), any::<f64>()).prop_map(|(a, b)| Value::Complex(a, b)),
         any::<String>().prop_map(Value::from),
         // Text with lone surrogates.
-        proptest::collection::vec(prop_oneof![0u32..0x80, 0xD800u32..0xE000, 0x10000u32..0x10FFFF], 0..8)
-            .prop_map(|cps| Value::Str(mpmanager_pickle::PyStr::from_code_points(cps).expect("valid"))),
+        proptest::collection::vec(
+            prop_oneof![0u32..0x80, 0xD800u32..0xE000, 0x10000u32..0x10FFFF],
+            0..8
+        )
+        .prop_map(|cps| Value::Str(mpmanager_pickle::PyStr::from_code_points(cps).expect("valid"))),
         proptest::collection::vec(any::<u8>(), 0..40).prop_map(|b| Value::bytes(&b)),
         proptest::collection::vec(any::<u8>(), 0..10).prop_map(Value::bytearray),
     ]
@@ -29,7 +33,8 @@ fn hashable() -> impl Strategy<Value = Value> {
         any::<i64>().prop_map(Value::Int),
         any::<String>().prop_map(Value::from),
         proptest::collection::vec(any::<u8>(), 0..8).prop_map(|b| Value::bytes(&b)),
-        (any::<i16>(), "[a-z]{0,3}").prop_map(|(i, s)| Value::tuple(vec![Value::Int(i as i64), Value::from(s)])),
+        (any::<i16>(), "[a-z]{0,3}")
+            .prop_map(|(i, s)| Value::tuple(vec![Value::Int(i as i64), Value::from(s)])),
     ]
 }
 
@@ -40,8 +45,10 @@ fn value() -> impl Strategy<Value = Value> {
             proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::list),
             proptest::collection::vec((hashable(), inner.clone()), 0..6)
                 .prop_map(|kv| Value::dict(kv).expect("hashable keys")),
-            proptest::collection::vec(hashable(), 0..6).prop_map(|k| Value::set(k).expect("hashable")),
-            proptest::collection::vec(hashable(), 0..6).prop_map(|k| Value::frozenset(k).expect("hashable")),
+            proptest::collection::vec(hashable(), 0..6)
+                .prop_map(|k| Value::set(k).expect("hashable")),
+            proptest::collection::vec(hashable(), 0..6)
+                .prop_map(|k| Value::frozenset(k).expect("hashable")),
             // A value shared twice inside a list.
             inner.clone().prop_map(|v| Value::list(vec![v.clone(), v])),
             // An opaque object with state.

@@ -234,7 +234,9 @@ impl Token {
             return Err(bad(format!("expected a Token object, got {}", describe(v))));
         };
         let o = o.read_recursive();
-        let shape_ok = o.new_of().is_some_and(|(cls, _)| cls.is(MANAGERS_MODULE, "Token"));
+        let shape_ok = o
+            .new_of()
+            .is_some_and(|(cls, _)| cls.is(MANAGERS_MODULE, "Token"));
         if !shape_ok {
             let what = match o.global() {
                 Some(g) => format!("{g:?}"),

@@ -87,7 +87,11 @@ pub fn pythons() -> Vec<Python> {
             .ok()
             .filter(|o| o.status.success())
             .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim().to_string()))
-            .or_else(|| std::env::var("HOME").ok().map(|h| PathBuf::from(h).join(".pyenv")));
+            .or_else(|| {
+                std::env::var("HOME")
+                    .ok()
+                    .map(|h| PathBuf::from(h).join(".pyenv"))
+            });
         if let Some(root) = root {
             if let Ok(entries) = std::fs::read_dir(root.join("versions")) {
                 let mut dirs: Vec<_> = entries.flatten().map(|e| e.path()).collect();

@@ -12,8 +12,12 @@ use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 /// The machine types of `array.array` typecodes (Linux x86-64 sizes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Kind {
-    Signed { bits: u32 },
-    Unsigned { bits: u32 },
+    Signed {
+        bits: u32,
+    },
+    Unsigned {
+        bits: u32,
+    },
     Float32,
     Float64,
     /// `u` (wchar_t, 4 bytes) and `w` (Py_UCS4).
@@ -86,7 +90,10 @@ fn convert(tc: char, kind: Kind, v: &Value) -> Result<Item, PyErr> {
             // Messages by typecode, from CPython's arraymodule.c /
             // PyLong_As* (3.13).
             let (lo_msg, hi_msg): (&str, &str) = match tc {
-                'b' => ("signed char is less than minimum", "signed char is greater than maximum"),
+                'b' => (
+                    "signed char is less than minimum",
+                    "signed char is greater than maximum",
+                ),
                 'B' => (
                     "unsigned byte integer is less than minimum",
                     "unsigned byte integer is greater than maximum",
@@ -95,16 +102,31 @@ fn convert(tc: char, kind: Kind, v: &Value) -> Result<Item, PyErr> {
                     "signed short integer is less than minimum",
                     "signed short integer is greater than maximum",
                 ),
-                'H' => ("unsigned short is less than minimum", "unsigned short is greater than maximum"),
-                'i' => ("signed integer is less than minimum", "signed integer is greater than maximum"),
-                'I' => ("can't convert negative value to unsigned int", "unsigned int is greater than maximum"),
-                'l' => ("Python int too large to convert to C long", "Python int too large to convert to C long"),
+                'H' => (
+                    "unsigned short is less than minimum",
+                    "unsigned short is greater than maximum",
+                ),
+                'i' => (
+                    "signed integer is less than minimum",
+                    "signed integer is greater than maximum",
+                ),
+                'I' => (
+                    "can't convert negative value to unsigned int",
+                    "unsigned int is greater than maximum",
+                ),
+                'l' => (
+                    "Python int too large to convert to C long",
+                    "Python int too large to convert to C long",
+                ),
                 'L' => (
                     "can't convert negative value to unsigned int",
                     "Python int too large to convert to C unsigned long",
                 ),
                 'q' => ("int too big to convert", "int too big to convert"),
-                _ => ("can't convert negative int to unsigned", "int too big to convert"), // 'Q'
+                _ => (
+                    "can't convert negative int to unsigned",
+                    "int too big to convert",
+                ), // 'Q'
             };
             if signed {
                 let (min, max) = if bits == 64 {
@@ -120,7 +142,11 @@ fn convert(tc: char, kind: Kind, v: &Value) -> Result<Item, PyErr> {
                     None => Err(overflow(hi_msg)),
                 }
             } else {
-                let max: u64 = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
+                let max: u64 = if bits == 64 {
+                    u64::MAX
+                } else {
+                    (1u64 << bits) - 1
+                };
                 let u = match (i, v) {
                     (Some(i), _) if i < 0 => return Err(overflow(lo_msg)),
                     (Some(i), _) => i as u64,
@@ -152,7 +178,11 @@ fn convert(tc: char, kind: Kind, v: &Value) -> Result<Item, PyErr> {
                     )))
                 }
             };
-            Ok(Item::F(if kind == Kind::Float32 { f as f32 as f64 } else { f }))
+            Ok(Item::F(if kind == Kind::Float32 {
+                f as f32 as f64
+            } else {
+                f
+            }))
         }
         Kind::Char => {
             if let Value::Str(s) = v {
@@ -208,7 +238,9 @@ fn to_bytes(kind: Kind, items: &[Item]) -> Vec<u8> {
 fn from_bytes(kind: Kind, b: &[u8]) -> Result<Vec<Item>, PyErr> {
     let size = itemsize(kind);
     if b.len() % size != 0 {
-        return Err(PyErr::value_error("bytes length not a multiple of item size"));
+        return Err(PyErr::value_error(
+            "bytes length not a multiple of item size",
+        ));
     }
     Ok(b.chunks(size)
         .map(|c| {
@@ -238,9 +270,13 @@ fn parse_array_value(v: &Value) -> Option<(char, Value)> {
         Some(g) if g.is("array", "array") => {}
         _ => return None,
     }
-    let [tc, init] = o.args_slice() else { return None };
+    let [tc, init] = o.args_slice() else {
+        return None;
+    };
     let mut cs = tc.as_str()?.chars();
-    let (Some(c), None) = (cs.next(), cs.next()) else { return None };
+    let (Some(c), None) = (cs.next(), cs.next()) else {
+        return None;
+    };
     Some((c, init.clone()))
 }
 
@@ -248,7 +284,11 @@ impl ArrayObject {
     /// `Array(typecode, sequence, lock=True)` → `array.array(typecode,
     /// sequence)`; `lock` is ignored.
     pub fn construct(args: &[Value], kwargs: &Kwargs) -> Result<ArrayObject, PyErr> {
-        let p = [("typecode", None), ("sequence", None), ("lock", Some(Value::Bool(true)))];
+        let p = [
+            ("typecode", None),
+            ("sequence", None),
+            ("lock", Some(Value::Bool(true))),
+        ];
         let b = args::bind("Array", &p, args, kwargs)?;
         ArrayObject::array(&b[0], &b[1])
     }
@@ -300,13 +340,20 @@ impl ArrayObject {
                     .collect::<Result<_, _>>()?,
             },
         };
-        Ok(ArrayObject { typecode: tc, kind, items: RwLock::new(items) })
+        Ok(ArrayObject {
+            typecode: tc,
+            kind,
+            items: RwLock::new(items),
+        })
     }
 
     fn as_value(&self, items: &[Item]) -> Value {
         Value::object(Object::reduce(
             Value::global("array", "array"),
-            vec![Value::str(&self.typecode.to_string()), Value::bytes(&to_bytes(self.kind, items))],
+            vec![
+                Value::str(&self.typecode.to_string()),
+                Value::bytes(&to_bytes(self.kind, items)),
+            ],
         ))
     }
 }
@@ -363,7 +410,9 @@ impl Referent for ArrayObject {
                         .into());
                     };
                     if otc != self.typecode {
-                        return Err(PyErr::type_error("bad argument type for built-in operation").into());
+                        return Err(
+                            PyErr::type_error("bad argument type for built-in operation").into(),
+                        );
                     }
                     let new = ArrayObject::array(&Value::str(&otc.to_string()), &init)?
                         .items

@@ -36,8 +36,11 @@ fn not_implemented() -> Result<Outcome, CallError> {
 /// error midway leaves the earlier items in, as in CPython).
 fn update_from(d: &mut Dict, arg: &Value) -> Result<(), PyErr> {
     if let Value::Dict(src) = arg {
-        let pairs: Vec<(Key, Value)> =
-            src.read_recursive().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let pairs: Vec<(Key, Value)> = src
+            .read_recursive()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         for (k, v) in pairs {
             d.insert(k, v);
         }
@@ -107,8 +110,12 @@ impl DictObject {
     fn call_inner(&self, method: &str, a: &[Value], kw: &Kwargs) -> Result<Outcome, CallError> {
         if method != "update" && !kw.is_empty() {
             let msg = match method {
-                "__getitem__" | "__reversed__" => format!("dict.{method}() takes no keyword arguments"),
-                m if m.starts_with("__") => format!("wrapper {method}() takes no keyword arguments"),
+                "__getitem__" | "__reversed__" => {
+                    format!("dict.{method}() takes no keyword arguments")
+                }
+                m if m.starts_with("__") => {
+                    format!("wrapper {method}() takes no keyword arguments")
+                }
                 "fromkeys" => "dict.fromkeys() takes no keyword arguments".to_string(),
                 _ => format!("dict.{method}() takes no keyword arguments"),
             };
@@ -151,12 +158,20 @@ impl DictObject {
             "__iter__" => {
                 args::slot::<0>(a)?;
                 let it = DictKeyIterator::new(self.data.clone(), false);
-                Ok(Outcome::NewObject { typeid: "Iterator".into(), object: Arc::new(it) })
+                Ok(Outcome::NewObject {
+                    typeid: "Iterator".into(),
+                    object: Arc::new(it),
+                })
             }
             "__reversed__" => {
                 args::none("dict.__reversed__", a)?;
-                let keys: Vec<Value> =
-                    self.data.read().keys().rev().map(|k| k.value().clone()).collect();
+                let keys: Vec<Value> = self
+                    .data
+                    .read()
+                    .keys()
+                    .rev()
+                    .map(|k| k.value().clone())
+                    .collect();
                 ret(Value::object(Object::reduce(
                     Value::global("builtins", "iter"),
                     vec![Value::list(keys)],
@@ -164,14 +179,18 @@ impl DictObject {
             }
             "__or__" => {
                 let [other] = args::slot::<1>(a)?;
-                let Value::Dict(o) = other else { return not_implemented() };
+                let Value::Dict(o) = other else {
+                    return not_implemented();
+                };
                 let mut d = self.data.read().clone();
                 update_from(&mut d, &Value::Dict(o.clone()))?;
                 ret(Value::Dict(shared(d)))
             }
             "__ror__" => {
                 let [other] = args::slot::<1>(a)?;
-                let Value::Dict(o) = other else { return not_implemented() };
+                let Value::Dict(o) = other else {
+                    return not_implemented();
+                };
                 let mut d = o.read_recursive().clone();
                 for (k, v) in self.data.read().iter() {
                     d.insert(k.clone(), v.clone());
@@ -207,18 +226,25 @@ impl DictObject {
                 args::range("get", a, 1, 2)?;
                 let key = Key::new(a[0].clone())?;
                 let d = self.data.read();
-                ret(d.get(&key).cloned().unwrap_or_else(|| a.get(1).cloned().unwrap_or(Value::None)))
+                ret(d
+                    .get(&key)
+                    .cloned()
+                    .unwrap_or_else(|| a.get(1).cloned().unwrap_or(Value::None)))
             }
             "items" => {
                 args::none("dict.items", a)?;
                 let d = self.data.read();
                 ret(Value::list(
-                    d.iter().map(|(k, v)| Value::tuple(vec![k.value().clone(), v.clone()])).collect(),
+                    d.iter()
+                        .map(|(k, v)| Value::tuple(vec![k.value().clone(), v.clone()]))
+                        .collect(),
                 ))
             }
             "keys" => {
                 args::none("dict.keys", a)?;
-                ret(Value::list(self.data.read().keys().map(|k| k.value().clone()).collect()))
+                ret(Value::list(
+                    self.data.read().keys().map(|k| k.value().clone()).collect(),
+                ))
             }
             "values" => {
                 args::none("dict.values", a)?;
@@ -337,7 +363,11 @@ impl DictKeyIterator {
         let len = dict.read().len();
         DictKeyIterator {
             dict,
-            state: Mutex::new(IterState { pos: 0, expected_len: Some(len), done: false }),
+            state: Mutex::new(IterState {
+                pos: 0,
+                expected_len: Some(len),
+                done: false,
+            }),
             reversed,
         }
     }
@@ -362,7 +392,11 @@ impl DictKeyIterator {
             st.done = true;
             return Err(PyErr::with_args(ExcType::StopIteration, vec![]));
         }
-        let idx = if self.reversed { d.len() - 1 - st.pos } else { st.pos };
+        let idx = if self.reversed {
+            d.len() - 1 - st.pos
+        } else {
+            st.pos
+        };
         st.pos += 1;
         let (k, _) = d.get_index(idx).expect("in range");
         Ok(k.value().clone())
@@ -402,17 +436,26 @@ impl Referent for DictKeyIterator {
         match method {
             "__next__" => {
                 if !kw.is_empty() {
-                    return Err(PyErr::type_error("wrapper __next__() takes no keyword arguments").into());
+                    return Err(
+                        PyErr::type_error("wrapper __next__() takes no keyword arguments").into(),
+                    );
                 }
                 args::slot::<0>(a)?;
                 Ok(Outcome::Return(self.next()?))
             }
-            _ => Err(CallError::Python(args::no_attribute(self.class_name(), method))),
+            _ => Err(CallError::Python(args::no_attribute(
+                self.class_name(),
+                method,
+            ))),
         }
     }
 
     fn repr(&self) -> Result<String, PyErr> {
-        Ok(format!("<{} object at {:#x}>", self.class_name(), self as *const _ as usize))
+        Ok(format!(
+            "<{} object at {:#x}>",
+            self.class_name(),
+            self as *const _ as usize
+        ))
     }
 
     fn get_value(&self) -> Result<Value, PyErr> {

@@ -37,7 +37,9 @@ fn none() -> Result<Outcome, CallError> {
 impl ListObject {
     /// A list holding `items`.
     pub fn new(items: Vec<Value>) -> ListObject {
-        ListObject { items: RwLock::new(items) }
+        ListObject {
+            items: RwLock::new(items),
+        }
     }
 
     /// `list(iterable=())`, as `create('list', …)` calls it.
@@ -63,7 +65,10 @@ impl ListObject {
     fn call_inner(&self, method: &str, a: &[Value], kw: &Kwargs) -> Result<Outcome, CallError> {
         // Keyword arguments: only sort takes them.
         if method != "sort" && !kw.is_empty() {
-            let msg = if method.starts_with("__") && method != "__getitem__" && method != "__reversed__" {
+            let msg = if method.starts_with("__")
+                && method != "__getitem__"
+                && method != "__reversed__"
+            {
                 format!("wrapper {method}() takes no keyword arguments")
             } else {
                 format!("list.{method}() takes no keyword arguments")
@@ -129,7 +134,9 @@ impl ListObject {
                     let r = args::slice_indices(s, items.len())?;
                     let removed: Vec<Value>;
                     if r.step == 1 {
-                        removed = items.drain(r.start as usize..r.start as usize + r.len).collect();
+                        removed = items
+                            .drain(r.start as usize..r.start as usize + r.len)
+                            .collect();
                     } else {
                         let mut del = vec![false; items.len()];
                         r.indices().for_each(|k| del[k] = true);
@@ -245,7 +252,11 @@ impl ListObject {
                             ))
                         }
                     };
-                    Ok(if i < 0 { (i.saturating_add(len)).max(0) } else { i })
+                    Ok(if i < 0 {
+                        (i.saturating_add(len)).max(0)
+                    } else {
+                        i
+                    })
                 };
                 let start = bound(a.get(1), 0)?;
                 let stop = bound(a.get(2), len)?.min(len);

@@ -43,7 +43,10 @@ fn attr_name(v: &Value) -> Result<PyStr, PyErr> {
 fn no_attr(name: &PyStr) -> PyErr {
     PyErr::new(
         ExcType::AttributeError,
-        format!("'Namespace' object has no attribute '{}'", name.to_string_lossy()),
+        format!(
+            "'Namespace' object has no attribute '{}'",
+            name.to_string_lossy()
+        ),
     )
 }
 
@@ -55,13 +58,18 @@ impl NamespaceObject {
         for (k, v) in kwargs.iter() {
             attrs.insert(PyStr::new(k), v.clone());
         }
-        Ok(NamespaceObject { attrs: RwLock::new(attrs) })
+        Ok(NamespaceObject {
+            attrs: RwLock::new(attrs),
+        })
     }
 
     fn attrs_dict(&self) -> Value {
         let mut d = Dict::default();
         for (k, v) in self.attrs.read().iter() {
-            d.insert(Key::new(Value::Str(k.clone())).expect("str hashes"), v.clone());
+            d.insert(
+                Key::new(Value::Str(k.clone())).expect("str hashes"),
+                v.clone(),
+            );
         }
         Value::Dict(shared(d))
     }
@@ -80,7 +88,10 @@ impl Referent for NamespaceObject {
         kw: &Kwargs,
     ) -> Result<Outcome, CallError> {
         if !kw.is_empty() && method.starts_with("__") {
-            return Err(PyErr::type_error(format!("wrapper {method}() takes no keyword arguments")).into());
+            return Err(PyErr::type_error(format!(
+                "wrapper {method}() takes no keyword arguments"
+            ))
+            .into());
         }
         match method {
             "__getattribute__" => {
@@ -109,15 +120,22 @@ impl Referent for NamespaceObject {
                     None => Err(no_attr(&name).into()),
                 }
             }
-            _ => Err(CallError::Python(args::no_attribute(self.class_name(), method))),
+            _ => Err(CallError::Python(args::no_attribute(
+                self.class_name(),
+                method,
+            ))),
         }
     }
 
     /// `Namespace(a=1, b='x')`: `name=repr(value)` for names not starting
     /// with `_`, the *strings* sorted (PROTOCOL.md §4.4).
     fn repr(&self) -> Result<String, PyErr> {
-        let items: Vec<(PyStr, Value)> =
-            self.attrs.read().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let items: Vec<(PyStr, Value)> = self
+            .attrs
+            .read()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         let mut parts = Vec::new();
         for (k, v) in items {
             if k.as_wtf8().first() == Some(&b'_') {
@@ -161,11 +179,18 @@ pub struct ValueObject {
 impl ValueObject {
     /// `Value(typecode, value, lock=True)`; `lock` is ignored.
     pub fn construct(args: &[Value], kwargs: &Kwargs) -> Result<ValueObject, PyErr> {
-        let p = [("typecode", None), ("value", None), ("lock", Some(Value::Bool(true)))];
+        let p = [
+            ("typecode", None),
+            ("value", None),
+            ("lock", Some(Value::Bool(true))),
+        ];
         let mut b = args::bind("Value.__init__", &p, args, kwargs)?.into_iter();
         let typecode = b.next().expect("bound");
         let value = b.next().expect("bound");
-        Ok(ValueObject { typecode, value: RwLock::new(value) })
+        Ok(ValueObject {
+            typecode,
+            value: RwLock::new(value),
+        })
     }
 }
 
@@ -192,7 +217,10 @@ impl Referent for ValueObject {
                 drop(old);
                 Ok(Outcome::none())
             }
-            _ => Err(CallError::Python(args::no_attribute(self.class_name(), method))),
+            _ => Err(CallError::Python(args::no_attribute(
+                self.class_name(),
+                method,
+            ))),
         }
     }
 
@@ -201,7 +229,10 @@ impl Referent for ValueObject {
             Value::Str(s) => str_repr(s),
             other => try_repr(other)?,
         };
-        Ok(format!("Value({tc}, {})", try_repr(&self.value.read().clone())?))
+        Ok(format!(
+            "Value({tc}, {})",
+            try_repr(&self.value.read().clone())?
+        ))
     }
 
     /// `NEWOBJ(multiprocessing.managers.Value)` + `BUILD {'_typecode': …,

@@ -61,7 +61,9 @@ fn to_set(v: &Value) -> Result<Set, PyErr> {
 /// is looked up as the equal `frozenset`.
 fn lookup_key(v: &Value) -> Result<Key, PyErr> {
     match v {
-        Value::Set(s) => Key::new(Value::FrozenSet(std::sync::Arc::new(s.read_recursive().clone()))),
+        Value::Set(s) => Key::new(Value::FrozenSet(std::sync::Arc::new(
+            s.read_recursive().clone(),
+        ))),
         other => Key::new(other.clone()),
     }
 }
@@ -75,11 +77,19 @@ fn union(a: &Set, b: &Set) -> Set {
 }
 
 fn intersection(a: &Set, b: &Set) -> Set {
-    a.iter().filter(|k| b.contains(*k)).cloned().collect::<indexmap::IndexSet<_, _>>().into()
+    a.iter()
+        .filter(|k| b.contains(*k))
+        .cloned()
+        .collect::<indexmap::IndexSet<_, _>>()
+        .into()
 }
 
 fn difference(a: &Set, b: &Set) -> Set {
-    a.iter().filter(|k| !b.contains(*k)).cloned().collect::<indexmap::IndexSet<_, _>>().into()
+    a.iter()
+        .filter(|k| !b.contains(*k))
+        .cloned()
+        .collect::<indexmap::IndexSet<_, _>>()
+        .into()
 }
 
 fn sym_difference(a: &Set, b: &Set) -> Set {
@@ -104,8 +114,13 @@ impl SetObject {
         }
         match args {
             [] => Ok(SetObject::default()),
-            [it] => Ok(SetObject { data: RwLock::new(to_set(it)?) }),
-            _ => Err(PyErr::type_error(format!("set expected at most 1 argument, got {}", args.len()))),
+            [it] => Ok(SetObject {
+                data: RwLock::new(to_set(it)?),
+            }),
+            _ => Err(PyErr::type_error(format!(
+                "set expected at most 1 argument, got {}",
+                args.len()
+            ))),
         }
     }
 
@@ -121,13 +136,17 @@ impl SetObject {
         // Binary operators: a set or frozenset, else NotImplemented.
         let binop = |f: &dyn Fn(&Set, &Set) -> Value| -> Result<Outcome, CallError> {
             let [o] = args::slot::<1>(a)?;
-            let Some(o) = as_set(o) else { return not_implemented() };
+            let Some(o) = as_set(o) else {
+                return not_implemented();
+            };
             let me = self.data.read().clone();
             ret(f(&me, &o))
         };
         let inplace = |f: &dyn Fn(&Set, &Set) -> Set| -> Result<Outcome, CallError> {
             let [o] = args::slot::<1>(a)?;
-            let Some(o) = as_set(o) else { return not_implemented() };
+            let Some(o) = as_set(o) else {
+                return not_implemented();
+            };
             let mut me = self.data.write();
             *me = f(&me, &o);
             ret(set_value(me.clone()))
@@ -166,7 +185,8 @@ impl SetObject {
                 // Not in method_to_typeid: CPython pickles the set_iterator,
                 // i.e. iter([remaining members]).
                 args::slot::<0>(a)?;
-                let items: Vec<Value> = self.data.read().iter().map(|k| k.value().clone()).collect();
+                let items: Vec<Value> =
+                    self.data.read().iter().map(|k| k.value().clone()).collect();
                 ret(Value::object(Object::reduce(
                     Value::global("builtins", "iter"),
                     vec![Value::list(items)],

@@ -15,7 +15,10 @@ pub struct Parser<'a> {
 
 impl<'a> Parser<'a> {
     pub fn new(s: &'a str) -> Parser<'a> {
-        Parser { s: s.as_bytes(), pos: 0 }
+        Parser {
+            s: s.as_bytes(),
+            pos: 0,
+        }
     }
 
     fn ws(&mut self) {
@@ -39,7 +42,13 @@ impl<'a> Parser<'a> {
     }
 
     fn expect(&mut self, c: u8) {
-        assert!(self.eat(c), "expected {:?} at {} in {:?}", c as char, self.pos, self.text());
+        assert!(
+            self.eat(c),
+            "expected {:?} at {} in {:?}",
+            c as char,
+            self.pos,
+            self.text()
+        );
     }
 
     fn text(&self) -> String {
@@ -49,7 +58,9 @@ impl<'a> Parser<'a> {
     fn ident(&mut self) -> String {
         self.ws();
         let start = self.pos;
-        while self.pos < self.s.len() && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_') {
+        while self.pos < self.s.len()
+            && (self.s[self.pos].is_ascii_alphanumeric() || self.s[self.pos] == b'_')
+        {
             self.pos += 1;
         }
         String::from_utf8_lossy(&self.s[start..self.pos]).into_owned()
@@ -197,7 +208,8 @@ impl<'a> Parser<'a> {
                 let start = self.pos;
                 self.pos += 1;
                 while self.pos < self.s.len()
-                    && (self.s[self.pos].is_ascii_alphanumeric() || b".+-*".contains(&self.s[self.pos]))
+                    && (self.s[self.pos].is_ascii_alphanumeric()
+                        || b".+-*".contains(&self.s[self.pos]))
                     && (!b"+-".contains(&self.s[self.pos]) || b"eE".contains(&self.s[self.pos - 1]))
                 {
                     self.pos += 1;
@@ -245,7 +257,9 @@ impl<'a> Parser<'a> {
                         let (a, _) = self.arglist(b')');
                         match a.first() {
                             None => Value::set(vec![]).unwrap(),
-                            Some(v) => Value::set(mpmanager_objects::args::iterate(v).unwrap()).unwrap(),
+                            Some(v) => {
+                                Value::set(mpmanager_objects::args::iterate(v).unwrap()).unwrap()
+                            }
                         }
                     }
                     "frozenset" => {
@@ -269,7 +283,8 @@ impl<'a> Parser<'a> {
                         // array.array(typecode, native bytes).
                         self.expect(b'(');
                         let (a, _) = self.arglist(b')');
-                        let arr = mpmanager_objects::types::ArrayObject::array(&a[0], &a[1]).unwrap();
+                        let arr =
+                            mpmanager_objects::types::ArrayObject::array(&a[0], &a[1]).unwrap();
                         use mpmanager_objects::Referent;
                         arr.get_value().unwrap()
                     }
