@@ -471,20 +471,20 @@ impl Registry {
         kwargs: &Kwargs,
         location: &str,
     ) -> Result<bool, CallError> {
-        let mut found: Vec<crate::proxy::ProxyTarget> = Vec::new();
+        let mut found: Vec<mpmanager_protocol::ProxyRef> = Vec::new();
         for a in args.iter().chain(kwargs.iter().map(|(_, v)| v)) {
             for_each_proxy(a, &mut |t| found.push(t));
         }
         let mut any = false;
         for t in found {
-            let Some(n) = Self::parse_ident(&t.ident) else {
+            let Some(n) = Self::parse_ident(&t.token.id) else {
                 continue;
             };
             let entry = self.shard(n).read().get(&n).cloned();
             match entry {
                 // A proxy with one of our idents but another typeid belongs
                 // to another manager: an opaque value.
-                Some(e) if e.spec.typeid == t.typeid => {
+                Some(e) if e.spec.typeid == t.token.typeid => {
                     any = true;
                     if !e.stashed.swap(true, Ordering::SeqCst) {
                         self.stashed_count.fetch_add(1, Ordering::SeqCst);
@@ -495,7 +495,7 @@ impl Registry {
                     // Looks like ours (our ident range) but is gone.
                     let ours = n >= self.ident_base && n < self.next_ident.load(Ordering::SeqCst);
                     if ours {
-                        return Err(key_error_tb(&t.ident, location));
+                        return Err(key_error_tb(&t.token.id, location));
                     }
                 }
             }
@@ -507,8 +507,8 @@ impl Registry {
     fn lease_proxies_in(&self, v: &Value) {
         let until = self.now_nanos() + self.config.revive_grace.as_nanos() as u64;
         for_each_proxy(v, &mut |t| {
-            if let Some(e) = self.get_entry(&t.ident) {
-                if e.spec.typeid == t.typeid {
+            if let Some(e) = self.get_entry(&t.token.id) {
+                if e.spec.typeid == t.token.typeid {
                     e.lease_until.fetch_max(until, Ordering::SeqCst);
                 }
             }
@@ -803,11 +803,11 @@ impl Registry {
         // Mark.
         while let Some(e) = work.pop() {
             stats.scanned += 1;
-            let mut found: Vec<crate::proxy::ProxyTarget> = Vec::new();
+            let mut found: Vec<mpmanager_protocol::ProxyRef> = Vec::new();
             e.object
                 .visit_values(&mut |v| for_each_proxy(v, &mut |t| found.push(t)));
             for t in found {
-                let Some(n) = Self::parse_ident(&t.ident) else {
+                let Some(n) = Self::parse_ident(&t.token.id) else {
                     continue;
                 };
                 if marked.contains(&n) {
@@ -815,7 +815,7 @@ impl Registry {
                 }
                 let target = self.shard(n).read().get(&n).cloned();
                 if let Some(te) = target {
-                    if te.spec.typeid == t.typeid {
+                    if te.spec.typeid == t.token.typeid {
                         marked.insert(n);
                         if te.holds_proxies.load(Ordering::SeqCst) {
                             work.push(te);

@@ -7,7 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use mpmanager_objects::proxy::make_proxy;
+use mpmanager_objects::proxy::{ProxyRef, PyAddress, Token};
+
+fn make_proxy(class: &str, typeid: &str, address: PyAddress, ident: &str) -> Value {
+    ProxyRef::class_proxy(class, Token::new(typeid, address, ident)).to_value()
+}
 use mpmanager_objects::types::{ListObject, DICT_EXPOSED, LIST_EXPOSED};
 use mpmanager_objects::{
     args, CallContext, CallError, Kwargs, Outcome, Referent, Registry, RegistryConfig, Reply,
@@ -41,12 +45,7 @@ fn proxy(reg: &Registry, ident: &str) -> Value {
     } else {
         "DictProxy"
     };
-    make_proxy(
-        class,
-        &typeid,
-        Value::tuple(vec![Value::str("127.0.0.1"), Value::Int(50011)]),
-        ident,
-    )
+    make_proxy(class, &typeid, PyAddress::tcp("127.0.0.1", 50011), ident)
 }
 
 fn traceback(e: Result<impl std::fmt::Debug, CallError>) -> String {
@@ -421,7 +420,7 @@ fn nested_proxies_are_stashed_revived_and_freed_when_unreachable() {
     reg.decref(&a).unwrap();
     // e[0] sends the proxy; calls on the stash-only object work (§5.3).
     let p = ok(&reg, &e, "__getitem__", &[Value::Int(0)]);
-    assert_eq!(mpmanager_objects::proxy::parse_proxy(&p).unwrap().ident, a);
+    assert_eq!(ProxyRef::from_value(&p).unwrap().token.id, a);
     ok(&reg, &a, "__setitem__", &[Value::Int(-1), Value::Int(55)]);
     assert_eq!(repr(&ok(&reg, &a, "copy", &[])), "[1, 2, 55]");
     // The client unpickles it and increfs: revived.
@@ -519,7 +518,7 @@ fn stale_proxy_to_a_freed_object_fails_the_request() {
     let foreign = make_proxy(
         "ListProxy",
         "list",
-        Value::str("/tmp/other"),
+        PyAddress::Path("/tmp/other".into()),
         "7f0000000001",
     );
     ok(&reg, &l, "append", &[foreign]);
@@ -535,7 +534,7 @@ fn proxies_sent_to_clients_get_a_revive_lease() {
     reg.decref(&inner).unwrap();
     let p = ok(&reg, &outer, "pop", &[]);
     assert_eq!(reg.collect().freed, 0);
-    reg.incref(&mpmanager_objects::proxy::parse_proxy(&p).unwrap().ident)
+    reg.incref(&ProxyRef::from_value(&p).unwrap().token.id)
         .unwrap();
     assert_eq!(reg.refcount(&inner), Some(1));
     // Without a grace period the same object would have been freed.
