@@ -6,6 +6,13 @@
 
 use std::time::Instant;
 
+// A small-object allocator on our side too, as CPython has pymalloc. Build
+// with `RUSTFLAGS='--cfg mpmanager_bench_system_alloc'` to measure with the
+// system allocator instead.
+#[cfg(not(mpmanager_bench_system_alloc))]
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use mpmanager_pickle::{decode, encode_into, EncodeOptions};
 
 fn best_ns(mut f: impl FnMut()) -> f64 {

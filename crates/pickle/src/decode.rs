@@ -391,7 +391,8 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
         op: 0,
         stack: Vec::with_capacity(16),
         marks: Vec::new(),
-        memo: Vec::new(),
+        // Every memo entry costs at least two bytes of input.
+        memo: Vec::with_capacity((data.len() / 8).clamp(8, 1024)),
         sparse: FxHashMap::default(),
         memo_count: 0,
         items: 0,
@@ -675,6 +676,11 @@ impl<'a> Decoder<'a> {
         };
         let dense_limit = self.memo_count.saturating_mul(2).saturating_add(256);
         match usize::try_from(key) {
+            // The common case: MEMOIZE numbers entries sequentially.
+            Ok(i) if i == self.memo.len() && self.sparse.is_empty() => {
+                self.new_memo_entry()?;
+                self.memo.push(Some(slot));
+            }
             Ok(i) if i < self.memo.len() => {
                 if self.memo[i].replace(slot).is_none()
                     && (self.sparse.is_empty() || self.sparse.remove(&key).is_none())

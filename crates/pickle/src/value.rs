@@ -121,6 +121,10 @@ impl PyStr {
     /// found in pickles. Returns `None` if the bytes are not valid
     /// generalized UTF-8.
     pub fn from_wtf8(bytes: &[u8]) -> Option<PyStr> {
+        // Most manager traffic (method names, idents, keys) is short ASCII.
+        if bytes.is_ascii() {
+            return Some(PyStr::with_flag(0, bytes));
+        }
         let surrogates = match std::str::from_utf8(bytes) {
             Ok(_) => false,
             Err(_) => {
