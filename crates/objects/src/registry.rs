@@ -128,6 +128,25 @@ impl TypeSpec {
         self
     }
 
+    /// Exposed list and `method_to_typeid` of a SyncManager built-in type,
+    /// from the protocol crate's table (wire order, duplicates kept).
+    ///
+    /// ```
+    /// use mpmanager_objects::TypeSpec;
+    /// let dict = mpmanager_protocol::registry::lookup("dict").unwrap();
+    /// let spec = TypeSpec::without_constructor("dict").builtin(dict);
+    /// assert_eq!(spec.exposed_list().iter().filter(|m| *m == "__iter__").count(), 2);
+    /// ```
+    pub fn builtin(mut self, spec: &mpmanager_protocol::registry::TypeSpec) -> TypeSpec {
+        self = self.exposed(spec.exposed());
+        self.method_to_typeid = spec
+            .method_to_typeid()
+            .iter()
+            .map(|(m, t)| (m.to_string(), t.to_string()))
+            .collect();
+        self
+    }
+
     /// Declares that method `method` returns a new object of `typeid`
     /// (CPython's `method_to_typeid`). As in CPython, the method name is
     /// appended to the exposed list again (so `dict` reports `'__iter__'`
