@@ -710,6 +710,9 @@ impl<'a> Decoder<'a> {
             Some(s) => (s.v.clone(), s.d),
             None => return Err(self.err(K::MemoKeyNotFound(key))),
         };
+        // A mutable container met a second time may close a cycle: let the
+        // cycle collector know, so it is reclaimed once unreachable.
+        crate::cycles::track(&v);
         self.push(v, d)?;
         if let Some(e) = self.stack.last_mut() {
             e.memo = u32::try_from(key).unwrap_or(NO_MEMO);

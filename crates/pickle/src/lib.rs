@@ -14,6 +14,9 @@
 //!   ordering and `repr` on the model, so a server can run `list`/`dict`
 //!   methods itself.
 //! * [`to_value`] / [`from_value`] bridge any serde type to and from the model.
+//! * [`cycles`] reclaims values that only their own reference cycles keep
+//!   alive (a list that contains itself), so decoding recursive pickles
+//!   does not leak.
 //!
 //! ```
 //! use mpmanager_pickle::{decode, encode, repr, Value};
@@ -26,6 +29,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cycles;
 pub mod decode;
 pub mod encode;
 pub mod exc;
