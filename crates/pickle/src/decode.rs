@@ -1643,6 +1643,17 @@ fn native_call(func: &Value, args: &[Value]) -> Result<Option<Value>, DecodeErro
             [b @ Value::Bytes(_)] => b.clone(),
             _ => return Ok(None),
         },
+        // How protocols 2–3 name a nested class (`Outer.Inner`): the
+        // inverse is plain name arithmetic, nothing is looked up.
+        ("builtins", "getattr") => match args {
+            [Value::Global(parent), Value::Str(attr)] => match attr.as_str() {
+                Some(a) if !a.is_empty() && !a.contains(['\n', '.']) => {
+                    Value::global(&parent.module, &format!("{}.{a}", parent.name))
+                }
+                _ => return Ok(None),
+            },
+            _ => return Ok(None),
+        },
         ("_codecs", "encode") => match args {
             [s @ Value::Str(_), enc] if is_latin1_name(enc) => match latin1_encode(s) {
                 Some(b) => Value::Bytes(b.into()),
@@ -2042,6 +2053,31 @@ mod tests {
     }
 
     // ---- numbers -----------------------------------------------------------
+
+    /// Found by the fuzzer: protocols 2–3 write a nested class as
+    /// `getattr(Outer, 'Inner')` (as CPython does); decoding must give the
+    /// global back, so that a value round-trips to the same form.
+    #[test]
+    fn nested_class_globals_written_as_getattr_decode_to_dotted_globals() {
+        // pickle.dumps(Outer.Inner, 2) from CPython 3.11.
+        let v = decode(b"\x80\x02c__builtin__\ngetattr\nq\x00c__main__\nOuter\nq\x01X\x05\x00\x00\x00Innerq\x02\x86q\x03Rq\x04.").unwrap();
+        assert!(
+            matches!(&v, Value::Global(g) if g.is("__main__", "Outer.Inner")),
+            "{v:?}"
+        );
+        for proto in 2..=5 {
+            let g = Value::global("_codecs", "encod.e");
+            let bytes = crate::encode_with(&g, &crate::EncodeOptions::protocol(proto)).unwrap();
+            let back = decode(&bytes).unwrap();
+            assert!(
+                matches!(&back, Value::Global(b) if b.is("_codecs", "encod.e")),
+                "protocol {proto}: {back:?}"
+            );
+        }
+        // Anything else stays an opaque getattr call.
+        let v = decode(b"\x80\x02c__builtin__\ngetattr\nK\x01X\x01\x00\x00\x00a\x86R.").unwrap();
+        assert!(matches!(&v, Value::Object(_)));
+    }
 
     #[test]
     fn binary_ints() {
