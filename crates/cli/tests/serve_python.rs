@@ -268,3 +268,57 @@ fn python_clients_with_named_objects() {
         ],
     );
 }
+
+/// Over TCP, CPython's client writes its last handshake message and its
+/// first request back to back, and frames over 16 KiB as two writes, on a
+/// socket with Nagle's algorithm on: without care on the server side each
+/// of these waits for a delayed ACK (~40 ms; CPython's own server has this
+/// stall on every one-shot operation). The median must stay far below it.
+#[test]
+fn tcp_has_no_delayed_ack_stalls() {
+    let Some(py) = mpmanager_testutil::newest_python() else {
+        panic!("no CPython found")
+    };
+    let key = "latency";
+    let srv = ServeProc::start("127.0.0.1:0", Key::Env(key), &["--log-level", "warn"]);
+    let code = format!(
+        "{PY_PRELUDE}{}",
+        r#"
+from multiprocessing.managers import dispatch
+from multiprocessing.connection import Client
+def median(f, n=15):
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter(); f(); ts.append(time.perf_counter() - t)
+    return sorted(ts)[n // 2]
+def dummy():
+    c = Client(address, authkey=key)
+    try:
+        dispatch(c, None, 'dummy')
+    finally:
+        c.close()
+m = SyncManager(address=address, authkey=key)
+m.connect()
+l = m.list()
+big = b'x' * 20000
+print('ONESHOT %.6f' % median(dummy))
+print('BIG %.6f' % median(lambda: l.append(big)))
+"#
+    );
+    let out = py.run(&code, &[&srv.py_address(), &hex(key.as_bytes())], b"");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for name in ["ONESHOT", "BIG"] {
+        let secs: f64 = stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{stdout}"));
+        eprintln!("{name}: median {:.2} ms", secs * 1000.0);
+        assert!(secs < 0.02, "{name} took {secs} s: a delayed-ACK stall?");
+    }
+}

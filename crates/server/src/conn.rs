@@ -65,9 +65,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     // request are two small writes in a row on a socket without
     // TCP_NODELAY: Nagle holds the request until our ACK of the welcome,
     // which delayed ACK postpones by ~40 ms (CPython's server has that
-    // delay on every one-shot operation). Sending the pending ACK now
-    // releases the request at once.
-    quickack(conn.stream());
+    // delay on every one-shot operation). TCP_QUICKACK sends the pending
+    // ACK now (see also `Conn::read`).
     let _track = shared.track(id, conn.stream());
     if shared.stopping() {
         return;
@@ -127,6 +126,12 @@ fn one_shot_err(e: CallError, op: &str) -> String {
 impl Conn<'_> {
     /// Reads and decodes one request.
     fn read(&mut self, function: &str) -> Incoming {
+        // CPython writes a frame over 16 KiB as two writes (header, then
+        // payload) on a socket without TCP_NODELAY: Nagle holds the payload
+        // until the header is ACKed. Leaving delayed-ACK ("pingpong") mode
+        // makes the kernel ACK the header as soon as we read it, instead of
+        // ~40 ms later.
+        quickack(self.conn.stream());
         match self.conn.recv_into(&mut self.recv, self.shared.max_frame) {
             Ok(()) => {}
             Err(ConnectionError::Closed) => {
