@@ -36,6 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run a manager server for Python multiprocessing clients.
+    #[command(long_about = serve::LONG_ABOUT)]
     Serve(serve::ServeArgs),
     /// Inspect and convert pickles, without executing anything in them.
     #[command(subcommand)]

@@ -19,24 +19,31 @@ pub enum LogFormat {
     Json,
 }
 
-/// Run a manager server that CPython's multiprocessing clients can use.
-///
-/// From Python:
-///
-///   from multiprocessing.managers import SyncManager
-///   m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY)
-///   m.connect()
-///   ns = m.Namespace(); l = m.list([1, 2]); d = m.dict()
-///
-/// The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
-/// UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
-/// taken from the command line nor logged. With neither, a random key is
-/// generated and printed once on stderr.
-///
-/// The server stops (exit status 0) when a client calls shutdown, or on
-/// SIGTERM / SIGINT.
+/// The long help of `mpmanager serve`.
+pub const LONG_ABOUT: &str = "\
+Run a manager server that CPython's multiprocessing clients can use.
+
+From Python:
+
+  from multiprocessing.managers import SyncManager
+  m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY)
+  m.connect()
+  ns = m.Namespace(); l = m.list([1, 2]); d = m.dict()
+
+The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
+UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
+taken from the command line nor logged. With neither, a random key is
+generated and printed once on stderr.
+
+Proxies that come back inside other objects (nested proxies) are rebuilt
+by the client with its process key: set
+multiprocessing.current_process().authkey = KEY in clients too.
+
+The server stops (exit status 0) when a client calls shutdown, or on
+SIGTERM / SIGINT.";
+
+/// Options of `mpmanager serve`.
 #[derive(clap::Args, Debug)]
-#[command(verbatim_doc_comment)]
 pub struct ServeArgs {
     /// Where to listen: HOST:PORT (e.g. 127.0.0.1:50000, [::1]:50000, port 0
     /// for any free port), unix:/path/to/socket, or unix:@name (Linux

@@ -322,3 +322,42 @@ print('BIG %.6f' % median(lambda: l.append(big)))
         assert!(secs < 0.02, "{name} took {secs} s: a delayed-ACK stall?");
     }
 }
+
+/// Documents PROTOCOL.md §2.6 with our server: a nested proxy read back by
+/// a client whose process key differs from the manager's key fails its
+/// automatic incref with AuthenticationError (exactly as with CPython's
+/// server); with the process key set, it works. The server is unaffected.
+#[test]
+fn nested_proxy_needs_the_process_authkey() {
+    let pys = pythons();
+    assert!(!pys.is_empty(), "no CPython found");
+    let key = "nested-key";
+    let srv = ServeProc::start("127.0.0.1:0", Key::Env(key), &[]);
+    let code = r#"
+import sys, ast, faulthandler, multiprocessing
+faulthandler.dump_traceback_later(60, exit=True)
+from multiprocessing.managers import SyncManager
+address, key = ast.literal_eval(sys.argv[1]), bytes.fromhex(sys.argv[2])
+m = SyncManager(address=address, authkey=key)
+m.connect()
+inner = m.list([1])
+outer = m.list([inner])
+try:
+    outer[0]
+    raise SystemExit('nested proxy built with the wrong process key')
+except multiprocessing.AuthenticationError:
+    pass
+multiprocessing.current_process().authkey = key
+assert outer[0][:] == [1]
+print('OK')
+"#;
+    for py in &pys {
+        let out = py.run(code, &[&srv.py_address(), &hex(key.as_bytes())], b"");
+        assert!(
+            out.status.success(),
+            "python {}: {}",
+            py.label(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -39,6 +39,25 @@
 //!   frame or a failed handshake closes that connection. A panic in a
 //!   connection thread (a bug) is caught and closes only that connection.
 //!
+//! ## Compatibility notes
+//!
+//! * **Authkey of nested proxies.** A proxy that arrives inside a reply
+//!   (`outer[0]` where `outer` holds a proxy) is rebuilt by the CPython
+//!   client with `multiprocessing.current_process().authkey`, not the
+//!   manager's key (§2.6). Clients of a server they did not start should
+//!   set `multiprocessing.current_process().authkey = KEY`, or the
+//!   automatic `incref` fails with `AuthenticationError`.
+//! * **CPython 3.8 clients** work, including nested AutoProxies (an
+//!   AutoProxy stored in a list and read back): 3.8's AutoProxy lacks the
+//!   `manager_owned` argument, which only breaks a 3.8 *server* (it calls
+//!   `RebuildProxy` on stored proxies); this server never rebuilds
+//!   proxies, it recognises its own tokens by ident.
+//! * **IPv6**: the server listens on `[::1]:port` and puts `('::1', port)`
+//!   in tokens, but CPython's `multiprocessing` only speaks IPv4 for
+//!   `(host, port)` addresses; IPv6 is for Rust clients.
+//! * A proxy to *another* manager stored here is kept as an opaque value;
+//!   the server never connects to other managers.
+//!
 //! ```
 //! use mpmanager_server::{Server, ServerConfig};
 //!
