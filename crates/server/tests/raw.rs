@@ -450,6 +450,7 @@ impl Referent for Deep {
                 }
                 Ok(Outcome::Return(v))
             }
+            "boom" => panic!("a bug in a referent"),
             _ => Ok(Outcome::Return(Value::Int(1))),
         }
     }
@@ -469,7 +470,7 @@ fn unserializable_reply() {
             "Deep",
             Arc::new(|_, _| Ok(Arc::new(Deep) as Arc<dyn Referent>)),
         )
-        .exposed(&["deep", "shallow"]),
+        .exposed(&["deep", "shallow", "boom"]),
     );
     let mut cfg = config("127.0.0.1:0");
     cfg.registry = Some(reg);
@@ -483,6 +484,21 @@ fn unserializable_reply() {
     // The connection goes on.
     assert_eq!(
         call(&mut c, &d, "shallow", vec![]),
+        Reply::Return(Value::Int(1))
+    );
+    // A panic (a bug) closes only the connection it happened on.
+    send(
+        &mut c,
+        &Request::call(d.as_str(), "boom", vec![], vec![]).to_value(),
+    );
+    assert_closed(&mut c);
+    let mut c = served(s.address());
+    assert_eq!(
+        call(&mut c, &d, "shallow", vec![]),
+        Reply::Return(Value::Int(1))
+    );
+    assert_eq!(
+        one_shot(s.address(), "number_of_objects", vec![]),
         Reply::Return(Value::Int(1))
     );
 }
@@ -674,7 +690,10 @@ fn handle_shutdown_frees_the_port_at_once() {
     };
     let mut c = served(s.address());
     let t = Instant::now();
-    s.shutdown();
+    let h = s.handle();
+    h.shutdown();
+    h.wait();
+    assert!(h.is_shutdown());
     s.join().unwrap();
     assert!(t.elapsed() < Duration::from_millis(500));
     // The served connection was shut down too.
