@@ -1,5 +1,8 @@
 //! `mpmanager`: the command-line front end.
 //!
+//! * `mpmanager serve [--address ADDR] [--object NAME=TYPE]…` runs a
+//!   manager server that CPython's `multiprocessing` clients can
+//!   `connect()` to (see `mpmanager serve --help`).
 //! * `mpmanager pickle show [FILE]` prints the Python `repr` of a pickle
 //!   without executing anything (a safe way to look inside an untrusted
 //!   pickle).
@@ -14,6 +17,11 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use mpmanager_pickle::{decode_with, encode_with, DecodeOptions, EncodeOptions};
 
+mod serve;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "mpmanager",
@@ -27,6 +35,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run a manager server for Python multiprocessing clients.
+    #[command(long_about = serve::LONG_ABOUT)]
+    Serve(serve::ServeArgs),
     /// Inspect and convert pickles, without executing anything in them.
     #[command(subcommand)]
     Pickle(PickleCommand),
@@ -101,6 +112,7 @@ fn read_input(file: &Option<PathBuf>, max: usize) -> Result<Vec<u8>> {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
+        Command::Serve(args) => serve::run(args)?,
         Command::Pickle(PickleCommand::Show { file, limits }) => {
             let data = read_input(&file, limits.max_input)?;
             let value = decode_with(&data, &limits.options()).context("not a valid pickle")?;

@@ -288,7 +288,8 @@ pub fn slice_indices(slice: &Slice, len: usize) -> Result<SliceIndices, PyErr> {
 
 /// `list(v)` for the iterables a client can send: `list`, `tuple`, `str`
 /// (its characters), `bytes`/`bytearray` (ints), `dict` (keys), `set`,
-/// `frozenset`. Anything else: `TypeError: 'int' object is not iterable`.
+/// `frozenset`, `range` (pickled as `builtins.range(start, stop, step)`).
+/// Anything else: `TypeError: 'int' object is not iterable`.
 ///
 /// ```
 /// use mpmanager_objects::args::iterate;
@@ -296,8 +297,18 @@ pub fn slice_indices(slice: &Slice, len: usize) -> Result<SliceIndices, PyErr> {
 /// assert_eq!(iterate(&Value::str("ab")).unwrap().len(), 2);
 /// assert_eq!(iterate(&Value::bytes(b"\x05")).unwrap()[0].as_i64(), Some(5));
 /// assert!(iterate(&Value::Int(3)).is_err());
+/// // range(1, 7, 2), as `m.list(range(1, 7, 2))` sends it
+/// let r = Value::object(mpmanager_pickle::Object::reduce(
+///     Value::global("builtins", "range"),
+///     vec![Value::Int(1), Value::Int(7), Value::Int(2)],
+/// ));
+/// let items: Vec<i64> = iterate(&r).unwrap().iter().map(|v| v.as_i64().unwrap()).collect();
+/// assert_eq!(items, [1, 3, 5]);
 /// ```
 pub fn iterate(v: &Value) -> Result<Vec<Value>, PyErr> {
+    if let Some(r) = range_args(v) {
+        return range_items(r);
+    }
     Ok(match v {
         Value::List(l) => l.read_recursive().items.clone(),
         Value::Tuple(t) => t.items.clone(),
@@ -335,19 +346,54 @@ pub fn iterate(v: &Value) -> Result<Vec<Value>, PyErr> {
     })
 }
 
+/// `(start, stop, step)` if `v` is a pickled `range` with `int` bounds.
+fn range_args(v: &Value) -> Option<(i64, i64, i64)> {
+    let Value::Object(o) = v else { return None };
+    let o = o.read_recursive();
+    if !matches!(o.construct, mpmanager_pickle::Construct::Reduce)
+        || !o.global()?.is("builtins", "range")
+        || o.state.is_some()
+    {
+        return None;
+    }
+    match o.args_slice() {
+        [a, b, c] => Some((a.as_i64()?, b.as_i64()?, c.as_i64()?)),
+        _ => None,
+    }
+}
+
+/// The items of `range(start, stop, step)`.
+fn range_items((start, stop, step): (i64, i64, i64)) -> Result<Vec<Value>, PyErr> {
+    if step == 0 {
+        return Err(PyErr::value_error("range() arg 3 must not be zero"));
+    }
+    let (start, stop, step) = (start as i128, stop as i128, step as i128);
+    let n = if step > 0 && start < stop {
+        (stop - start - 1) / step + 1
+    } else if step < 0 && start > stop {
+        (start - stop - 1) / (-step) + 1
+    } else {
+        0
+    };
+    let mut out = alloc_values(usize::try_from(n).map_err(|_| memory_error())?)?;
+    out.extend((0..n).map(|i| Value::Int((start + i * step) as i64)));
+    Ok(out)
+}
+
 /// True if `v` is an iterable [`iterate`] accepts.
 pub(crate) fn is_iterable(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::List(_)
-            | Value::Tuple(_)
-            | Value::Str(_)
-            | Value::Bytes(_)
-            | Value::ByteArray(_)
-            | Value::Dict(_)
-            | Value::Set(_)
-            | Value::FrozenSet(_)
-    )
+    range_args(v).is_some()
+        || matches!(
+            v,
+            Value::List(_)
+                | Value::Tuple(_)
+                | Value::Str(_)
+                | Value::Bytes(_)
+                | Value::ByteArray(_)
+                | Value::Dict(_)
+                | Value::Set(_)
+                | Value::FrozenSet(_)
+        )
 }
 
 /// `MemoryError()` (no message), as CPython raises for impossible sizes.

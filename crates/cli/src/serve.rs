@@ -1,0 +1,199 @@
+//! `mpmanager serve`: run a manager server.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use mpmanager_connection::Address;
+use mpmanager_server::{Server, ServerConfig, SharedObject};
+
+/// Environment variable holding the authkey (its UTF-8 bytes).
+pub const AUTHKEY_ENV: &str = "MPMANAGER_AUTHKEY";
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The long help of `mpmanager serve`.
+pub const LONG_ABOUT: &str = "\
+Run a manager server that CPython's multiprocessing clients can use.
+
+From Python:
+
+  from multiprocessing.managers import SyncManager
+  m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY)
+  m.connect()
+  ns = m.Namespace(); l = m.list([1, 2]); d = m.dict()
+
+The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
+UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
+taken from the command line nor logged. With neither, a random key is
+generated and printed once on stderr.
+
+Proxies that come back inside other objects (nested proxies) are rebuilt
+by the client with its process key: set
+multiprocessing.current_process().authkey = KEY in clients too.
+
+The server stops (exit status 0) when a client calls shutdown, or on
+SIGTERM / SIGINT.";
+
+/// Options of `mpmanager serve`.
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: HOST:PORT (e.g. 127.0.0.1:50000, [::1]:50000, port 0
+    /// for any free port), unix:/path/to/socket, or unix:@name (Linux
+    /// abstract socket).
+    #[arg(long, short, default_value = "127.0.0.1:50000", value_name = "ADDR")]
+    address: String,
+
+    /// Read the authkey from this file (raw bytes, used exactly as stored,
+    /// no newline stripping). Takes precedence over MPMANAGER_AUTHKEY.
+    #[arg(long, value_name = "PATH")]
+    authkey_file: Option<PathBuf>,
+
+    /// Register a named shared object: every client calling NAME() gets the
+    /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE] or
+    /// Array[:TYPECODE[:LEN]]. Repeatable. Python side:
+    /// SyncManager.register('NAME', proxytype=ListProxy).
+    #[arg(long = "object", value_name = "NAME=TYPE")]
+    objects: Vec<String>,
+
+    /// Seconds a new connection has to complete authentication.
+    #[arg(long, default_value_t = 5.0, value_name = "SECS")]
+    handshake_timeout: f64,
+
+    /// Most connections open at once.
+    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+
+    /// Largest request accepted, in bytes.
+    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME)]
+    max_frame: usize,
+
+    /// Print the bound address on stdout, alone on one line, once listening
+    /// (in the --address syntax, with the real port), for scripts.
+    #[arg(long)]
+    print_address: bool,
+
+    /// Log filter (error, warn, info, debug, trace, or a tracing directive
+    /// like mpmanager_server=debug). Default: RUST_LOG, else info.
+    #[arg(long, value_name = "FILTER")]
+    log_level: Option<String>,
+
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+}
+
+fn init_logging(args: &ServeArgs) -> Result<()> {
+    use tracing_subscriber::EnvFilter;
+    let filter = match &args.log_level {
+        Some(f) => EnvFilter::try_new(f).with_context(|| format!("bad --log-level {f:?}"))?,
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let r = match args.log_format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+    r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
+}
+
+/// The authkey and where it came from; generated keys are printed.
+fn authkey(args: &ServeArgs) -> Result<Vec<u8>> {
+    if let Some(p) = &args.authkey_file {
+        let key = std::fs::read(p)
+            .with_context(|| format!("cannot read the authkey file {}", p.display()))?;
+        if std::env::var_os(AUTHKEY_ENV).is_some() {
+            tracing::info!("using --authkey-file; {AUTHKEY_ENV} is ignored");
+        }
+        return Ok(key);
+    }
+    match std::env::var_os(AUTHKEY_ENV) {
+        Some(v) => match v.into_string() {
+            Ok(s) => Ok(s.into_bytes()),
+            Err(_) => bail!("{AUTHKEY_ENV} is not valid UTF-8; use --authkey-file for raw bytes"),
+        },
+        None => {
+            let mut key = vec![0u8; 32];
+            getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("getrandom: {e}"))?;
+            let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+            eprintln!(
+                "mpmanager: no authkey given ({AUTHKEY_ENV} or --authkey-file); generated one for this run:\n\
+                 mpmanager:     authkey=bytes.fromhex('{hex}')"
+            );
+            Ok(key)
+        }
+    }
+}
+
+/// `mpmanager serve`.
+pub fn run(args: ServeArgs) -> Result<()> {
+    init_logging(&args)?;
+    let address: Address = args
+        .address
+        .parse()
+        .with_context(|| format!("bad --address {:?}", args.address))?;
+    if !(args.handshake_timeout.is_finite() && args.handshake_timeout > 0.0) {
+        bail!("--handshake-timeout must be a positive number of seconds");
+    }
+    let mut objects = Vec::new();
+    for o in &args.objects {
+        objects.push(o.parse::<SharedObject>()?);
+    }
+    let key = authkey(&args)?;
+    let mut config = ServerConfig::new(address, key);
+    config.handshake_timeout = Duration::from_secs_f64(args.handshake_timeout);
+    config.max_connections = args.max_connections;
+    config.max_frame = args.max_frame;
+    config.objects = objects;
+
+    // Install the handlers before binding, so that a SIGTERM arriving as
+    // soon as the address is printed is not lost.
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
+
+    let server = Server::bind(config)?;
+    let handle = server.handle();
+    let sig_handle = signals.handle();
+    std::thread::Builder::new()
+        .name("mpmanager-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "signal received");
+                handle.shutdown();
+            }
+        })
+        .context("cannot start the signal thread")?;
+
+    let addr = server.address().clone();
+    eprintln!("mpmanager: serving on {addr}");
+    eprintln!(
+        "mpmanager: Python address: {}  (e.g. SyncManager(address={}, authkey=...).connect())",
+        server.python_address(),
+        server.python_address()
+    );
+    if !args.objects.is_empty() {
+        eprintln!("mpmanager: shared objects: {}", args.objects.join(", "));
+    }
+    if args.print_address {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{addr}")?;
+        out.flush()?;
+    }
+    let r = server.serve();
+    sig_handle.close();
+    r?;
+    eprintln!("mpmanager: stopped");
+    Ok(())
+}

@@ -1,0 +1,373 @@
+//! [`ServerConfig`] and named shared objects ([`SharedObject`]).
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use mpmanager_connection::Address;
+use mpmanager_objects::types::{
+    self, ArrayObject, DictObject, ListObject, NamespaceObject, SetObject, ValueObject,
+};
+use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
+use mpmanager_pickle::Value;
+
+use crate::ServerError;
+
+/// Default [`ServerConfig::handshake_timeout`]: 5 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default [`ServerConfig::max_connections`]: 4096.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default [`ServerConfig::max_frame`]: 256 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
+/// Default [`ServerConfig::thread_stack_size`]: 256 KiB.
+pub const DEFAULT_THREAD_STACK: usize = 256 << 10;
+
+/// Everything a [`Server`](crate::Server) needs. Build it with
+/// [`ServerConfig::new`], then adjust the public fields.
+///
+/// `Debug` never shows the authkey.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpmanager_server::ServerConfig;
+/// let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), b"secret".to_vec());
+/// config.handshake_timeout = Duration::from_secs(2);
+/// config.objects.push("board=Namespace".parse().unwrap());
+/// assert!(!format!("{config:?}").contains("secret"));
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct ServerConfig {
+    /// Where to listen: TCP (IPv4/IPv6, port 0 for any free port), a unix
+    /// socket path or a Linux abstract socket.
+    pub address: Address,
+    /// The shared secret of the HMAC handshake every connection performs
+    /// (CPython's `authkey`). An empty key is refused on a TCP address that
+    /// is not loopback.
+    pub authkey: Vec<u8>,
+    /// The longest a new connection may take to complete the mutual
+    /// authentication handshake before it is dropped (default 5 s).
+    pub handshake_timeout: Duration,
+    /// The most connections open at once, authenticated or not (default
+    /// 4096). Connections beyond it are closed at once.
+    pub max_connections: usize,
+    /// The largest request frame accepted, in bytes (default 256 MiB). A
+    /// larger frame closes that connection; nothing is allocated for it.
+    pub max_frame: usize,
+    /// Stack size of each connection thread (default 256 KiB; deep values
+    /// are handled on heap-allocated stack segments).
+    pub thread_stack_size: usize,
+    /// Named shared objects to register (`--object NAME=TYPE`).
+    pub objects: Vec<SharedObject>,
+    /// The registry to serve; `None` for a new one with SyncManager's data
+    /// types ([`Registry::with_builtin_types`]). Pass your own to serve
+    /// custom [`Referent`] types.
+    pub registry: Option<Arc<Registry>>,
+}
+
+impl ServerConfig {
+    /// A configuration with the defaults above.
+    pub fn new(address: Address, authkey: Vec<u8>) -> ServerConfig {
+        ServerConfig {
+            address,
+            authkey,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_frame: DEFAULT_MAX_FRAME,
+            thread_stack_size: DEFAULT_THREAD_STACK,
+            objects: Vec::new(),
+            registry: None,
+        }
+    }
+}
+
+impl fmt::Debug for ServerConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ServerConfig")
+            .field("address", &self.address)
+            .field(
+                "authkey",
+                &format_args!("<{} bytes, hidden>", self.authkey.len()),
+            )
+            .field("handshake_timeout", &self.handshake_timeout)
+            .field("max_connections", &self.max_connections)
+            .field("max_frame", &self.max_frame)
+            .field("thread_stack_size", &self.thread_stack_size)
+            .field("objects", &self.objects)
+            .field("registry", &self.registry.as_ref().map(|_| "custom"))
+            .finish()
+    }
+}
+
+/// The type of a named shared object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SharedKind {
+    /// An empty `list`.
+    List,
+    /// An empty `dict`.
+    Dict,
+    /// An empty `set`.
+    Set,
+    /// An empty `Namespace`.
+    Namespace,
+    /// `Value(typecode, 0)` (`0.0` for `f`/`d`, `''` for `u`/`w`, `b''`
+    /// for `c`).
+    Value {
+        /// The typecode (default `i`).
+        typecode: String,
+    },
+    /// `Array(typecode, [0] * len)`.
+    Array {
+        /// The typecode (default `i`).
+        typecode: String,
+        /// The length (default 0).
+        len: usize,
+    },
+}
+
+/// Types CPython's `SyncManager` has that this server cannot host yet.
+const NOT_YET: &[&str] = &[
+    "Queue",
+    "JoinableQueue",
+    "Event",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Condition",
+    "Barrier",
+    "Pool",
+];
+
+const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]]";
+
+/// A named shared object: a typeid `name` whose `create` always returns one
+/// and the same object, like CPython's `register('get_queue', callable=lambda:
+/// queue)`. Parsed from `NAME=TYPE`:
+///
+/// | `TYPE`                    | object                                   |
+/// |---------------------------|------------------------------------------|
+/// | `list`, `dict`, `set`     | an empty one                             |
+/// | `Namespace`               | an empty `Namespace`                     |
+/// | `Value[:TYPECODE]`        | `Value(TYPECODE, 0)`, typecode `i` by default |
+/// | `Array[:TYPECODE[:LEN]]`  | `Array(TYPECODE, [0] * LEN)`             |
+///
+/// `NAME` must be a Python identifier not starting with `_` (the client
+/// calls it as a manager method) and not a built-in typeid. Queue, Lock and
+/// the other synchronisation types are refused until they are implemented.
+///
+/// A Python client declares the name on its manager class, with the proxy
+/// type it wants:
+///
+/// ```python
+/// from multiprocessing.managers import SyncManager, ListProxy, NamespaceProxy
+/// SyncManager.register('shared', proxytype=ListProxy)
+/// SyncManager.register('board', proxytype=NamespaceProxy)
+/// m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY); m.connect()
+/// m.shared().append(1)      # the same list for every client
+/// ```
+///
+/// ```
+/// use mpmanager_server::{SharedKind, SharedObject};
+/// let o: SharedObject = "board=Namespace".parse().unwrap();
+/// assert_eq!((o.name.as_str(), &o.kind), ("board", &SharedKind::Namespace));
+/// let a: SharedObject = "temps=Array:d:3".parse().unwrap();
+/// assert_eq!(a.kind, SharedKind::Array { typecode: "d".into(), len: 3 });
+/// let e = "q=Queue".parse::<SharedObject>().unwrap_err();
+/// assert!(e.to_string().contains("not supported yet"), "{e}");
+/// assert!("list=list".parse::<SharedObject>().is_err());
+/// assert!("1x=list".parse::<SharedObject>().is_err());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SharedObject {
+    /// The typeid (manager method name).
+    pub name: String,
+    /// What object it is.
+    pub kind: SharedKind,
+}
+
+impl FromStr for SharedObject {
+    type Err = ServerError;
+
+    fn from_str(spec: &str) -> Result<SharedObject, ServerError> {
+        let bad = |reason: String| ServerError::InvalidObject {
+            spec: spec.to_string(),
+            reason,
+        };
+        let (name, ty) = spec
+            .split_once('=')
+            .ok_or_else(|| bad("expected NAME=TYPE".into()))?;
+        check_name(name).map_err(bad)?;
+        let mut parts = ty.split(':');
+        let base = parts.next().unwrap_or("");
+        let rest: Vec<&str> = parts.collect();
+        let typecode = |s: Option<&&str>| -> Result<String, ServerError> {
+            match s {
+                None => Ok("i".into()),
+                Some(t) if t.chars().count() == 1 => Ok(t.to_string()),
+                Some(t) => Err(bad(format!("bad typecode {t:?}: one character expected"))),
+            }
+        };
+        let no_params = |kind: SharedKind| {
+            if rest.is_empty() {
+                Ok(kind)
+            } else {
+                Err(bad(format!("type {base} takes no parameters")))
+            }
+        };
+        let kind = match base {
+            "list" => no_params(SharedKind::List)?,
+            "dict" => no_params(SharedKind::Dict)?,
+            "set" => no_params(SharedKind::Set)?,
+            "Namespace" => no_params(SharedKind::Namespace)?,
+            "Value" => {
+                if rest.len() > 1 {
+                    return Err(bad("expected Value[:TYPECODE]".into()));
+                }
+                SharedKind::Value {
+                    typecode: typecode(rest.first())?,
+                }
+            }
+            "Array" => {
+                if rest.len() > 2 {
+                    return Err(bad("expected Array[:TYPECODE[:LEN]]".into()));
+                }
+                let len = match rest.get(1) {
+                    None => 0,
+                    Some(n) => n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= 1 << 24)
+                        .ok_or_else(|| bad(format!("bad array length {n:?}")))?,
+                };
+                SharedKind::Array {
+                    typecode: typecode(rest.first())?,
+                    len,
+                }
+            }
+            t if NOT_YET.contains(&t) => {
+                return Err(bad(format!(
+                    "type {t} is not supported yet (available: {AVAILABLE})"
+                )))
+            }
+            t => return Err(bad(format!("unknown type {t:?} (available: {AVAILABLE})"))),
+        };
+        let obj = SharedObject {
+            name: name.to_string(),
+            kind,
+        };
+        // Validate the constructor arguments now (bad typecodes).
+        obj.build().map_err(|e| bad(e.to_string()))?;
+        Ok(obj)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let ok_start = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_');
+    if !ok_start || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!(
+            "the name {name:?} is not a Python identifier (letters, digits, '_')"
+        ));
+    }
+    if name.starts_with('_') {
+        return Err(format!(
+            "the name {name:?} starts with '_' (proxies treat such names as private)"
+        ));
+    }
+    let builtin = [
+        "list",
+        "dict",
+        "set",
+        "Namespace",
+        "Value",
+        "Array",
+        "Iterator",
+    ];
+    if builtin.contains(&name)
+        || NOT_YET.contains(&name)
+        || mpmanager_protocol::registry::lookup(name).is_some()
+    {
+        return Err(format!("the name {name:?} is a built-in typeid"));
+    }
+    Ok(())
+}
+
+impl SharedObject {
+    /// A new object of this kind.
+    fn build(&self) -> Result<Arc<dyn Referent>, mpmanager_pickle::PyErr> {
+        let kw = Kwargs::new();
+        Ok(match &self.kind {
+            SharedKind::List => Arc::new(ListObject::new(Vec::new())),
+            SharedKind::Dict => Arc::new(DictObject::construct(&[], &kw)?),
+            SharedKind::Set => Arc::new(SetObject::construct(&[], &kw)?),
+            SharedKind::Namespace => Arc::new(NamespaceObject::construct(&[], &kw)?),
+            SharedKind::Value { typecode } => {
+                let zero = match typecode.as_str() {
+                    "f" | "d" => Value::Float(0.0),
+                    "u" | "w" => Value::str(""),
+                    "c" => Value::bytes(b""),
+                    _ => Value::Int(0),
+                };
+                Arc::new(ValueObject::construct(&[Value::str(typecode), zero], &kw)?)
+            }
+            SharedKind::Array { typecode, len } => {
+                let zero = match typecode.as_str() {
+                    "f" | "d" => Value::Float(0.0),
+                    "u" | "w" => Value::str("\0"),
+                    _ => Value::Int(0),
+                };
+                let items = Value::list(vec![zero; *len]);
+                Arc::new(ArrayObject::array(&Value::str(typecode), &items)?)
+            }
+        })
+    }
+
+    /// Registers this object in `registry` under its name, with the exposed
+    /// list (and `method_to_typeid`) of its type.
+    pub(crate) fn register(&self, registry: &Registry) -> Result<(), ServerError> {
+        if registry.type_spec(&self.name).is_some() {
+            return Err(ServerError::InvalidObject {
+                spec: self.to_string(),
+                reason: format!("typeid {:?} is already registered", self.name),
+            });
+        }
+        let object = self.build().map_err(|e| ServerError::InvalidObject {
+            spec: self.to_string(),
+            reason: e.to_string(),
+        })?;
+        let spec = TypeSpec::shared(&self.name, object);
+        let spec = match &self.kind {
+            SharedKind::List => spec.exposed(types::LIST_EXPOSED),
+            SharedKind::Dict => spec
+                .exposed(types::DICT_EXPOSED)
+                .method_to_typeid("__iter__", "Iterator"),
+            SharedKind::Set => spec.exposed(types::SET_EXPOSED),
+            SharedKind::Namespace => spec.exposed(types::NAMESPACE_EXPOSED),
+            SharedKind::Value { .. } => spec.exposed(types::VALUE_EXPOSED),
+            SharedKind::Array { .. } => spec.exposed(types::ARRAY_EXPOSED),
+        };
+        registry.register(spec);
+        Ok(())
+    }
+}
+
+impl fmt::Display for SharedObject {
+    /// The `NAME=TYPE` form.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            SharedKind::List => write!(f, "{}=list", self.name),
+            SharedKind::Dict => write!(f, "{}=dict", self.name),
+            SharedKind::Set => write!(f, "{}=set", self.name),
+            SharedKind::Namespace => write!(f, "{}=Namespace", self.name),
+            SharedKind::Value { typecode } => write!(f, "{}=Value:{typecode}", self.name),
+            SharedKind::Array { typecode, len } => {
+                write!(f, "{}=Array:{typecode}:{len}", self.name)
+            }
+        }
+    }
+}

@@ -1,0 +1,415 @@
+//! One connection: authentication, the first request (a one-shot operation
+//! or `accept_connection`), and the served-connection loop (§3.2–§3.5).
+
+use std::os::fd::AsRawFd;
+use std::sync::Arc;
+
+use mpmanager_connection::{auth, Connection, ConnectionError, Stream};
+use mpmanager_objects::{args, CallContext, CallError, Kwargs, Reply as ObjReply};
+use mpmanager_pickle::{
+    decode_with, encode_into, DecodeErrorKind, DecodeOptions, EncodeError, EncodeOptions, PyErr,
+    Value,
+};
+use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
+use mpmanager_protocol::{PublicOp, Reply, Request, Token};
+
+use crate::server::Shared;
+
+/// Buffers above this capacity are given back after use.
+const KEEP_BUFFER: usize = 1 << 20;
+
+/// Per-connection state: reusable buffers and the reply protocol.
+struct Conn<'a> {
+    shared: &'a Arc<Shared>,
+    id: u64,
+    conn: Connection,
+    recv: Vec<u8>,
+    send: Vec<u8>,
+    /// Pickle protocol of the last request (replies use the same).
+    protocol: u8,
+    decode: DecodeOptions,
+}
+
+/// What reading one request gave.
+enum Incoming {
+    /// A decoded request, or the `#TRACEBACK` to answer instead.
+    Request(Result<Request, String>),
+    /// The peer is gone or the stream is unusable: close.
+    Close,
+}
+
+fn peer(stream: &Stream) -> String {
+    match stream.peer_tcp_addr() {
+        Some(a) => a.to_string(),
+        None => "unix".to_string(),
+    }
+}
+
+/// Serves one accepted connection until it ends.
+pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
+    let peer = peer(&stream);
+    let span = tracing::debug_span!("conn", id, %peer);
+    let _e = span.enter();
+    let mut conn = Connection::new(stream);
+    if let Err(e) =
+        auth::server_handshake_timeout(&mut conn, &shared.authkey, Some(shared.handshake_timeout))
+    {
+        if e.is_auth_failure() {
+            tracing::warn!(%peer, "authentication failed: {e}");
+        } else {
+            tracing::debug!(%peer, "handshake did not complete: {e}");
+        }
+        return;
+    }
+    // The client's last handshake message (`#WELCOME#`) and its first
+    // request are two small writes in a row on a socket without
+    // TCP_NODELAY: Nagle holds the request until our ACK of the welcome,
+    // which delayed ACK postpones by ~40 ms (CPython's server has that
+    // delay on every one-shot operation). TCP_QUICKACK sends the pending
+    // ACK now (see also `Conn::read`).
+    let _track = shared.track(id, conn.stream());
+    if shared.stopping() {
+        return;
+    }
+    let mut decode = DecodeOptions::default();
+    decode.max_input = shared.max_frame;
+    let mut c = Conn {
+        shared,
+        id,
+        conn,
+        recv: Vec::new(),
+        send: Vec::new(),
+        protocol: 4,
+        decode,
+    };
+    c.first_request();
+}
+
+/// Sends a pending ACK on a TCP stream now (`TCP_QUICKACK`, Linux).
+fn quickack(stream: &Stream) {
+    if stream.is_tcp() {
+        let one: libc::c_int = 1;
+        // SAFETY: a valid open descriptor and a c_int option value.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+/// The `#TRACEBACK` text for a request pickle that does not load.
+fn unpickling_traceback(e: &mpmanager_pickle::DecodeError, function: &str) -> String {
+    let exception = match e.kind {
+        DecodeErrorKind::EmptyInput => "EOFError: Ran out of input".to_string(),
+        _ => format!("_pickle.UnpicklingError: {e}"),
+    };
+    format_chain(&[TbEntry {
+        frames: vec![Frame::mpmanager(function)],
+        exception,
+    }])
+}
+
+/// A one-shot operation's failure: always a `#TRACEBACK`.
+fn one_shot_err(e: CallError, op: &str) -> String {
+    match e {
+        CallError::Traceback(t) => t,
+        CallError::Python(e) => traceback::for_error(&e, op),
+        other => traceback::for_error(&PyErr::type_error(other.to_string()), op),
+    }
+}
+
+impl Conn<'_> {
+    /// Reads and decodes one request.
+    fn read(&mut self, function: &str) -> Incoming {
+        // CPython writes a frame over 16 KiB as two writes (header, then
+        // payload) on a socket without TCP_NODELAY: Nagle holds the payload
+        // until the header is ACKed. Leaving delayed-ACK ("pingpong") mode
+        // makes the kernel ACK the header as soon as we read it, instead of
+        // ~40 ms later.
+        quickack(self.conn.stream());
+        match self.conn.recv_into(&mut self.recv, self.shared.max_frame) {
+            Ok(()) => {}
+            Err(ConnectionError::Closed) => {
+                tracing::trace!("peer closed the connection");
+                return Incoming::Close;
+            }
+            Err(e) => {
+                if self.shared.stopping() {
+                    tracing::trace!("connection ended at shutdown: {e}");
+                } else {
+                    tracing::info!("closing connection: {e}");
+                }
+                return Incoming::Close;
+            }
+        }
+        self.protocol = match self.recv.as_slice() {
+            [0x80, p, ..] if (2..=5).contains(p) => *p,
+            _ => 4,
+        };
+        let r = match decode_with(&self.recv, &self.decode) {
+            Err(e) => {
+                tracing::debug!("undecodable request: {e}");
+                Err((
+                    matches!(e.kind, DecodeErrorKind::EmptyInput),
+                    unpickling_traceback(&e, function),
+                ))
+            }
+            Ok(v) => Request::from_value(&v).map_err(|e| {
+                tracing::debug!("malformed request: {e}");
+                (false, traceback::bad_request(&e))
+            }),
+        };
+        if self.recv.capacity() > KEEP_BUFFER {
+            self.recv = Vec::new();
+        }
+        match r {
+            Ok(req) => Incoming::Request(Ok(req)),
+            // An empty payload is EOFError for CPython's served loop, which
+            // then ends the connection silently.
+            Err((true, _)) if function == "serve_client" => Incoming::Close,
+            Err((_, tb)) => Incoming::Request(Err(tb)),
+        }
+    }
+
+    /// Encodes and sends a reply; `#UNSERIALIZABLE` if it cannot be pickled.
+    fn reply(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
+        self.send.clear();
+        let opts = EncodeOptions::protocol(self.protocol);
+        if let Err(e) = encode_into(&reply.to_value(), &mut self.send, &opts) {
+            tracing::debug!("reply cannot be pickled: {e}");
+            let exception = match e {
+                EncodeError::TooDeep { .. } => {
+                    "RecursionError: maximum recursion depth exceeded while pickling an object"
+                        .to_string()
+                }
+                e => format!("_pickle.PicklingError: {e}"),
+            };
+            let text = format_chain(&[TbEntry {
+                frames: vec![Frame::mpmanager("serve_client")],
+                exception,
+            }]);
+            self.send.clear();
+            if let Err(e) = encode_into(
+                &Reply::Unserializable(text).to_value(),
+                &mut self.send,
+                &opts,
+            ) {
+                tracing::warn!("cannot send even #UNSERIALIZABLE: {e}");
+                return Err(ConnectionError::Poisoned);
+            }
+        }
+        let r = self.conn.send(&self.send);
+        if self.send.capacity() > KEEP_BUFFER {
+            self.send = Vec::new();
+        }
+        if let Err(e) = &r {
+            tracing::debug!("cannot send reply: {e}");
+        }
+        r
+    }
+
+    /// The first request of a connection: a public operation.
+    fn first_request(&mut self) {
+        let req = match self.read("_handle_request") {
+            Incoming::Close => return,
+            Incoming::Request(Err(tb)) => {
+                let _ = self.reply(&Reply::Traceback(tb));
+                return;
+            }
+            Incoming::Request(Ok(req)) => req,
+        };
+        let Some(op) = req.public_op() else {
+            tracing::debug!(op = %req.method, "unrecognized operation");
+            let _ = self.reply(&Reply::Traceback(traceback::unrecognized_operation(
+                &req.method,
+            )));
+            return;
+        };
+        tracing::trace!(%op, "one-shot request");
+        let kw = Kwargs::from_pairs(req.kwargs);
+        let args = &req.args;
+        let reply = match op {
+            PublicOp::AcceptConnection => match bind("accept_connection", &["name"], args, &kw) {
+                Ok(a) => {
+                    let name = a[0]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| mpmanager_pickle::repr(&a[0]));
+                    if self.reply(&Reply::none()).is_ok() {
+                        self.serve(&name);
+                    }
+                    return;
+                }
+                Err(tb) => Reply::Traceback(tb),
+            },
+            PublicOp::Shutdown => match bind("shutdown", &[], args, &kw) {
+                Ok(_) => {
+                    // CPython's handler replies itself, then the generic
+                    // path replies again (§3.3).
+                    if self.reply(&Reply::none()).is_ok() {
+                        let _ = self.reply(&Reply::none());
+                    }
+                    tracing::info!("shutdown requested by a client");
+                    self.shared.shutdown();
+                    return;
+                }
+                Err(tb) => Reply::Traceback(tb),
+            },
+            _ => match self.one_shot(op, args, &kw) {
+                Ok(v) => Reply::Return(v),
+                Err(tb) => Reply::Traceback(tb),
+            },
+        };
+        let _ = self.reply(&reply);
+    }
+
+    /// `dummy`, `create`, `incref`, `decref`, `get_methods`, `debug_info`,
+    /// `number_of_objects`.
+    fn one_shot(&self, op: PublicOp, args: &[Value], kw: &Kwargs) -> Result<Value, String> {
+        let reg = &self.shared.registry;
+        let name = op.name();
+        match op {
+            PublicOp::Dummy => bind(name, &[], args, kw).map(|_| Value::None),
+            PublicOp::DebugInfo => bind(name, &[], args, kw).map(|_| Value::str(&reg.debug_info())),
+            PublicOp::NumberOfObjects => {
+                bind(name, &[], args, kw)?;
+                Ok(Value::Int(reg.number_of_objects() as i64))
+            }
+            PublicOp::Incref | PublicOp::Decref => {
+                let a = bind(name, &["ident"], args, kw)?;
+                let ident = ident_of(&a[0], name)?;
+                let r = if op == PublicOp::Incref {
+                    reg.incref(ident)
+                } else {
+                    reg.decref(ident)
+                };
+                r.map(|()| Value::None).map_err(|e| one_shot_err(e, name))
+            }
+            PublicOp::GetMethods => {
+                let a = bind(name, &["token"], args, kw)?;
+                let token = Token::from_value(&a[0]).map_err(|_| {
+                    traceback::for_error(
+                        &PyErr::new(
+                            mpmanager_pickle::ExcType::AttributeError,
+                            format!("'{}' object has no attribute 'id'", a[0].type_name()),
+                        ),
+                        name,
+                    )
+                })?;
+                let methods = reg
+                    .get_methods(&token.id)
+                    .map_err(|e| one_shot_err(e, name))?;
+                Ok(Value::tuple(
+                    methods.iter().map(|m| Value::str(m)).collect(),
+                ))
+            }
+            PublicOp::Create => {
+                // create(self, c, typeid, /, *args, **kwds)
+                let Some((typeid, rest)) = args.split_first() else {
+                    return Err(traceback::for_error(
+                        &PyErr::type_error(
+                            "Server.create() missing 1 required positional argument: 'typeid'",
+                        ),
+                        name,
+                    ));
+                };
+                let Some(typeid) = typeid.as_str() else {
+                    return Err(traceback::for_error(
+                        &PyErr::key_error(typeid.clone()),
+                        name,
+                    ));
+                };
+                let (ident, exposed) = reg
+                    .create(typeid, rest, kw)
+                    .map_err(|e| one_shot_err(e, name))?;
+                tracing::trace!(typeid, %ident, "created");
+                Ok(Value::tuple(vec![
+                    Value::str(&ident),
+                    Value::tuple(exposed.iter().map(|m| Value::str(m)).collect()),
+                ]))
+            }
+            // Handled by the caller.
+            _ => Err(traceback::unrecognized_operation(name)),
+        }
+    }
+
+    /// The served-connection loop (§3.5): method calls until EOF.
+    fn serve(&mut self, name: &str) {
+        tracing::debug!(client = name, "serving method calls");
+        let cx = CallContext::new(self.id);
+        while !self.shared.stopping() {
+            let reply = match self.read("serve_client") {
+                Incoming::Close => return,
+                Incoming::Request(Err(tb)) => Reply::Traceback(tb),
+                Incoming::Request(Ok(req)) => self.call(&cx, req),
+            };
+            if self.reply(&reply).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// One method call.
+    fn call(&self, cx: &CallContext, req: Request) -> Reply {
+        let Some(ident) = req.ident.as_deref() else {
+            return Reply::Traceback(traceback::for_error(
+                &PyErr::key_error(Value::None),
+                "serve_client",
+            ));
+        };
+        let kw = Kwargs::from_pairs(req.kwargs);
+        match self
+            .shared
+            .registry
+            .call(cx, ident, &req.method, &req.args, &kw)
+        {
+            Ok(ObjReply::Return(v)) => Reply::Return(v),
+            Ok(ObjReply::Proxy {
+                typeid,
+                ident,
+                exposed,
+            }) => Reply::Proxy {
+                exposed,
+                token: Token::new(&typeid, self.shared.py_address.clone(), &ident),
+            },
+            Ok(other) => Reply::Traceback(traceback::for_error(
+                &PyErr::type_error(format!("unsupported call result {other:?}")),
+                "serve_client",
+            )),
+            Err(CallError::Python(e)) => Reply::error(&e),
+            Err(CallError::Traceback(t)) => Reply::Traceback(t),
+            Err(other) => Reply::Traceback(traceback::for_error(
+                &PyErr::type_error(other.to_string()),
+                "serve_client",
+            )),
+        }
+    }
+}
+
+/// Binds a one-shot operation's arguments like `Server.<op>(self, c,
+/// *params)`, so that errors read as CPython's (`Server.dummy() takes 2
+/// positional arguments but 3 were given`). Returns the values of
+/// `params`, or the `#TRACEBACK` text.
+fn bind(op: &str, params: &[&str], a: &[Value], kw: &Kwargs) -> Result<Vec<Value>, String> {
+    let mut p: Vec<(&str, Option<Value>)> = vec![("c", None)];
+    p.extend(params.iter().map(|n| (*n, None)));
+    let mut full = Vec::with_capacity(a.len() + 1);
+    full.push(Value::None);
+    full.extend_from_slice(a);
+    let qual = format!("Server.{op}");
+    args::bind(&qual, &p, &full, kw)
+        .map(|mut v| v.split_off(1))
+        .map_err(|e| traceback::for_error(&e, op))
+}
+
+/// The ident argument of `incref`/`decref`: a `str`, else a KeyError as
+/// CPython's dict lookup would raise.
+fn ident_of<'v>(v: &'v Value, op: &str) -> Result<&'v str, String> {
+    v.as_str()
+        .ok_or_else(|| traceback::for_error(&PyErr::key_error(v.clone()), op))
+}

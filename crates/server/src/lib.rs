@@ -1,0 +1,86 @@
+//! # mpmanager-server
+//!
+//! The manager server of mpmanager: Python's `multiprocessing.managers.Server`
+//! in Rust, wire-compatible with CPython 3.8–3.14 clients. An unmodified
+//! Python program can `connect()` a `SyncManager` (or any `BaseManager`) to it
+//! and use `Namespace`, `list`, `dict`, `set`, `Value` and `Array` proxies as
+//! with CPython's own server. Section numbers (§) refer to the project's
+//! `PROTOCOL.md`.
+//!
+//! * [`Server::bind`] a [`ServerConfig`] (address, authkey, limits, named
+//!   shared objects), then [`Server::serve`] (blocking) or
+//!   [`Server::spawn`] (background thread, [`BackgroundServer`]).
+//! * [`ServerHandle::shutdown`] stops it, as does a client's `shutdown`
+//!   request: the listener is closed at once (TCP port free, unix socket
+//!   file removed).
+//! * [`SharedObject`]: `NAME=TYPE` objects that every client shares, like
+//!   CPython's `register('get_list', callable=lambda: the_list)`.
+//!
+//! ## Model
+//!
+//! * One thread per connection with blocking I/O, as in CPython; the
+//!   accept loop runs in [`Server::serve`]. A blocking or slow method call
+//!   holds only its own connection's thread; there is no global lock on the
+//!   method-call path (see `mpmanager_objects::Registry`).
+//! * Every connection performs the mutual HMAC handshake (§2), delivering
+//!   the modern `{sha256}` challenge first, under a deadline
+//!   ([`ServerConfig::handshake_timeout`]).
+//! * The first request is a one-shot operation (`create`, `incref`,
+//!   `decref`, `get_methods`, `debug_info`, `number_of_objects`, `dummy`,
+//!   `shutdown`), answered with `#RETURN` or `#TRACEBACK`, or
+//!   `accept_connection`, which turns the connection into a served one:
+//!   method calls answered with `#RETURN`, `#ERROR` (the exception object),
+//!   `#TRACEBACK`, `#PROXY` or `#UNSERIALIZABLE` until the client hangs up.
+//! * Replies are pickled with the protocol of the request they answer
+//!   (4 for CPython 3.8–3.13, 5 for 3.14).
+//! * Bad input fails only its request or its connection: an undecodable
+//!   pickle or a malformed request on a served connection gets a
+//!   `#TRACEBACK` and the connection goes on; a framing error, an oversized
+//!   frame or a failed handshake closes that connection. A panic in a
+//!   connection thread (a bug) is caught and closes only that connection.
+//!
+//! ## Compatibility notes
+//!
+//! * **Authkey of nested proxies.** A proxy that arrives inside a reply
+//!   (`outer[0]` where `outer` holds a proxy) is rebuilt by the CPython
+//!   client with `multiprocessing.current_process().authkey`, not the
+//!   manager's key (§2.6). Clients of a server they did not start should
+//!   set `multiprocessing.current_process().authkey = KEY`, or the
+//!   automatic `incref` fails with `AuthenticationError`.
+//! * **CPython 3.8 clients** work, including nested AutoProxies (an
+//!   AutoProxy stored in a list and read back): 3.8's AutoProxy lacks the
+//!   `manager_owned` argument, which only breaks a 3.8 *server* (it calls
+//!   `RebuildProxy` on stored proxies); this server never rebuilds
+//!   proxies, it recognises its own tokens by ident.
+//! * **IPv6**: the server listens on `[::1]:port` and puts `('::1', port)`
+//!   in tokens, but CPython's `multiprocessing` only speaks IPv4 for
+//!   `(host, port)` addresses; IPv6 is for Rust clients.
+//! * A proxy to *another* manager stored here is kept as an opaque value;
+//!   the server never connects to other managers.
+//!
+//! ```
+//! use mpmanager_server::{Server, ServerConfig};
+//!
+//! let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), b"secret".to_vec());
+//! config.objects.push("board=Namespace".parse().unwrap());
+//! let server = Server::bind(config).unwrap().spawn().unwrap();
+//! println!("Python: SyncManager(address={}, authkey=b'secret')", server.python_address());
+//! server.shutdown();
+//! server.join().unwrap();
+//! ```
+#![warn(missing_docs)]
+
+mod config;
+mod conn;
+mod error;
+mod server;
+
+pub use config::{
+    ServerConfig, SharedKind, SharedObject, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_FRAME, DEFAULT_THREAD_STACK,
+};
+pub use error::ServerError;
+pub use server::{BackgroundServer, Server, ServerHandle};
+
+pub use mpmanager_connection::Address;
+pub use mpmanager_objects::Registry;
