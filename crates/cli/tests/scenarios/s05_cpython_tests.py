@@ -4,6 +4,7 @@
 # results instead of asserting, plus the error transport of PROTOCOL §7.1
 # and number_of_objects bookkeeping.
 import multiprocessing
+import sys
 
 
 # --- TestSyncManagerTypes workers (run in child processes) ---------------
@@ -160,6 +161,13 @@ def test_dict_proxy_nested(self):
 
 
 def test_nested_queue(self):
+    if sys.version_info < (3, 9):
+        # CPython 3.8's *server* cannot unpickle an AutoProxy inside a
+        # request (AutoProxy() got an unexpected keyword argument
+        # 'manager_owned', PROTOCOL.md 4.1), so the reference fails there;
+        # mpmanager need not copy that bug: skipped for 3.8 in both runs.
+        print('skipped on 3.8 (CPython 3.8 server bug)')
+        return
     a = self.list()  # Test queue inside list
     a.append(self.Queue())
     a[0].put(123)
