@@ -287,8 +287,11 @@ fn check_against_mpmanager(sc: &Scenario) {
 /// vs `AttributeError: 'Namespace' object has no attribute 'x'` (3.11+)),
 /// one Rust server cannot follow every version, so a line is also accepted
 /// if it is the line at the same position in another version's reference
-/// output (only when the line counts agree). Such lines are returned as
-/// notes. Otherwise `Err` with a diff against `reference`.
+/// output. Positions are counted within `== section` blocks (the n-th line
+/// after the k-th occurrence of a header), so that a version printing more
+/// lines elsewhere does not shift them; a section whose line count differs
+/// from the reference's is compared strictly. Accepted lines are returned
+/// as notes. Otherwise `Err` with a diff against `reference`.
 fn compare(
     reference: &str,
     out: &str,
@@ -297,29 +300,59 @@ fn compare(
     if out == reference {
         return Ok(Vec::new());
     }
-    let out_lines: Vec<&str> = out.lines().collect();
-    let ref_lines: Vec<&str> = reference.lines().collect();
     let strict = || Err(line_diff(reference, out));
-    if out_lines.len() != ref_lines.len() || out.ends_with('\n') != reference.ends_with('\n') {
+    if out.ends_with('\n') != reference.ends_with('\n') {
         return strict();
     }
-    let others: Vec<(&str, Vec<&str>)> = all
+    let out_s = sections(out);
+    let ref_s = sections(reference);
+    if out_s.len() != ref_s.len() || out_s.iter().zip(&ref_s).any(|(o, r)| o.0 != r.0 || o.1.len() != r.1.len()) {
+        return strict();
+    }
+    let others: Vec<(&str, Vec<Section>)> = all
         .iter()
-        .filter_map(|(label, r)| r.as_ref().ok().map(|r| (label.as_str(), r.lines().collect::<Vec<_>>())))
-        .filter(|(_, lines)| lines.len() == out_lines.len())
+        .filter_map(|(label, r)| r.as_ref().ok().map(|r| (label.as_str(), sections(r))))
         .collect();
     let mut notes = Vec::new();
-    for (i, (o, r)) in out_lines.iter().zip(&ref_lines).enumerate() {
-        if o == r {
-            continue;
+    for ((key, o_lines), (_, r_lines)) in out_s.iter().zip(&ref_s) {
+        for (i, (o, r)) in o_lines.iter().zip(r_lines).enumerate() {
+            if o == r {
+                continue;
+            }
+            let like: Vec<&str> = others
+                .iter()
+                .filter(|(_, secs)| {
+                    secs.iter().any(|(k, lines)| k == key && lines.len() == o_lines.len() && lines[i] == *o)
+                })
+                .map(|(label, _)| *label)
+                .collect();
+            if like.is_empty() {
+                return strict();
+            }
+            notes.push(format!(
+                "in {:?}: {o:?} (as CPython {}'s server; this version prints {r:?})",
+                key.0,
+                like.join("/")
+            ));
         }
-        let like: Vec<&str> = others.iter().filter(|(_, lines)| lines[i] == *o).map(|(l, _)| *l).collect();
-        if like.is_empty() {
-            return strict();
-        }
-        notes.push(format!("line {}: {o:?} (as CPython {}'s server; this version prints {r:?})", i + 1, like.join("/")));
     }
     Ok(notes)
+}
+
+/// `((header, occurrence), lines)`; lines before the first header go under `""`.
+type Section<'a> = ((&'a str, usize), Vec<&'a str>);
+
+fn sections(text: &str) -> Vec<Section<'_>> {
+    let mut out: Vec<Section<'_>> = vec![(("", 0), Vec::new())];
+    for line in text.lines() {
+        if line.starts_with("== ") {
+            let n = out.iter().filter(|((h, _), _)| *h == line).count();
+            out.push(((line, n), Vec::new()));
+        } else {
+            out.last_mut().unwrap().1.push(line);
+        }
+    }
+    out
 }
 
 /// The reference output of `sc` on `py`, computed once per test binary
@@ -475,12 +508,27 @@ fn normalize_hex(s: &str) -> String {
 // ---------------------------------------------------------------------------
 // `mpmanager serve`.
 
+/// The `mpmanager` binary; `MPMANAGER_SCENARIOS_SERVER` (a command line,
+/// split on whitespace) replaces it, e.g. with `scenarios/fake_serve.py`, a
+/// stand-in made of CPython's server that tests the harness itself.
+fn server_command() -> Command {
+    match std::env::var("MPMANAGER_SCENARIOS_SERVER") {
+        Ok(line) if !line.trim().is_empty() => {
+            let mut words = line.split_whitespace();
+            let mut cmd = Command::new(words.next().unwrap());
+            cmd.args(words);
+            cmd
+        }
+        _ => Command::new(env!("CARGO_BIN_EXE_mpmanager")),
+    }
+}
+
 /// Whether the binary has a working `serve` subcommand (checked once).
 fn serve_available() -> Result<(), String> {
     static AVAILABLE: OnceLock<Result<(), String>> = OnceLock::new();
     AVAILABLE
         .get_or_init(|| {
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpmanager"));
+            let mut cmd = server_command();
             cmd.args(["serve", "--help"]);
             let out = run_with_timeout(cmd, Duration::from_secs(20))?;
             if out.status.success() {
@@ -562,7 +610,7 @@ fn start_server(sc: &Scenario, dir: &TempDir) -> Result<Server, String> {
         Transport::Unix => format!("unix:{}", sock.display()),
         Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
     };
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_mpmanager"));
+    let mut cmd = server_command();
     cmd.arg("serve")
         .arg("--address")
         .arg(&spec)
@@ -847,14 +895,20 @@ fn harness_helpers() {
     assert_eq!(parse_tcp_address("Serving on ('127.0.0.1', 50011) key=…"), Some(("127.0.0.1".into(), 50011)));
     assert_eq!(parse_tcp_address("serving on 127.0.0.1:0"), None);
     let all = vec![
-        ("3.10".to_string(), Ok("a\nAttributeError: x\nc\n".to_string())),
-        ("3.11".to_string(), Ok("a\nAttributeError: 'N' has no x\nc\n".to_string())),
+        ("3.8".to_string(), Ok("== s\nskipped\n== t\na\nAttributeError: x\nc\n".to_string())),
+        ("3.10".to_string(), Ok("== s\n1\n2\n== t\na\nAttributeError: x\nc\n".to_string())),
+        ("3.11".to_string(), Ok("== s\n1\n2\n== t\na\nAttributeError: 'N' has no x\nc\n".to_string())),
     ];
-    let r10 = "a\nAttributeError: x\nc\n";
+    let r8 = "== s\nskipped\n== t\na\nAttributeError: x\nc\n";
+    let r10 = "== s\n1\n2\n== t\na\nAttributeError: x\nc\n";
     assert_eq!(compare(r10, r10, &all), Ok(vec![]));
-    assert_eq!(compare(r10, "a\nAttributeError: 'N' has no x\nc\n", &all).map(|n| n.len()), Ok(1));
-    assert!(compare(r10, "a\nAttributeError: y\nc\n", &all).is_err());
-    assert!(compare(r10, "a\nAttributeError: x\n", &all).is_err());
+    let like11 = "== s\n1\n2\n== t\na\nAttributeError: 'N' has no x\nc\n";
+    assert_eq!(compare(r10, like11, &all).map(|n| n.len()), Ok(1));
+    let like11_on_38 = "== s\nskipped\n== t\na\nAttributeError: 'N' has no x\nc\n";
+    assert_eq!(compare(r8, like11_on_38, &all).map(|n| n.len()), Ok(1));
+    assert!(compare(r10, "== s\n1\n2\n== t\na\nAttributeError: y\nc\n", &all).is_err());
+    assert!(compare(r10, "== s\n1\n2\n== t\na\nAttributeError: x\n", &all).is_err());
+    assert!(compare(r10, "== s\n1\n3\n== t\na\nAttributeError: x\nc\n", &all).is_err());
     let d = line_diff("== a\nx\ny\nz", "== a\nx\nY\nz");
     assert!(d.contains("- ") && d.contains("+ ") && d.contains("== a"), "{d}");
 }
