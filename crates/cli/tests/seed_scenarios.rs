@@ -220,7 +220,11 @@ fn check_reference(sc: &Scenario) {
     let mut failures = Vec::new();
     for py in &pys {
         match reference_output(sc, py) {
-            Err(e) => failures.push(format!("[{} {}] reference run failed: {e}", sc.name, py.label())),
+            Err(e) => failures.push(format!(
+                "[{} {}] reference run failed: {e}",
+                sc.name,
+                py.label()
+            )),
             Ok(out) => {
                 for fragment in sc.expect {
                     if !out.contains(fragment) {
@@ -251,8 +255,10 @@ fn check_against_mpmanager(sc: &Scenario) {
     }
     let pys = pythons();
     assert!(!pys.is_empty(), "no CPython 3.8+ found");
-    let references: Vec<(String, Result<String, String>)> =
-        pys.iter().map(|py| (py.label(), reference_output(sc, py))).collect();
+    let references: Vec<(String, Result<String, String>)> = pys
+        .iter()
+        .map(|py| (py.label(), reference_output(sc, py)))
+        .collect();
     let mut failures = Vec::new();
     for (py, (label, reference)) in pys.iter().zip(&references) {
         let reference = match reference {
@@ -306,7 +312,12 @@ fn compare(
     }
     let out_s = sections(out);
     let ref_s = sections(reference);
-    if out_s.len() != ref_s.len() || out_s.iter().zip(&ref_s).any(|(o, r)| o.0 != r.0 || o.1.len() != r.1.len()) {
+    if out_s.len() != ref_s.len()
+        || out_s
+            .iter()
+            .zip(&ref_s)
+            .any(|(o, r)| o.0 != r.0 || o.1.len() != r.1.len())
+    {
         return strict();
     }
     let others: Vec<(&str, Vec<Section>)> = all
@@ -322,7 +333,9 @@ fn compare(
             let like: Vec<&str> = others
                 .iter()
                 .filter(|(_, secs)| {
-                    secs.iter().any(|(k, lines)| k == key && lines.len() == o_lines.len() && lines[i] == *o)
+                    secs.iter().any(|(k, lines)| {
+                        k == key && lines.len() == o_lines.len() && lines[i] == *o
+                    })
                 })
                 .map(|(label, _)| *label)
                 .collect();
@@ -391,7 +404,10 @@ fn mpmanager_output(sc: &Scenario, py: &Python) -> Result<String, String> {
     let log = log.lock().unwrap().join("\n");
     match result {
         Ok(out) => Ok(out),
-        Err(e) => Err(format!("{e}\n--- mpmanager serve ({status}) said:\n{}", indent(&log))),
+        Err(e) => Err(format!(
+            "{e}\n--- mpmanager serve ({status}) said:\n{}",
+            indent(&log)
+        )),
     }
 }
 
@@ -405,7 +421,10 @@ fn dump(sc: &Scenario, py: &Python, kind: &str, out: &Result<String, String>) {
             Ok(s) => s.clone(),
             Err(e) => format!("FAILED: {e}\n"),
         };
-        let _ = std::fs::write(dir.join(format!("{}.{}.{kind}.txt", sc.name, py.label())), text);
+        let _ = std::fs::write(
+            dir.join(format!("{}.{}.{kind}.txt", sc.name, py.label())),
+            text,
+        );
     }
 }
 
@@ -441,7 +460,8 @@ fn run_scenario(
     key: &str,
 ) -> Result<String, String> {
     let path = dir.path().join(format!("{}.py", sc.name));
-    std::fs::write(&path, script(sc)).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    std::fs::write(&path, script(sc))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let mut cmd = Command::new(&py.path);
     cmd.arg(&path)
         .args([kind, address, key])
@@ -620,12 +640,20 @@ fn start_server(sc: &Scenario, dir: &TempDir) -> Result<Server, String> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start mpmanager serve: {e}"))?;
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start mpmanager serve: {e}"))?;
     let log = Arc::new(Mutex::new(Vec::new()));
     let (tx, rx) = mpsc::channel::<String>();
     for stream in [
-        child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
-        child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
     ]
     .into_iter()
     .flatten()
@@ -641,7 +669,12 @@ fn start_server(sc: &Scenario, dir: &TempDir) -> Result<Server, String> {
         });
     }
     drop(tx);
-    let mut server = Server { child: Some(child), address: String::new(), key, log };
+    let mut server = Server {
+        child: Some(child),
+        address: String::new(),
+        key,
+        log,
+    };
     let deadline = Instant::now() + SERVER_START_TIMEOUT;
     loop {
         if sc.transport == Transport::Unix && sock.exists() {
@@ -663,14 +696,24 @@ fn start_server(sc: &Scenario, dir: &TempDir) -> Result<Server, String> {
                             server.address = format!("tcp:{host}:{port}");
                             break;
                         }
-                        None => return Err(format!("cannot find a TCP address in the server's line {line:?}")),
+                        None => {
+                            return Err(format!(
+                                "cannot find a TCP address in the server's line {line:?}"
+                            ))
+                        }
                     },
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => std::thread::sleep(Duration::from_millis(20)),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {
+                std::thread::sleep(Duration::from_millis(20))
+            }
         }
-        if let Some(status) = server.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+        if let Some(status) = server
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
             std::thread::sleep(Duration::from_millis(100)); // let the readers drain
             return Err(format!(
                 "`mpmanager serve --address {spec} {}` exited with {status} before serving:\n{}",
@@ -705,7 +748,11 @@ fn parse_tcp_address(line: &str) -> Option<(String, u16)> {
             }
             let host = &line[i..j];
             let parts: Vec<&str> = host.split('.').collect();
-            if parts.len() == 4 && parts.iter().all(|p| !p.is_empty() && p.parse::<u8>().is_ok()) {
+            if parts.len() == 4
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.parse::<u8>().is_ok())
+            {
                 let mut k = j;
                 while k < b.len() && matches!(b[k], b':' | b'\'' | b'"' | b',' | b' ') {
                     k += 1;
@@ -764,8 +811,13 @@ fn kill_group(pgid: u32) {
 /// process it left behind in its group (a CPython manager server, a child)
 /// is killed too.
 fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput, String> {
-    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).process_group(0);
-    let mut child = cmd.spawn().map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
     let pgid = child.id();
     let collect = |stream: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = mpsc::channel();
@@ -778,8 +830,18 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput, St
         }
         rx
     };
-    let out_rx = collect(child.stdout.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
-    let err_rx = collect(child.stderr.take().map(|s| Box::new(s) as Box<dyn Read + Send>));
+    let out_rx = collect(
+        child
+            .stdout
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
+    let err_rx = collect(
+        child
+            .stderr
+            .take()
+            .map(|s| Box::new(s) as Box<dyn Read + Send>),
+    );
     let status = wait_timeout(&mut child, timeout);
     // Whatever is still in the group (left-over servers, children) goes too;
     // this also closes the pipes they may hold.
@@ -789,8 +851,12 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput, St
         None => {
             let _ = child.kill();
             let _ = wait_timeout(&mut child, Duration::from_secs(10));
-            let partial = out_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
-            let err = err_rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+            let partial = out_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
+            let err = err_rx
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_default();
             return Err(format!(
                 "timed out after {timeout:?} (killed)\n--- stdout so far:\n{}\n--- stderr so far:\n{}",
                 indent(&String::from_utf8_lossy(&partial)),
@@ -798,9 +864,17 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput, St
             ));
         }
     };
-    let stdout = out_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-    let stderr = err_rx.recv_timeout(Duration::from_secs(10)).unwrap_or_default();
-    Ok(RunOutput { status, stdout, stderr })
+    let stdout = out_rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    let stderr = err_rx
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_default();
+    Ok(RunOutput {
+        status,
+        stdout,
+        stderr,
+    })
 }
 
 // ---------------------------------------------------------------------------
@@ -821,7 +895,8 @@ impl TempDir {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         ));
-        std::fs::create_dir_all(&path).map_err(|e| format!("cannot create {}: {e}", path.display()))?;
+        std::fs::create_dir_all(&path)
+            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
         Ok(TempDir(path))
     }
 
@@ -837,7 +912,10 @@ impl Drop for TempDir {
 }
 
 fn indent(s: &str) -> String {
-    s.lines().map(|l| format!("    {l}")).collect::<Vec<_>>().join("\n")
+    s.lines()
+        .map(|l| format!("    {l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// A line diff (longest common subsequence), at most 60 changed lines shown.
@@ -848,7 +926,11 @@ fn line_diff(a: &str, b: &str) -> String {
     let mut lcs = vec![vec![0u32; m + 1]; n + 1];
     for i in (0..n).rev() {
         for j in (0..m).rev() {
-            lcs[i][j] = if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
+            lcs[i][j] = if a[i] == b[j] {
+                lcs[i + 1][j + 1] + 1
+            } else {
+                lcs[i + 1][j].max(lcs[i][j + 1])
+            };
         }
     }
     let mut out = Vec::new();
@@ -890,14 +972,32 @@ fn harness_helpers() {
         "<ListProxy object, typeid 'list' at 0x…>] 0x 0xg"
     );
     assert_eq!(normalize_hex("x0x1"), "x0x…");
-    assert_eq!(parse_tcp_address("mpmanager: serving on 127.0.0.1:45123"), Some(("127.0.0.1".into(), 45123)));
-    assert_eq!(parse_tcp_address("serving on tcp:127.0.0.1:9"), Some(("127.0.0.1".into(), 9)));
-    assert_eq!(parse_tcp_address("Serving on ('127.0.0.1', 50011) key=…"), Some(("127.0.0.1".into(), 50011)));
+    assert_eq!(
+        parse_tcp_address("mpmanager: serving on 127.0.0.1:45123"),
+        Some(("127.0.0.1".into(), 45123))
+    );
+    assert_eq!(
+        parse_tcp_address("serving on tcp:127.0.0.1:9"),
+        Some(("127.0.0.1".into(), 9))
+    );
+    assert_eq!(
+        parse_tcp_address("Serving on ('127.0.0.1', 50011) key=…"),
+        Some(("127.0.0.1".into(), 50011))
+    );
     assert_eq!(parse_tcp_address("serving on 127.0.0.1:0"), None);
     let all = vec![
-        ("3.8".to_string(), Ok("== s\nskipped\n== t\na\nAttributeError: x\nc\n".to_string())),
-        ("3.10".to_string(), Ok("== s\n1\n2\n== t\na\nAttributeError: x\nc\n".to_string())),
-        ("3.11".to_string(), Ok("== s\n1\n2\n== t\na\nAttributeError: 'N' has no x\nc\n".to_string())),
+        (
+            "3.8".to_string(),
+            Ok("== s\nskipped\n== t\na\nAttributeError: x\nc\n".to_string()),
+        ),
+        (
+            "3.10".to_string(),
+            Ok("== s\n1\n2\n== t\na\nAttributeError: x\nc\n".to_string()),
+        ),
+        (
+            "3.11".to_string(),
+            Ok("== s\n1\n2\n== t\na\nAttributeError: 'N' has no x\nc\n".to_string()),
+        ),
     ];
     let r8 = "== s\nskipped\n== t\na\nAttributeError: x\nc\n";
     let r10 = "== s\n1\n2\n== t\na\nAttributeError: x\nc\n";
@@ -910,5 +1010,8 @@ fn harness_helpers() {
     assert!(compare(r10, "== s\n1\n2\n== t\na\nAttributeError: x\n", &all).is_err());
     assert!(compare(r10, "== s\n1\n3\n== t\na\nAttributeError: x\nc\n", &all).is_err());
     let d = line_diff("== a\nx\ny\nz", "== a\nx\nY\nz");
-    assert!(d.contains("- ") && d.contains("+ ") && d.contains("== a"), "{d}");
+    assert!(
+        d.contains("- ") && d.contains("+ ") && d.contains("== a"),
+        "{d}"
+    );
 }

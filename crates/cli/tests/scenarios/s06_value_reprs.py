@@ -150,13 +150,14 @@ def main(m):
     l = m.list()
     attempt('l.append(Point(3, 4))', l.append, Point(3, 4))
     print(str(l))
-    p = l[0]
-    print(type(p).__name__, p.x, p.y)
+    attempt('l[0].x, l[0].y', lambda: (l[0].x, l[0].y))
+    attempt('type(l[0]).__name__', lambda: type(l[0]).__name__)
     attempt('l.append(Money(250))', l.append, Money(250))
-    print(l[1], l[1] == Money(250), l.count(Money(250)) in (0, 1))
+    attempt('l[-1]', lambda: l[-1])
+    attempt('l[-1] == Money(250)', lambda: l[-1] == Money(250))
     ns = m.Namespace()
     attempt('ns.p = Point(5, 6)', setattr, ns, 'p', Point(5, 6))
-    print(ns.p.x, ns.p.y)
+    attempt('ns.p.x, ns.p.y', lambda: (ns.p.x, ns.p.y))
 
     section('lists that contain themselves')
     c = m.list([1])
