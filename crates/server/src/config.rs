@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use mpmanager_connection::Address;
 use mpmanager_objects::types::{
-    self, ArrayObject, DictObject, ListObject, NamespaceObject, SetObject, ValueObject,
+    ArrayObject, DictObject, ListObject, NamespaceObject, SetObject, ValueObject,
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
@@ -341,16 +341,17 @@ impl SharedObject {
             reason: e.to_string(),
         })?;
         let spec = TypeSpec::shared(&self.name, object);
-        let spec = match &self.kind {
-            SharedKind::List => spec.exposed(types::LIST_EXPOSED),
-            SharedKind::Dict => spec
-                .exposed(types::DICT_EXPOSED)
-                .method_to_typeid("__iter__", "Iterator"),
-            SharedKind::Set => spec.exposed(types::SET_EXPOSED),
-            SharedKind::Namespace => spec.exposed(types::NAMESPACE_EXPOSED),
-            SharedKind::Value { .. } => spec.exposed(types::VALUE_EXPOSED),
-            SharedKind::Array { .. } => spec.exposed(types::ARRAY_EXPOSED),
+        let typeid = match &self.kind {
+            SharedKind::List => "list",
+            SharedKind::Dict => "dict",
+            SharedKind::Set => "set",
+            SharedKind::Namespace => "Namespace",
+            SharedKind::Value { .. } => "Value",
+            SharedKind::Array { .. } => "Array",
         };
+        let table =
+            mpmanager_protocol::registry::lookup(typeid).expect("a SyncManager built-in typeid");
+        let spec = spec.builtin(table);
         registry.register(spec);
         Ok(())
     }
