@@ -39,7 +39,7 @@ use num_traits::Num;
 use rustc_hash::FxHashMap;
 
 use crate::exc::PyErr;
-use crate::value::{Construct, Dict, Key, Object, PyStr, Set, Slice, Value};
+use crate::value::{Construct, Dict, Key, Object, PyStr, Set, Slice, Tuple, Value};
 
 /// Limits applied while decoding.
 ///
@@ -1171,10 +1171,12 @@ impl<'a> Decoder<'a> {
     }
 
     fn make_tuple(&mut self, from: usize) -> Result<()> {
-        let (items, maxd) = self.drain_values(from);
+        let maxd = self.max_depth_from(from);
         let d = self.nest(maxd)?;
-        self.count(items.len())?;
-        self.push(Value::tuple(items), d)
+        self.count(self.stack.len() - from)?;
+        // One allocation, filled straight from the stack.
+        let t = Tuple::from_exact_iter(self.stack.drain(from..).map(|e| e.v));
+        self.push(Value::Tuple(t), d)
     }
 
     /// APPEND/APPENDS: stack[from..] go into stack[target].
