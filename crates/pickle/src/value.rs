@@ -238,6 +238,26 @@ impl PyStr {
         Some(PyStr::with_flag(surrogates as u8, bytes))
     }
 
+    /// Like [`PyStr::from_wtf8`] for the first `n` bytes of `chunk`, where
+    /// `n <= INLINE_MAX` (the rest of `chunk` is ignored): short ASCII text
+    /// is checked and stored a whole word at a time.
+    #[inline]
+    pub(crate) fn from_wtf8_chunk(chunk: &[u8; 16], n: usize) -> Option<PyStr> {
+        debug_assert!(n <= INLINE_CAP);
+        if INLINE_AT == 0 && TAG == 15 {
+            // `n <= 15`: the shift is in range, and byte 15 ends up zero.
+            let w = u128::from_le_bytes(*chunk) & ((1u128 << (8 * n)) - 1);
+            if w & u128::from_ne_bytes([0x80; 16]) == 0 {
+                let mut inline = w.to_le_bytes();
+                inline[TAG] = TAG_INLINE | n as u8;
+                return Some(PyStr {
+                    repr: StrRepr { inline },
+                });
+            }
+        }
+        PyStr::from_wtf8(&chunk[..n])
+    }
+
     /// Builds a `str` from Unicode code points (surrogates allowed). Returns
     /// `None` for a value above U+10FFFF.
     pub fn from_code_points(cps: impl IntoIterator<Item = u32>) -> Option<PyStr> {
