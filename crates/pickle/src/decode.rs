@@ -390,8 +390,10 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
         marks: Vec::new(),
         memo: Vec::new(),
     });
-    // Every memo entry costs at least two bytes of input.
-    bufs.memo.reserve((data.len() / 8).clamp(8, 1024));
+    // Every memo entry costs at least two bytes of input; most values
+    // take more. Reserving up front saves copying a large memo as it grows
+    // (at most 64 Ki entries, 2 MiB, are reserved).
+    bufs.memo.reserve((data.len() / 8).clamp(8, 1 << 16));
     let mut d = Decoder {
         data,
         pos: 0,
