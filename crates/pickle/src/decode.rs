@@ -31,6 +31,7 @@
 //! still guard their own recursion (cycles are possible anyway).
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ use num_traits::Num;
 use rustc_hash::FxHashMap;
 
 use crate::exc::PyErr;
-use crate::value::{Construct, Dict, Key, Object, PyStr, Set, Slice, Value};
+use crate::value::{Construct, Dict, Key, Object, PyStr, Set, Slice, Tuple, Value};
 
 /// Limits applied while decoding.
 ///
@@ -384,15 +385,23 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
             None,
         ));
     }
+    let mut bufs = BUFFERS.with(Cell::take).unwrap_or_else(|| Buffers {
+        stack: Vec::with_capacity(16),
+        marks: Vec::new(),
+        memo: Vec::new(),
+    });
+    // Every memo entry costs at least two bytes of input; most values
+    // take more. Reserving up front saves copying a large memo as it grows
+    // (at most 64 Ki entries, 2 MiB, are reserved).
+    bufs.memo.reserve((data.len() / 8).clamp(8, 1 << 16));
     let mut d = Decoder {
         data,
         pos: 0,
         op_pos: 0,
         op: 0,
-        stack: Vec::with_capacity(16),
-        marks: Vec::new(),
-        // Every memo entry costs at least two bytes of input.
-        memo: Vec::with_capacity((data.len() / 8).clamp(8, 1024)),
+        stack: bufs.stack,
+        marks: bufs.marks,
+        memo: bufs.memo,
         sparse: FxHashMap::default(),
         memo_count: 0,
         items: 0,
@@ -400,7 +409,36 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
         empty_tuple: None,
         opts,
     };
-    d.run()
+    let result = d.run();
+    let mut bufs = Buffers {
+        stack: std::mem::take(&mut d.stack),
+        marks: std::mem::take(&mut d.marks),
+        memo: std::mem::take(&mut d.memo),
+    };
+    drop(d);
+    bufs.stack.clear();
+    bufs.marks.clear();
+    bufs.memo.clear();
+    if bufs.stack.capacity() <= KEEP_STACK && bufs.memo.capacity() <= KEEP_MEMO {
+        BUFFERS.with(|b| b.set(Some(bufs)));
+    }
+    result
+}
+
+/// The decoder's vectors, kept per thread between decodes so that decoding
+/// a small message allocates nothing but its values.
+struct Buffers {
+    stack: Vec<Entry>,
+    marks: Vec<usize>,
+    memo: Vec<Option<MemoSlot>>,
+}
+
+/// Largest vectors kept for the next decode (entries).
+const KEEP_STACK: usize = 1024;
+const KEEP_MEMO: usize = 4096;
+
+thread_local! {
+    static BUFFERS: Cell<Option<Buffers>> = const { Cell::new(None) };
 }
 
 type Result<T, E = DecodeError> = std::result::Result<T, E>;
@@ -745,6 +783,19 @@ impl<'a> Decoder<'a> {
                 // -- strings and bytes (hot paths first) --
                 0x8c => {
                     let n = self.u8()? as usize;
+                    // Short strs (most of them): read a whole 16-byte chunk
+                    // when the input has one.
+                    if n <= PyStr::INLINE_MAX {
+                        if let Some(chunk) = data.get(self.pos..self.pos + 16) {
+                            let chunk: &[u8; 16] = chunk.try_into().expect("16 bytes");
+                            self.pos += n;
+                            match PyStr::from_wtf8_chunk(chunk, n) {
+                                Some(s) => self.push0(Value::Str(s))?,
+                                None => return Err(self.err(K::InvalidUtf8)),
+                            }
+                            continue;
+                        }
+                    }
                     let b = self.take(n)?;
                     self.push_str(b)?;
                 }
@@ -800,6 +851,25 @@ impl<'a> Decoder<'a> {
 
                 // -- memo --
                 0x94 => {
+                    // Fast path: MEMOIZE appends to a dense memo.
+                    let i = self.memo_count;
+                    let n = self.stack.len();
+                    if i == self.memo.len()
+                        && i < self.opts.max_memo
+                        && i < NO_MEMO as usize
+                        && n > self.fence()
+                        && self.sparse.is_empty()
+                    {
+                        let e = &mut self.stack[n - 1];
+                        e.memo = i as u32;
+                        let slot = MemoSlot {
+                            v: e.v.clone(),
+                            d: e.d,
+                        };
+                        self.memo.push(Some(slot));
+                        self.memo_count = i + 1;
+                        continue;
+                    }
                     let key = self.memo_count as u64;
                     self.memo_put(key)?;
                 }
@@ -1174,10 +1244,12 @@ impl<'a> Decoder<'a> {
     }
 
     fn make_tuple(&mut self, from: usize) -> Result<()> {
-        let (items, maxd) = self.drain_values(from);
+        let maxd = self.max_depth_from(from);
         let d = self.nest(maxd)?;
-        self.count(items.len())?;
-        self.push(Value::tuple(items), d)
+        self.count(self.stack.len() - from)?;
+        // One allocation, filled straight from the stack.
+        let t = Tuple::from_exact_iter(self.stack.drain(from..).map(|e| e.v));
+        self.push(Value::Tuple(t), d)
     }
 
     /// APPEND/APPENDS: stack[from..] go into stack[target].

@@ -4,7 +4,10 @@
 //! pure-Python unpickler) on every CPython 3.8+ and is, for values without
 //! shared `str`s, byte-for-byte what CPython's `pickle.dumps` writes at
 //! protocols 3–5 (at protocol 2 CPython writes the Python 2 module name
-//! `__builtin__` where this encoder writes `builtins`).
+//! `__builtin__` where this encoder writes `builtins`). Equal short strs
+//! (stored inline, without an address: see [`PyStr`](crate::PyStr)) count
+//! as shared: the second is written as a `BINGET`, as CPython does for
+//! interned strs.
 //!
 //! * Opcodes are those CPython chooses: `BININT1`/`BININT2`/`BININT` for
 //!   small ints, minimal two's-complement `LONG1`/`LONG4` for big ones,
@@ -270,6 +273,7 @@ pub fn encode_into(v: &Value, out: &mut Vec<u8>, opts: &EncodeOptions) -> Result
         memo: FxHashMap::default(),
         keep: Vec::new(),
         str_memo: FxHashMap::default(),
+        inline_str_memo: FxHashMap::default(),
         globals: FxHashMap::default(),
         modules: FxHashMap::default(),
         latin1: None,
@@ -340,6 +344,8 @@ struct Encoder<'o> {
     keep: Vec<Value>,
     /// `str` identity → (memo slot, fingerprint of the text).
     str_memo: FxHashMap<usize, (u32, u64)>,
+    /// Inline (short) `str` text → memo slot.
+    inline_str_memo: FxHashMap<u128, u32>,
     /// Globals by value (`Value::is` compares them by name).
     globals: FxHashMap<Arc<Global>, u32>,
     /// Module-name strings of globals, by value (CPython's are interned, so
@@ -503,6 +509,23 @@ impl Encoder<'_> {
                 // (another thread mutating a container already written) and
                 // its address reused, a different text is not mistaken for
                 // it, and an equal text may harmlessly share its memo slot.
+                //
+                // A short str is stored inline and has no address: equal
+                // texts are the same object (see `PyStr::ptr_eq`), so they
+                // share one memo slot, found by the text itself.
+                if let Some(key) = s.inline_key() {
+                    match self.inline_str_memo.get(&key) {
+                        Some(&idx) => self.get(idx),
+                        None => {
+                            self.write_str(s.as_wtf8())?;
+                            let idx = self.memoize(None);
+                            if idx != u32::MAX {
+                                self.inline_str_memo.insert(key, idx);
+                            }
+                        }
+                    }
+                    return Ok(());
+                }
                 let b = s.as_wtf8();
                 let id = v.identity().unwrap_or(0);
                 let fp = fingerprint(b);
@@ -1438,6 +1461,26 @@ mod tests {
         let out = enc(&v, 2);
         assert_eq!(out.windows(6).filter(|w| w == b"latin1").count(), 1);
         assert!(out.windows(2).any(|w| w == b"\xc3\xbf")); // U+00FF in UTF-8
+    }
+
+    #[test]
+    fn str_sharing_short_by_text_long_by_identity() {
+        // Whether the two items of a 2-tuple come back as one object.
+        let shared = |a: Value, b: Value| {
+            let bytes = encode(&Value::tuple(vec![a, b])).unwrap();
+            let back = crate::decode(&bytes).unwrap();
+            let Value::Tuple(t) = &back else { panic!() };
+            t[0].is(&t[1])
+        };
+        // A shared long str is written once and decodes shared.
+        let long = Value::str("a str too long to be inline");
+        assert!(shared(long.clone(), long));
+        // Equal long strs that are distinct objects are written twice.
+        let text = "another long string";
+        assert!(!shared(Value::str(text), Value::str(text)));
+        // Equal short strs have no identity: they share a slot.
+        assert!(shared(Value::str("short"), Value::str("short")));
+        assert!(!shared(Value::str("one"), Value::str("two")));
     }
 
     #[test]

@@ -46,7 +46,8 @@ pub use repr::repr;
 pub use serde_bridge::{from_value, to_value, SerdeError};
 
 pub use value::{
-    shared, Construct, Dict, Global, Key, List, Object, PyStr, Set, Shared, Slice, Tuple, Value,
+    shared, Construct, Dict, Global, Key, List, Object, PyStr, Set, Shared, Slice, Tuple,
+    TupleItems, Value,
 };
 
 /// The README's Rust quick start, compiled and run as a doctest.

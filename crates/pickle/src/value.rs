@@ -84,21 +84,112 @@ pub enum Value {
 /// (U+D800–U+DFFF) are encoded as three bytes, which is exactly what pickle
 /// writes with its `surrogatepass` error handler. Byte order equals Python's
 /// code point order, so comparisons work on the bytes.
-#[derive(Clone)]
+///
+/// Short texts (up to [`PyStr::INLINE_MAX`] bytes: most method names, idents
+/// and keys) are stored inline, without an allocation; longer ones share one
+/// reference-counted allocation between clones. An inline `str` has no
+/// address, so it has no identity either: [`PyStr::ptr_eq`] (and so
+/// [`Value::is`]) compares inline strs by content, as if every short str
+/// were interned, and [`Value::identity`] is `None` for them.
 pub struct PyStr {
-    // The first byte is 1 if the text contains surrogates, 0 otherwise; the
-    // rest is the generalized UTF-8 text.
-    data: Arc<[u8]>,
+    repr: StrRepr,
 }
 
+/// The two forms of a [`PyStr`], told apart by the tag byte
+/// ([`TAG`]), which is the most significant byte of `heap.len`: a heap
+/// length never has its top bit set, an inline tag always does.
+#[repr(C)]
+union StrRepr {
+    /// Inline: the text at [`INLINE_AT`]`..`, zero padded; the tag byte is
+    /// `INLINE | surrogates flag | length`.
+    inline: [u8; 16],
+    heap: HeapStr,
+}
+
+/// A heap `str`: the raw parts of an `Arc<[u8]>` whose first byte is 1 if
+/// the text contains surrogates and 0 otherwise, followed by the text.
+#[derive(Clone, Copy)]
+#[repr(C)]
+struct HeapStr {
+    ptr: *const u8,
+    len: usize,
+}
+
+/// Byte offset of the tag: the most significant byte of `HeapStr::len`.
+const TAG: usize = std::mem::offset_of!(HeapStr, len)
+    + if cfg!(target_endian = "little") {
+        std::mem::size_of::<usize>() - 1
+    } else {
+        0
+    };
+/// Where inline text starts, and how much fits: the longer run of bytes on
+/// either side of the tag (bytes 0..15 on 64-bit little-endian targets).
+const INLINE_AT: usize = inline_region().0;
+const INLINE_CAP: usize = inline_region().1;
+/// (start, length) of the inline text region.
+const fn inline_region() -> (usize, usize) {
+    let (before, after) = (TAG, 16 - TAG - 1);
+    if before >= after {
+        (0, before)
+    } else {
+        (TAG + 1, after)
+    }
+}
+const TAG_INLINE: u8 = 0x80;
+const TAG_SURROGATES: u8 = 0x40;
+const TAG_LEN: u8 = 0x1F;
+const _: () = assert!(INLINE_CAP <= TAG_LEN as usize && std::mem::size_of::<StrRepr>() == 16);
+
+// SAFETY: a PyStr is either plain bytes or an `Arc<[u8]>`, which is Send
+// and Sync.
+unsafe impl Send for PyStr {}
+// SAFETY: as above.
+unsafe impl Sync for PyStr {}
+
 impl PyStr {
+    /// The longest text (in generalized UTF-8 bytes) stored without an
+    /// allocation.
+    pub const INLINE_MAX: usize = INLINE_CAP;
+
     /// A `str` holding `s`.
     pub fn new(s: &str) -> PyStr {
         PyStr::with_flag(0, s.as_bytes())
     }
 
-    /// One allocation: the flag byte, then `bytes`.
+    #[inline]
+    fn tag(&self) -> u8 {
+        // SAFETY: every byte of the union is initialized in both forms: the
+        // inline form writes all 16 bytes, and the tag is a byte of
+        // `heap.len` in the heap form.
+        unsafe { self.repr.inline[TAG] }
+    }
+
+    #[inline]
+    fn is_inline(&self) -> bool {
+        self.tag() & TAG_INLINE != 0
+    }
+
+    /// The `Arc<[u8]>` slice pointer of a heap str.
+    #[inline]
+    fn heap_slice(&self) -> *const [u8] {
+        // SAFETY: only called on the heap form.
+        let h = unsafe { self.repr.heap };
+        std::ptr::slice_from_raw_parts(h.ptr, h.len)
+    }
+
+    /// Inline if short enough, else one allocation: the flag byte, then
+    /// `bytes`.
+    #[inline]
     fn with_flag(flag: u8, bytes: &[u8]) -> PyStr {
+        if bytes.len() <= INLINE_CAP {
+            let mut inline = [0u8; 16];
+            inline[INLINE_AT..INLINE_AT + bytes.len()].copy_from_slice(bytes);
+            inline[TAG] =
+                TAG_INLINE | if flag != 0 { TAG_SURROGATES } else { 0 } | bytes.len() as u8;
+            return PyStr {
+                repr: StrRepr { inline },
+            };
+        }
         let mut data = Arc::<[u8]>::new_uninit_slice(bytes.len() + 1);
         let slots = Arc::get_mut(&mut data).expect("new Arc is unique");
         slots[0].write(flag);
@@ -112,14 +203,26 @@ impl PyStr {
             );
         }
         // SAFETY: every byte was written above.
+        PyStr::from_arc(unsafe { data.assume_init() })
+    }
+
+    /// A heap str from its `Arc` (flag byte first), which must be longer
+    /// than `INLINE_CAP + 1` bytes.
+    fn from_arc(data: Arc<[u8]>) -> PyStr {
+        debug_assert!(data.len() > INLINE_CAP + 1);
+        let len = data.len();
+        let ptr = Arc::into_raw(data).cast::<u8>();
         PyStr {
-            data: unsafe { data.assume_init() },
+            repr: StrRepr {
+                heap: HeapStr { ptr, len },
+            },
         }
     }
 
     /// Builds a `str` from generalized UTF-8 (`surrogatepass`) bytes, as
     /// found in pickles. Returns `None` if the bytes are not valid
     /// generalized UTF-8.
+    #[inline]
     pub fn from_wtf8(bytes: &[u8]) -> Option<PyStr> {
         // Most manager traffic (method names, idents, keys) is short ASCII.
         if bytes.is_ascii() {
@@ -135,10 +238,30 @@ impl PyStr {
         Some(PyStr::with_flag(surrogates as u8, bytes))
     }
 
+    /// Like [`PyStr::from_wtf8`] for the first `n` bytes of `chunk`, where
+    /// `n <= INLINE_MAX` (the rest of `chunk` is ignored): short ASCII text
+    /// is checked and stored a whole word at a time.
+    #[inline]
+    pub(crate) fn from_wtf8_chunk(chunk: &[u8; 16], n: usize) -> Option<PyStr> {
+        debug_assert!(n <= INLINE_CAP);
+        if INLINE_AT == 0 && TAG == 15 {
+            // `n <= 15`: the shift is in range, and byte 15 ends up zero.
+            let w = u128::from_le_bytes(*chunk) & ((1u128 << (8 * n)) - 1);
+            if w & u128::from_ne_bytes([0x80; 16]) == 0 {
+                let mut inline = w.to_le_bytes();
+                inline[TAG] = TAG_INLINE | n as u8;
+                return Some(PyStr {
+                    repr: StrRepr { inline },
+                });
+            }
+        }
+        PyStr::from_wtf8(&chunk[..n])
+    }
+
     /// Builds a `str` from Unicode code points (surrogates allowed). Returns
     /// `None` for a value above U+10FFFF.
     pub fn from_code_points(cps: impl IntoIterator<Item = u32>) -> Option<PyStr> {
-        let mut v = vec![0u8];
+        let mut v = Vec::new();
         let mut surrogates = false;
         for cp in cps {
             if (0xD800..=0xDFFF).contains(&cp) {
@@ -152,18 +275,18 @@ impl PyStr {
                 v.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
             }
         }
-        v[0] = surrogates as u8;
-        Some(PyStr { data: v.into() })
+        Some(PyStr::with_flag(surrogates as u8, &v))
     }
 
     /// The text as a Rust `&str`, unless it holds lone surrogates.
+    #[inline]
     pub fn as_str(&self) -> Option<&str> {
-        if self.data[0] == 0 {
-            // SAFETY: the flag byte is 0 only when the rest was checked (or
-            // built) as valid UTF-8.
-            Some(unsafe { std::str::from_utf8_unchecked(&self.data[1..]) })
-        } else {
+        if self.has_surrogates() {
             None
+        } else {
+            // SAFETY: the surrogates flag is clear only when the text was
+            // checked (or built) as valid UTF-8.
+            Some(unsafe { std::str::from_utf8_unchecked(self.as_wtf8()) })
         }
     }
 
@@ -180,13 +303,33 @@ impl PyStr {
     }
 
     /// The generalized UTF-8 bytes (what pickle stores).
+    #[inline]
     pub fn as_wtf8(&self) -> &[u8] {
-        &self.data[1..]
+        let tag = self.tag();
+        if tag & TAG_INLINE != 0 {
+            let n = (tag & TAG_LEN) as usize;
+            // SAFETY: the inline form; `n <= INLINE_CAP`.
+            unsafe { self.repr.inline.get_unchecked(INLINE_AT..INLINE_AT + n) }
+        } else {
+            // SAFETY: the heap form: a live `Arc<[u8]>` of at least one byte
+            // (the flag), which this PyStr keeps alive.
+            unsafe {
+                let h = self.repr.heap;
+                std::slice::from_raw_parts(h.ptr.add(1), h.len - 1)
+            }
+        }
     }
 
     /// True if the text contains lone surrogates.
+    #[inline]
     pub fn has_surrogates(&self) -> bool {
-        self.data[0] != 0
+        let tag = self.tag();
+        if tag & TAG_INLINE != 0 {
+            tag & TAG_SURROGATES != 0
+        } else {
+            // SAFETY: the heap form (see `as_wtf8`); byte 0 is the flag.
+            unsafe { *self.repr.heap.ptr != 0 }
+        }
     }
 
     /// The code points, in order.
@@ -199,22 +342,89 @@ impl PyStr {
 
     /// `len(s)`: the number of code points.
     pub fn char_len(&self) -> usize {
+        let b = self.as_wtf8();
+        if !self.has_surrogates() && b.is_ascii() {
+            return b.len();
+        }
         // Every code point has exactly one byte that is not a continuation byte.
-        self.as_wtf8()
-            .iter()
-            .filter(|&&b| (b & 0xC0) != 0x80)
-            .count()
+        b.iter().filter(|&&b| (b & 0xC0) != 0x80).count()
     }
 
-    /// True if both are the same allocation.
+    /// True if both are the same Python object: for a heap str the same
+    /// allocation; an inline str (at most [`PyStr::INLINE_MAX`] bytes) has
+    /// no address, so two of them are the same object if their texts are
+    /// equal (as if short strs were interned).
+    #[inline]
     pub fn ptr_eq(&self, other: &PyStr) -> bool {
-        Arc::ptr_eq(&self.data, &other.data)
+        match (self.is_inline(), other.is_inline()) {
+            // SAFETY: both inline: all 16 bytes are initialized.
+            (true, true) => unsafe { self.repr.inline == other.repr.inline },
+            // SAFETY: both heap.
+            (false, false) => unsafe { self.repr.heap.ptr == other.repr.heap.ptr },
+            _ => false,
+        }
+    }
+
+    /// The address of a heap str's allocation; `None` for an inline str,
+    /// which has no address.
+    #[inline]
+    pub(crate) fn heap_addr(&self) -> Option<usize> {
+        if self.is_inline() {
+            None
+        } else {
+            // SAFETY: the heap form.
+            Some(unsafe { self.repr.heap.ptr } as usize)
+        }
+    }
+
+    /// An inline str's whole representation (text, padding and tag), which
+    /// identifies its text; `None` for a heap str.
+    #[inline]
+    pub(crate) fn inline_key(&self) -> Option<u128> {
+        if self.is_inline() {
+            // SAFETY: the inline form: all 16 bytes are initialized.
+            Some(u128::from_ne_bytes(unsafe { self.repr.inline }))
+        } else {
+            None
+        }
+    }
+}
+
+impl Clone for PyStr {
+    #[inline]
+    fn clone(&self) -> PyStr {
+        if !self.is_inline() {
+            // SAFETY: the heap form holds one strong count of this Arc.
+            unsafe { Arc::increment_strong_count(self.heap_slice()) };
+        }
+        // SAFETY: a bitwise copy of the inline form, or of the heap form
+        // whose count was just incremented for it.
+        PyStr {
+            repr: unsafe { std::ptr::read(&self.repr) },
+        }
+    }
+}
+
+impl Drop for PyStr {
+    #[inline]
+    fn drop(&mut self) {
+        if !self.is_inline() {
+            // SAFETY: the heap form holds one strong count of this Arc.
+            unsafe { Arc::decrement_strong_count(self.heap_slice()) };
+        }
     }
 }
 
 impl PartialEq for PyStr {
+    #[inline]
     fn eq(&self, other: &PyStr) -> bool {
-        self.data == other.data
+        // Equal texts have the same form (inline exactly when short), and
+        // equal inline texts have equal representations.
+        if self.is_inline() {
+            self.ptr_eq(other)
+        } else {
+            self.ptr_eq(other) || (!other.is_inline() && self.as_wtf8() == other.as_wtf8())
+        }
     }
 }
 impl Eq for PyStr {}
@@ -357,10 +567,115 @@ macro_rules! container {
 /// Hasher for [`Key`]s: they carry their Python hash already; Fx mixes it.
 pub type KeyHasher = BuildHasherDefault<rustc_hash::FxHasher>;
 
-container!(
-    /// The contents of a `tuple`.
-    Tuple, Vec<Value>
-);
+/// The contents of a `tuple`: its items, in the same allocation as the
+/// `Arc<Tuple>` that holds them (a tuple is one allocation).
+///
+/// `Tuple` is unsized (like `[Value]`); build one with [`Value::tuple`],
+/// or [`Tuple::new`]. It dereferences to
+/// [`TupleItems`] and on to `[Value]`, so `t.len()`, `t[0]`, `t.iter()`,
+/// `t.as_slice()` and `&t[..]` work as on a `Vec<Value>`.
+#[repr(transparent)]
+pub struct Tuple {
+    /// The contents.
+    pub items: TupleItems,
+}
+
+/// The items of a [`Tuple`]: a `[Value]` that also answers the `Vec`
+/// methods code used when they were one (`items.clone()` gives a
+/// `Vec<Value>`, `items.as_slice()`).
+#[repr(transparent)]
+pub struct TupleItems([Value]);
+
+impl Tuple {
+    /// A tuple of `items` (one allocation).
+    pub fn new(items: Vec<Value>) -> Arc<Tuple> {
+        Tuple::from_arc_slice(items.into())
+    }
+
+    /// A tuple of the items of an exactly sized iterator (one allocation,
+    /// no intermediate vector).
+    pub fn from_exact_iter<I>(items: I) -> Arc<Tuple>
+    where
+        I: IntoIterator<Item = Value>,
+        I::IntoIter: ExactSizeIterator,
+    {
+        Tuple::from_arc_slice(items.into_iter().collect())
+    }
+
+    fn from_arc_slice(items: Arc<[Value]>) -> Arc<Tuple> {
+        // SAFETY: `Tuple` and `TupleItems` are `repr(transparent)` over
+        // `[Value]`, so `ArcInner<[Value]>` and `ArcInner<Tuple>` have the
+        // same layout and the pointer the same metadata (the length).
+        unsafe { Arc::from_raw(Arc::into_raw(items) as *const Tuple) }
+    }
+
+    /// The empty tuple.
+    pub fn empty() -> Arc<Tuple> {
+        Tuple::new(Vec::new())
+    }
+}
+
+impl Deref for Tuple {
+    type Target = TupleItems;
+    #[inline]
+    fn deref(&self) -> &TupleItems {
+        &self.items
+    }
+}
+impl DerefMut for Tuple {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut TupleItems {
+        &mut self.items
+    }
+}
+impl Deref for TupleItems {
+    type Target = [Value];
+    #[inline]
+    fn deref(&self) -> &[Value] {
+        &self.0
+    }
+}
+impl DerefMut for TupleItems {
+    #[inline]
+    fn deref_mut(&mut self) -> &mut [Value] {
+        &mut self.0
+    }
+}
+impl<'a> IntoIterator for &'a TupleItems {
+    type Item = &'a Value;
+    type IntoIter = std::slice::Iter<'a, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+impl<'a> IntoIterator for &'a Tuple {
+    type Item = &'a Value;
+    type IntoIter = std::slice::Iter<'a, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.items.0.iter()
+    }
+}
+
+impl TupleItems {
+    /// The items as a new vector (what `items.clone()` gave when `items`
+    /// was a `Vec<Value>`).
+    #[allow(clippy::should_implement_trait)]
+    pub fn clone(&self) -> Vec<Value> {
+        self.0.to_vec()
+    }
+
+    /// The items as a slice.
+    #[inline]
+    pub fn as_slice(&self) -> &[Value] {
+        &self.0
+    }
+}
+
+impl Drop for Tuple {
+    fn drop(&mut self) {
+        drop_iteratively(&mut self.items.0);
+    }
+}
 container!(
     /// The contents of a `list`.
     List, Vec<Value>
@@ -390,6 +705,19 @@ impl IntoDropItems for Vec<Value> {
     }
     fn take_nested(self, out: &mut Vec<Value>) {
         out.extend(self.into_iter().filter(Value::frees_container_on_drop));
+    }
+}
+impl IntoDropItems for &mut [Value] {
+    fn has_nested(&self) -> bool {
+        self.iter().any(Value::frees_container_on_drop)
+    }
+    fn take_nested(self, out: &mut Vec<Value>) {
+        // The rest drop in place, after the container's `Drop::drop`.
+        for v in self {
+            if v.frees_container_on_drop() {
+                out.push(std::mem::take(v));
+            }
+        }
     }
 }
 impl IntoDropItems for IndexMap<Key, Value, KeyHasher> {
@@ -703,7 +1031,7 @@ impl Value {
 
     /// A `tuple`.
     pub fn tuple(items: Vec<Value>) -> Value {
-        Value::Tuple(Arc::new(Tuple { items }))
+        Value::Tuple(Tuple::new(items))
     }
 
     /// A new `list`.
@@ -847,7 +1175,7 @@ impl Value {
     pub fn identity(&self) -> Option<usize> {
         Some(match self {
             Value::BigInt(a) => Arc::as_ptr(a) as *const u8 as usize,
-            Value::Str(s) => s.data.as_ptr() as usize,
+            Value::Str(s) => return s.heap_addr(),
             Value::Bytes(a) => a.as_ptr() as usize,
             Value::ByteArray(a) => Arc::as_ptr(a) as *const u8 as usize,
             Value::Tuple(a) => Arc::as_ptr(a) as *const u8 as usize,
@@ -960,6 +1288,67 @@ mod tests {
         assert!(PyStr::from_wtf8(b"\xff").is_none());
         assert!(PyStr::from_wtf8(b"\xe0\x80\x80").is_none());
         assert_eq!(PyStr::new("h\u{e9}llo").char_len(), 5);
+    }
+
+    #[test]
+    fn pystr_inline_and_heap_forms() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<PyStr>();
+        assert_eq!(std::mem::size_of::<PyStr>(), 16);
+        for n in [
+            0,
+            1,
+            PyStr::INLINE_MAX - 1,
+            PyStr::INLINE_MAX,
+            PyStr::INLINE_MAX + 1,
+            100,
+        ] {
+            let text = "x".repeat(n);
+            let s = PyStr::new(&text);
+            assert_eq!(s.as_str(), Some(text.as_str()));
+            assert_eq!(s.as_wtf8(), text.as_bytes());
+            assert_eq!(s.char_len(), n);
+            assert!(!s.has_surrogates());
+            let c = s.clone();
+            assert!(c == s && c.ptr_eq(&s));
+            let v = Value::Str(s.clone());
+            assert!(v.is(&Value::Str(c)));
+            // Equal texts: the same object only if inline (no address).
+            let other = PyStr::new(&text);
+            assert!(other == s);
+            assert_eq!(other.ptr_eq(&s), n <= PyStr::INLINE_MAX);
+            assert_eq!(v.identity().is_some(), n > PyStr::INLINE_MAX);
+            assert!(PyStr::new(&format!("{text}y")) != s);
+        }
+        // Surrogates, inline and on the heap.
+        for n in [1, 20] {
+            let cps: Vec<u32> = std::iter::repeat_n(0xDC80, n).collect();
+            let s = PyStr::from_code_points(cps.iter().copied()).unwrap();
+            assert!(s.has_surrogates() && s.as_str().is_none());
+            assert_eq!(s.char_len(), n);
+            assert_eq!(s.code_points().collect::<Vec<_>>(), cps);
+            assert!(PyStr::from_wtf8(s.as_wtf8()).unwrap() == s);
+        }
+        // Unicode around the inline limit (multi-byte characters).
+        let s = PyStr::new("\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}\u{e9}");
+        assert_eq!((s.as_wtf8().len(), s.char_len()), (16, 8));
+        assert!(s.as_str().is_some());
+        assert!(PyStr::new("b") > PyStr::new("a") && PyStr::new("ab") > PyStr::new("a"));
+    }
+
+    #[test]
+    fn tuple_is_one_slice() {
+        let t = Tuple::new(vec![Value::Int(1), Value::str("a")]);
+        assert_eq!(t.len(), 2);
+        assert_eq!(t[0].as_i64(), Some(1));
+        let v: Vec<Value> = t.items.clone();
+        assert_eq!(v.len(), 2);
+        assert_eq!(t.as_slice().len(), 2);
+        assert_eq!((&*t).into_iter().count(), 2);
+        let s: &[Value] = &t;
+        assert_eq!(s[1].as_str(), Some("a"));
+        let e = Tuple::from_exact_iter(Vec::new());
+        assert!(e.is_empty());
     }
 
     #[test]
