@@ -5,7 +5,7 @@
 #       cargo test -p mpmanager-cli --test seed_scenarios
 #
 # Command line and behaviour are what the harness expects of the real
-# server: `serve --address unix:PATH|tcp:HOST:PORT [--singleton NAME=TYPEID]…`,
+# server: `serve --address unix:PATH|HOST:PORT [--object NAME=TYPEID]…`,
 # the authkey in MPMANAGER_AUTHKEY (UTF-8), and a line
 # `serving on <address>` on stderr once it accepts connections.
 import multiprocessing
@@ -26,15 +26,15 @@ while i < len(args):
     if args[i] == '--address':
         address = args[i + 1]
         i += 2
-    elif args[i] == '--singleton':
+    elif args[i] == '--object':
         singletons.append(args[i + 1].split('=', 1))
         i += 2
     else:
         raise SystemExit('fake_serve: unknown argument %r' % args[i])
 if address.startswith('unix:'):
     address = address[5:]
-elif address.startswith('tcp:'):
-    host, port = address[4:].rsplit(':', 1)
+else:
+    host, port = address.rsplit(':', 1)
     address = (host, int(port))
 key = os.environ['MPMANAGER_AUTHKEY'].encode('utf-8')
 multiprocessing.current_process().authkey = key

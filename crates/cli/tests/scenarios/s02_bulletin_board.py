@@ -26,8 +26,8 @@ def underscore_child_uncaught(ns):
     print(ns._item)
 
 
-def other_names(ns, q):
-    ns.from_child = q.get()
+def other_names(ns, inbox):
+    ns.from_child = inbox.pop(0)
     del ns.item
     ns.counter += 1
 
@@ -57,9 +57,9 @@ def main(m):
         print('exit', run(ctx, underscore_child_uncaught, shared_vars))
 
         section('more traffic from a %s child' % method)
-        q = m.Queue()
-        q.put(('tuple', 1, [2.5]))
+        inbox = m.list([('tuple', 1, [2.5])])
         shared_vars.counter = 41
-        print('exit', run(ctx, other_names, shared_vars, q))
+        print('exit', run(ctx, other_names, shared_vars, inbox))
+        print('inbox after', inbox)
         print(shared_vars)
         print('hasattr item', hasattr(shared_vars, 'item'))

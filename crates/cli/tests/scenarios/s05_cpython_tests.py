@@ -160,24 +160,6 @@ def test_dict_proxy_nested(self):
     print(outer[-1][-1])
 
 
-def test_nested_queue(self):
-    if sys.version_info < (3, 9):
-        # CPython 3.8's *server* cannot unpickle an AutoProxy inside a
-        # request (AutoProxy() got an unexpected keyword argument
-        # 'manager_owned', PROTOCOL.md 4.1), so the reference fails there;
-        # mpmanager need not copy that bug: skipped for 3.8 in both runs.
-        print('skipped on 3.8 (CPython 3.8 server bug)')
-        return
-    a = self.list()  # Test queue inside list
-    a.append(self.Queue())
-    a[0].put(123)
-    print(a[0].get())
-    b = self.dict()  # Test queue inside dict
-    b[0] = self.Queue()
-    b[0].put(456)
-    print(b[0].get())
-
-
 def test_namespace(self):
     n = self.Namespace()
     n.name = 'Bob'
@@ -272,8 +254,7 @@ def refcounts(m):
 
 def main(m):
     for test in (test_list, test_list_iter, test_list_proxy_in_list, test_dict,
-                 test_dict_iter, test_dict_proxy_nested, test_nested_queue,
-                 test_namespace):
+                 test_dict_iter, test_dict_proxy_nested, test_namespace):
         section('_TestContainers.' + test.__name__)
         test(m)
 

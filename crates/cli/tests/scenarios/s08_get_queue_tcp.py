@@ -5,7 +5,7 @@
 # For 'cpython' the reference server is QueueManager with
 # register('get_queue', callable=...) started by this script; for
 # 'mpmanager' the server must provide the typeid itself (the harness starts
-# it with `--singleton get_queue=Queue`).
+# it with `--object get_queue=Queue`).
 import multiprocessing
 import queue as queue_module
 from multiprocessing.managers import BaseManager
