@@ -96,8 +96,10 @@ fn init_logging(args: &ServeArgs) -> Result<()> {
         Some(f) => EnvFilter::try_new(f).with_context(|| format!("bad --log-level {f:?}"))?,
         None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
     };
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let r = match args.log_format {
         LogFormat::Text => builder.try_init(),

@@ -49,8 +49,3 @@ pub use value::{
     shared, Construct, Dict, Global, Key, List, Object, PyStr, Set, Shared, Slice, Tuple,
     TupleItems, Value,
 };
-
-/// The README's Rust quick start, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;

@@ -84,3 +84,8 @@ pub use server::{BackgroundServer, Server, ServerHandle};
 
 pub use mpmanager_connection::Address;
 pub use mpmanager_objects::Registry;
+
+/// The README's Rust quick start, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
