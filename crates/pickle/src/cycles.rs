@@ -208,20 +208,6 @@ struct Graph {
     index: HashMap<usize, usize>,
 }
 
-/// True for values that hold other values (and so can be part of a cycle).
-fn is_container(v: &Value) -> bool {
-    matches!(
-        v,
-        Value::Tuple(_)
-            | Value::List(_)
-            | Value::Dict(_)
-            | Value::Set(_)
-            | Value::FrozenSet(_)
-            | Value::Slice(_)
-            | Value::Object(_)
-    )
-}
-
 fn strong_count(v: &Value) -> usize {
     match v {
         Value::Tuple(a) => Arc::strong_count(a),
@@ -265,63 +251,12 @@ impl Graph {
         let mut next = 0;
         while next < self.nodes.len() {
             let v = self.nodes[next].value.clone();
-            let mut kids: Vec<usize> = Vec::new();
-            let mut visit = |g: &mut Graph, c: &Value| {
-                if is_container(c) {
-                    kids.push(g.node(c, false));
-                }
-            };
-            match &v {
-                Value::Tuple(t) => t.iter().for_each(|c| visit(self, c)),
-                Value::FrozenSet(s) => s.iter().for_each(|k| visit(self, k.value())),
-                Value::Slice(s) => [&s.start, &s.stop, &s.step]
-                    .into_iter()
-                    .for_each(|c| visit(self, c)),
-                Value::List(l) => {
-                    let items: Vec<Value> = l
-                        .read_recursive()
-                        .iter()
-                        .filter(|c| is_container(c))
-                        .cloned()
-                        .collect();
-                    items.iter().for_each(|c| visit(self, c));
-                }
-                Value::Dict(d) => {
-                    let items: Vec<Value> = d
-                        .read_recursive()
-                        .iter()
-                        .flat_map(|(k, x)| [k.value().clone(), x.clone()])
-                        .filter(is_container)
-                        .collect();
-                    items.iter().for_each(|c| visit(self, c));
-                }
-                Value::Set(s) => {
-                    let items: Vec<Value> = s
-                        .read_recursive()
-                        .iter()
-                        .map(|k| k.value().clone())
-                        .filter(is_container)
-                        .collect();
-                    items.iter().for_each(|c| visit(self, c));
-                }
-                Value::Object(o) => {
-                    let items: Vec<Value> = {
-                        let o = o.read_recursive();
-                        let mut all = vec![o.callable.clone(), o.args.clone()];
-                        all.extend(o.kwargs.iter().cloned());
-                        all.extend(o.state.iter().cloned());
-                        all.extend(o.list_items.iter().cloned());
-                        for (k, x) in &o.dict_items {
-                            all.push(k.clone());
-                            all.push(x.clone());
-                        }
-                        all.retain(is_container);
-                        all
-                    };
-                    items.iter().for_each(|c| visit(self, c));
-                }
-                _ => {}
-            }
+            let kids: Vec<usize> = v
+                .children()
+                .iter()
+                .filter(|c| c.holds_values())
+                .map(|c| self.node(c, false))
+                .collect();
             drop(v);
             self.nodes[next].children = kids;
             next += 1;

@@ -1190,6 +1190,64 @@ impl Value {
         })
     }
 
+    /// True for values that hold other values: tuple, list, dict, set,
+    /// frozenset, slice and opaque objects (what a graph walk follows).
+    pub fn holds_values(&self) -> bool {
+        matches!(
+            self,
+            Value::Tuple(_)
+                | Value::List(_)
+                | Value::Dict(_)
+                | Value::Set(_)
+                | Value::FrozenSet(_)
+                | Value::Slice(_)
+                | Value::Object(_)
+        )
+    }
+
+    /// The values this one holds, in order (dict: key, value, key, …;
+    /// object: callable, args, kwargs, state, list items, dict items),
+    /// copied out so that no lock is held while the caller uses them.
+    /// Empty for values that hold nothing.
+    ///
+    /// ```
+    /// use mpmanager_pickle::Value;
+    /// let v = Value::dict(vec![(Value::str("k"), Value::Int(1))]).unwrap();
+    /// assert_eq!(v.children().len(), 2);
+    /// assert!(Value::Int(1).children().is_empty());
+    /// ```
+    pub fn children(&self) -> Vec<Value> {
+        match self {
+            Value::Tuple(t) => t.iter().cloned().collect(),
+            Value::List(l) => l.read_recursive().iter().cloned().collect(),
+            Value::Dict(d) => d
+                .read_recursive()
+                .iter()
+                .flat_map(|(k, v)| [k.value().clone(), v.clone()])
+                .collect(),
+            Value::Set(s) => s
+                .read_recursive()
+                .iter()
+                .map(|k| k.value().clone())
+                .collect(),
+            Value::FrozenSet(s) => s.iter().map(|k| k.value().clone()).collect(),
+            Value::Slice(s) => vec![s.start.clone(), s.stop.clone(), s.step.clone()],
+            Value::Object(o) => {
+                let o = o.read_recursive();
+                let mut all = vec![o.callable.clone(), o.args.clone()];
+                all.extend(o.kwargs.iter().cloned());
+                all.extend(o.state.iter().cloned());
+                all.extend(o.list_items.iter().cloned());
+                for (k, x) in &o.dict_items {
+                    all.push(k.clone());
+                    all.push(x.clone());
+                }
+                all
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// True if dropping this value frees a container (the last reference
     /// to something that holds other values), so the drop may recurse.
     fn frees_container_on_drop(&self) -> bool {

@@ -217,16 +217,7 @@ pub fn find_proxies(root: &Value) -> Vec<ProxyRef> {
     let mut keep_alive: Vec<Value> = Vec::new();
     let mut stack = vec![root.clone()];
     while let Some(v) = stack.pop() {
-        let holds = matches!(
-            v,
-            Value::Tuple(_)
-                | Value::List(_)
-                | Value::Dict(_)
-                | Value::Set(_)
-                | Value::FrozenSet(_)
-                | Value::Slice(_)
-                | Value::Object(_)
-        );
+        let holds = v.holds_values();
         if !holds {
             continue;
         }
@@ -237,40 +228,13 @@ pub fn find_proxies(root: &Value) -> Vec<ProxyRef> {
         }
         keep_alive.push(v.clone());
         // Children are pushed in reverse so that they pop in order.
-        let mut children: Vec<Value> = Vec::new();
-        match &v {
-            Value::Tuple(t) => children.extend(t.iter().cloned()),
-            Value::List(l) => children.extend(l.read_recursive().iter().cloned()),
-            Value::Dict(d) => {
-                for (k, val) in d.read_recursive().iter() {
-                    children.push(k.value().clone());
-                    children.push(val.clone());
-                }
+        if ProxyRef::is_proxy_value(&v) {
+            if let Ok(p) = ProxyRef::from_value(&v) {
+                found.push(p);
+                continue;
             }
-            Value::Set(s) => children.extend(s.read_recursive().iter().map(|k| k.value().clone())),
-            Value::FrozenSet(s) => children.extend(s.iter().map(|k| k.value().clone())),
-            Value::Slice(s) => children.extend([s.start.clone(), s.stop.clone(), s.step.clone()]),
-            Value::Object(_) => {
-                if ProxyRef::is_proxy_value(&v) {
-                    if let Ok(p) = ProxyRef::from_value(&v) {
-                        found.push(p);
-                        continue;
-                    }
-                }
-                let Value::Object(o) = &v else { unreachable!() };
-                let o = o.read_recursive();
-                children.push(o.callable.clone());
-                children.push(o.args.clone());
-                children.extend(o.kwargs.iter().cloned());
-                children.extend(o.state.iter().cloned());
-                children.extend(o.list_items.iter().cloned());
-                for (k, val) in &o.dict_items {
-                    children.push(k.clone());
-                    children.push(val.clone());
-                }
-            }
-            _ => {}
         }
+        let children = v.children();
         stack.extend(children.into_iter().rev());
     }
     found
