@@ -208,19 +208,6 @@ struct Graph {
     index: HashMap<usize, usize>,
 }
 
-fn strong_count(v: &Value) -> usize {
-    match v {
-        Value::Tuple(a) => Arc::strong_count(a),
-        Value::List(a) => Arc::strong_count(a),
-        Value::Dict(a) => Arc::strong_count(a),
-        Value::Set(a) => Arc::strong_count(a),
-        Value::FrozenSet(a) => Arc::strong_count(a),
-        Value::Slice(a) => Arc::strong_count(a),
-        Value::Object(a) => Arc::strong_count(a),
-        _ => 0,
-    }
-}
-
 impl Graph {
     /// Adds a root; returns its index.
     fn add(&mut self, v: Value) -> usize {
@@ -275,7 +262,7 @@ impl Graph {
         self.nodes
             .iter()
             .zip(internal)
-            .map(|(n, inside)| strong_count(&n.value) as isize - 1 - inside)
+            .map(|(n, inside)| n.value.strong_count().unwrap_or(0) as isize - 1 - inside)
             .collect()
     }
 

@@ -300,20 +300,7 @@ pub fn encode_into(v: &Value, out: &mut Vec<u8>, opts: &EncodeOptions) -> Result
 /// be met again while encoding. (`str`s cannot tell, so they answer false.)
 #[inline]
 fn is_unique(v: &Value) -> bool {
-    match v {
-        Value::BigInt(a) => Arc::strong_count(a) == 1,
-        Value::Bytes(a) => Arc::strong_count(a) == 1,
-        Value::ByteArray(a) => Arc::strong_count(a) == 1,
-        Value::Tuple(a) => Arc::strong_count(a) == 1,
-        Value::List(a) => Arc::strong_count(a) == 1,
-        Value::Dict(a) => Arc::strong_count(a) == 1,
-        Value::Set(a) => Arc::strong_count(a) == 1,
-        Value::FrozenSet(a) => Arc::strong_count(a) == 1,
-        Value::Slice(a) => Arc::strong_count(a) == 1,
-        Value::Global(a) => Arc::strong_count(a) == 1,
-        Value::Object(a) => Arc::strong_count(a) == 1,
-        _ => false,
-    }
+    v.strong_count() == Some(1)
 }
 
 /// A 64-bit fingerprint of a str's text (length included).

@@ -1248,19 +1248,30 @@ impl Value {
         }
     }
 
+    /// How many references share this value's heap allocation (its
+    /// `Arc` strong count); `None` for values that have none of their own
+    /// (scalars, and `str`s, whose short form is stored inline).
+    pub fn strong_count(&self) -> Option<usize> {
+        Some(match self {
+            Value::BigInt(a) => Arc::strong_count(a),
+            Value::Bytes(a) => Arc::strong_count(a),
+            Value::ByteArray(a) => Arc::strong_count(a),
+            Value::Tuple(a) => Arc::strong_count(a),
+            Value::List(a) => Arc::strong_count(a),
+            Value::Dict(a) => Arc::strong_count(a),
+            Value::Set(a) => Arc::strong_count(a),
+            Value::FrozenSet(a) => Arc::strong_count(a),
+            Value::Slice(a) => Arc::strong_count(a),
+            Value::Global(a) => Arc::strong_count(a),
+            Value::Object(a) => Arc::strong_count(a),
+            _ => return None,
+        })
+    }
+
     /// True if dropping this value frees a container (the last reference
     /// to something that holds other values), so the drop may recurse.
     fn frees_container_on_drop(&self) -> bool {
-        match self {
-            Value::Tuple(a) => Arc::strong_count(a) == 1,
-            Value::List(a) => Arc::strong_count(a) == 1,
-            Value::Dict(a) => Arc::strong_count(a) == 1,
-            Value::Set(a) => Arc::strong_count(a) == 1,
-            Value::FrozenSet(a) => Arc::strong_count(a) == 1,
-            Value::Slice(a) => Arc::strong_count(a) == 1,
-            Value::Object(a) => Arc::strong_count(a) == 1,
-            _ => false,
-        }
+        self.holds_values() && self.strong_count() == Some(1)
     }
 }
 
