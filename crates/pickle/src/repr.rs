@@ -478,6 +478,9 @@ fn global_repr(g: &Global) -> String {
         let name: &str = &g.name;
         match name {
             "Ellipsis" | "NotImplemented" => return name.to_string(),
+            // Aliases of classes.
+            "IOError" | "EnvironmentError" => return "<class 'OSError'>".to_string(),
+            "__loader__" => return "<class '_frozen_importlib.BuiltinImporter'>".to_string(),
             "exit" | "quit" => return format!("Use {name}() or Ctrl-D (i.e. EOF) to exit"),
             "help" => {
                 return "Type help() for interactive help, or help(object) for help about object."
