@@ -268,3 +268,50 @@ fn unknown_objects_repr_as_object_repr_at_identity() {
         );
     }
 }
+
+#[test]
+fn collections_are_unhashable_and_c_types_are_named_as_cpython() {
+    // `hash(x)` and `x < 1`: the messages name C types with their module.
+    const DRIVER: &str = r#"
+import pickle, collections, datetime, decimal, fractions
+values = [collections.OrderedDict(a=1), collections.defaultdict(list), collections.deque([1]),
+          collections.Counter('ab'), datetime.date(2020, 1, 2), datetime.timedelta(1),
+          decimal.Decimal('1.5'), fractions.Fraction(1, 3)]
+for x in values:
+    out = [pickle.dumps(x, 4).hex()]
+    for f in (lambda: hash(x), lambda: x < 'a'):
+        try:
+            f()
+            out.append('-')
+        except TypeError as e:
+            out.append(str(e).encode().hex())
+    print(' '.join(out))
+"#;
+    use mpmanager_pickle::hash::py_hash;
+    use mpmanager_pickle::ord::{py_compare, CompareOp};
+    for py in pythons() {
+        let out = String::from_utf8(py.run_ok(DRIVER, &[], b"")).unwrap();
+        for line in out.lines() {
+            let parts: Vec<&str> = line.split(' ').collect();
+            let v = decode(&unhex(parts[0])).unwrap();
+            let msg = |p: &str| {
+                if p == "-" {
+                    "-".to_string()
+                } else {
+                    String::from_utf8(unhex(p)).unwrap()
+                }
+            };
+            let ours_hash = match py_hash(&v) {
+                Ok(_) => "-".to_string(),
+                Err(e) => e.message().unwrap().to_string(),
+            };
+            let ours_lt = match py_compare(&v, &Value::str("a"), CompareOp::Lt) {
+                Ok(_) => "-".to_string(),
+                Err(e) => e.message().unwrap().to_string(),
+            };
+            let r = repr(&v);
+            assert_eq!(ours_hash, msg(parts[1]), "[{}] hash({r})", py.label());
+            assert_eq!(ours_lt, msg(parts[2]), "[{}] {r} < 'a'", py.label());
+        }
+    }
+}
