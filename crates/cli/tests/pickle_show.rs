@@ -20,7 +20,11 @@ fn pickle_show_prints_unknown_objects_as_the_calls_that_rebuild_them() {
         .unwrap();
     child.stdin.take().unwrap().write_all(data).unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         "[__main__.Point.__new__(__main__.Point).__setstate__({'x': 1, 'y': 2}), Ellipsis]"

@@ -37,9 +37,13 @@
 //!
 //! Known differences from CPython, which calls user code the server cannot
 //! run: opaque objects compare and hash *structurally* (same class, same
-//! arguments and state), not with their class's `__eq__`/`__hash__`. The
-//! known mutable containers of `collections` (`OrderedDict`, `defaultdict`,
-//! `deque`, `Counter`) are unhashable, as in CPython.
+//! arguments and state), not with their class's `__eq__`/`__hash__`. So
+//! the `collections` containers, which print as CPython prints them (see
+//! [`repr`](mod@crate::repr)), compare structurally too: a `defaultdict` or
+//! `Counter` never equals a plain `dict` with the same items, as it would
+//! in CPython.
+//! They are unhashable (`OrderedDict`, `defaultdict`, `deque`, `Counter`),
+//! as in CPython.
 
 use std::hash::Hasher;
 
@@ -460,7 +464,10 @@ impl Real {
                 }
             }
             Real::Dec(Dec::Finite { neg, coef, exp }) => Exact::Fin {
-                num: BigInt::from_biguint(if *neg { Sign::Minus } else { Sign::Plus }, coef.clone()),
+                num: BigInt::from_biguint(
+                    if *neg { Sign::Minus } else { Sign::Plus },
+                    coef.clone(),
+                ),
                 den: BigInt::from(1),
                 exp10: *exp,
             },
@@ -490,8 +497,14 @@ fn float_parts(f: f64) -> (i64, i32) {
 
 /// An exact real: `num / den * 10**exp10` (`den > 0`), or an infinity, or NaN.
 enum Exact {
-    Fin { num: BigInt, den: BigInt, exp10: i64 },
-    Inf { neg: bool },
+    Fin {
+        num: BigInt,
+        den: BigInt,
+        exp10: i64,
+    },
+    Inf {
+        neg: bool,
+    },
     NaN,
 }
 
@@ -698,8 +711,8 @@ fn hash_real_object(r: &Real) -> Result<i64, PyErr> {
             let h = if dm == 0 {
                 HASH_INF as u64
             } else {
-                (mod_p(n.magnitude()) as u128 * modpow(dm, MODULUS - 2) as u128
-                    % MODULUS as u128) as u64
+                (mod_p(n.magnitude()) as u128 * modpow(dm, MODULUS - 2) as u128 % MODULUS as u128)
+                    as u64
             };
             signed(n.sign() == Sign::Minus, h)
         }
@@ -726,9 +739,14 @@ pub(crate) fn object_type_name(v: &Value) -> String {
                     | ("array", "array")
             );
             if c_type {
-                let m = if &*g.module == "_decimal" { "decimal" } else { &g.module };
+                let m = if &*g.module == "_decimal" {
+                    "decimal"
+                } else {
+                    &g.module
+                };
                 return format!("{m}.{}", g.name);
             }
+            return g.name.rsplit('.').next().unwrap_or(&g.name).to_string();
         }
     }
     v.type_name()
@@ -739,7 +757,10 @@ fn is_mutable_collection(o: &Object) -> bool {
     o.construct == Construct::Reduce
         && o.global().is_some_and(|g| {
             &*g.module == "collections"
-                && matches!(&*g.name, "OrderedDict" | "defaultdict" | "deque" | "Counter")
+                && matches!(
+                    &*g.name,
+                    "OrderedDict" | "defaultdict" | "deque" | "Counter"
+                )
         })
 }
 

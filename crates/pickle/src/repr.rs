@@ -24,7 +24,9 @@
 //!   `builtins.NotImplemented` as `Ellipsis` and `NotImplemented`; the
 //!   built-in functions (`len`, `print`, `sorted`, … every callable of
 //!   `builtins` that is not a class) as `<built-in function len>`, and
-//!   `site`'s `exit`, `quit`, `help`, `license` and `credits` as their text.
+//!   `site`'s `exit`, `quit`, `help`, `license` and `credits` as their text
+//!   (`copyright`, whose text names the current year, prints as a class);
+//!   the aliases `IOError` and `EnvironmentError` as `<class 'OSError'>`.
 //!   A pickle names a class and a module-level function the same way
 //!   (`GLOBAL module name`), and nothing is imported, so any other global —
 //!   `math.sqrt` or a user's function included — prints as a class:
@@ -44,7 +46,8 @@
 //!   `Namespace` and `Value`.
 //! * Known differences: an unknown object's class is taken to be the class
 //!   its pickle names (`NEWOBJ`'s class, or `REDUCE`'s callable, which for
-//!   a factory function is the function, not the class it returns); a user
+//!   a factory function is the function, not the class it returns;
+//!   `object` if the callable is not a global); a user
 //!   class with its own `__repr__`, or a subclass of a built-in type,
 //!   prints as `<module.Name object at 0x…>` all the same, since its code
 //!   is never run.

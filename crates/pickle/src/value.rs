@@ -1221,7 +1221,7 @@ impl Value {
 }
 
 impl fmt::Debug for Value {
-    /// Formats as Python's `repr` (see [`crate::repr`]).
+    /// Formats as Python's `repr` (see [`crate::repr`](mod@crate::repr)).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::repr::repr(self))
     }

@@ -170,7 +170,8 @@ fn decimal_and_fraction_equality_hash_and_order_match_cpython() {
             if !hash_ok || truth != theirs[1] {
                 failures.push(format!(
                     "{}: hash/bool CPython {:?}, ours {hash} | {truth}",
-                    VALUES[i], lines[n + i]
+                    VALUES[i],
+                    lines[n + i]
                 ));
             }
         }
@@ -218,7 +219,7 @@ fn equal_numbers_of_every_type_are_one_dict_key() {
             vec![Value::Int(n), Value::Int(d)],
         ))
     };
-    let zeros = vec![
+    let zeros = [
         Value::Bool(false),
         Value::Int(0),
         Value::Float(-0.0),
@@ -239,11 +240,17 @@ fn equal_numbers_of_every_type_are_one_dict_key() {
     assert!(k(Value::Float(1.5)) == k(dec("1.50")));
     assert!(k(dec("1.5")) == k(frac(3, 2)));
     assert!(k(frac(3, 2)) == k(Value::Float(1.5)));
-    assert!(k(dec("1.1")) != k(Value::Float(1.1)), "Decimal('1.1') is exact");
+    assert!(
+        k(dec("1.1")) != k(Value::Float(1.1)),
+        "Decimal('1.1') is exact"
+    );
     assert!(k(dec("1.1")) == k(frac(11, 10)));
     // A signaling NaN is unhashable.
     let e = Key::new(dec("sNaN")).err().unwrap();
-    assert_eq!(e.to_string(), "TypeError: Cannot hash a signaling NaN value");
+    assert_eq!(
+        e.to_string(),
+        "TypeError: Cannot hash a signaling NaN value"
+    );
 }
 
 #[test]

@@ -98,7 +98,10 @@ fn case312(py: &'static str) -> Case {
 }
 
 /// Runs `cases` in `py`: per case, CPython's repr and its pickles.
-fn run(py: &Python, cases: &[Case]) -> Vec<(String, Vec<(u8, Vec<u8>)>)> {
+/// CPython's `repr` of a case and its pickles, by protocol.
+type Pickled = (String, Vec<(u8, Vec<u8>)>);
+
+fn run(py: &Python, cases: &[Case]) -> Vec<Pickled> {
     let mut input = String::new();
     for c in cases {
         input.push_str(c.py);
@@ -119,7 +122,12 @@ fn run(py: &Python, cases: &[Case]) -> Vec<(String, Vec<(u8, Vec<u8>)>)> {
             (r, pickles)
         })
         .collect();
-    assert_eq!(lines.len(), cases.len(), "one line per case from {}", py.label());
+    assert_eq!(
+        lines.len(),
+        cases.len(),
+        "one line per case from {}",
+        py.label()
+    );
     lines
 }
 
@@ -183,7 +191,11 @@ for n in names:
             assert_eq!(inspect(&v), theirs, "[{}] builtins.{name}", py.label());
             functions += theirs.starts_with("<built-in function") as usize;
         }
-        assert!(functions >= 40, "[{}] {functions} built-in functions", py.label());
+        assert!(
+            functions >= 40,
+            "[{}] {functions} built-in functions",
+            py.label()
+        );
     }
     // Any other global prints as a class: a pickle cannot tell a class
     // from a module-level function.
@@ -192,7 +204,10 @@ for n in names:
         "<class 'datetime.datetime'>"
     );
     assert_eq!(repr(&Value::global("math", "sqrt")), "<class 'math.sqrt'>");
-    assert_eq!(repr(&Value::global("builtins", "copyright")), "<class 'copyright'>");
+    assert_eq!(
+        repr(&Value::global("builtins", "copyright")),
+        "<class 'copyright'>"
+    );
 }
 
 #[test]
@@ -252,7 +267,11 @@ fn unknown_objects_repr_as_object_repr_at_identity() {
         let (_, pickles) = run(&py, &cases).remove(0);
         let v = decode(&pickles.last().unwrap().1).unwrap();
         let r = repr(&v);
-        let addrs: Vec<&str> = r.split(" at ").skip(1).map(|s| &s[..s.find('>').unwrap()]).collect();
+        let addrs: Vec<&str> = r
+            .split(" at ")
+            .skip(1)
+            .map(|s| &s[..s.find('>').unwrap()])
+            .collect();
         assert_eq!(addrs.len(), 3, "{r}");
         assert!(addrs[0] == addrs[1] && addrs[0] != addrs[2], "{r}");
         if let Value::List(l) = &v {
@@ -260,8 +279,15 @@ fn unknown_objects_repr_as_object_repr_at_identity() {
             assert_eq!(addrs[0], format!("0x{id:x}"));
         }
         // The inspector shows what unpickling would do instead.
-        let one = decode(&run(&py, &[case("x = Point(1, 2)")]).remove(0).1.last().unwrap().1)
-            .unwrap();
+        let one = decode(
+            &run(&py, &[case("x = Point(1, 2)")])
+                .remove(0)
+                .1
+                .last()
+                .unwrap()
+                .1,
+        )
+        .unwrap();
         assert_eq!(
             inspect(&one),
             "__main__.Point.__new__(__main__.Point).__setstate__({'x': 1, 'y': 2})"
