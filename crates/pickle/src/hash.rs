@@ -35,6 +35,12 @@
 //! hashes to 0 (CPython 3.10+ hashes it by identity; since it is only ever
 //! equal to itself, any constant is consistent).
 //!
+//! A `Decimal` or `Fraction` with more than [`MAX_EXACT_DIGITS`] digits
+//! (in its coefficient, numerator or denominator) is not treated as a
+//! number: it compares and hashes structurally, like any opaque object, so
+//! that no request can make the server spend quadratic time on a huge
+//! number.
+//!
 //! Known differences from CPython, which calls user code the server cannot
 //! run: opaque objects compare and hash *structurally* (same class, same
 //! arguments and state), not with their class's `__eq__`/`__hash__`. So
@@ -335,6 +341,14 @@ pub fn float_to_bigint(f: f64) -> BigInt {
 // ---------------------------------------------------------------------------
 // decimal.Decimal and fractions.Fraction
 
+/// The most digits a `Decimal` coefficient or a `Fraction` numerator or
+/// denominator may have and still get numeric semantics (CPython's default
+/// `sys.get_int_max_str_digits()`, which the decoder also applies to decimal
+/// integers): exact arithmetic on longer numbers takes quadratic time.
+pub const MAX_EXACT_DIGITS: usize = 4300;
+/// [`MAX_EXACT_DIGITS`] in bits (rounded up).
+const MAX_EXACT_BITS: u64 = (MAX_EXACT_DIGITS as u64 * 3322).div_ceil(1000);
+
 /// A `decimal.Decimal`, parsed from the string it pickles as.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Dec {
@@ -364,6 +378,9 @@ pub(crate) enum Dec {
 /// digits): `-1.10`, `1E+3`, `.5`, `Infinity`, `-inf`, `NaN`, `sNaN12`.
 pub(crate) fn parse_decimal(s: &str) -> Option<Dec> {
     let s = s.trim();
+    if s.len() > MAX_EXACT_DIGITS + 32 {
+        return None;
+    }
     let (neg, body) = match s.as_bytes().first()? {
         b'-' => (true, &s[1..]),
         b'+' => (false, &s[1..]),
@@ -599,7 +616,16 @@ pub(crate) fn numeric_of(o: &Object) -> Option<Real> {
             _ => None,
         },
         ("fractions", "Fraction") => {
-            crate::repr::fraction(o.args_slice()).map(|(n, d)| Real::Frac(n, d))
+            let args = o.args_slice();
+            let small = |v: &Value| match v {
+                Value::Str(s) => s.as_wtf8().len() <= 2 * MAX_EXACT_DIGITS + 8,
+                Value::BigInt(b) => b.bits() <= MAX_EXACT_BITS,
+                _ => true,
+            };
+            if !args.iter().all(small) {
+                return None;
+            }
+            crate::repr::fraction(args).map(|(n, d)| Real::Frac(n, d))
         }
         _ => None,
     }

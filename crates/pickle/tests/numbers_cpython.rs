@@ -326,3 +326,41 @@ for x in [nan, complex(nan, 1), complex(0, nan), D('NaN'), (nan,)]:
     }
     assert_eq!(ours, want);
 }
+
+#[test]
+fn huge_decimals_and_fractions_are_opaque_and_fast() {
+    use num_bigint::BigInt;
+    let dec = |s: &str| {
+        Value::object(mpmanager_pickle::Object::reduce(
+            Value::global("decimal", "Decimal"),
+            vec![Value::str(s)],
+        ))
+    };
+    // Up to 4300 digits: a number.
+    let ten_4000 = Value::from_bigint(BigInt::from(10).pow(4000));
+    assert!(py_eq(&dec(&format!("1{}", "0".repeat(4000))), &ten_4000).unwrap());
+    assert!(py_eq(&dec("1E+4000"), &ten_4000).unwrap());
+    assert_eq!(
+        py_hash(&dec("1E+4000")).unwrap(),
+        py_hash(&ten_4000).unwrap()
+    );
+    // A million digits: compared and hashed as an opaque object, at once.
+    let digits = "7".repeat(1_000_000);
+    let (a, b) = (dec(&digits), dec(&digits));
+    let huge = Value::from_bigint((BigInt::from(7) << 4_000_000) + 1);
+    let frac = Value::object(mpmanager_pickle::Object::reduce(
+        Value::global("fractions", "Fraction"),
+        vec![huge.clone(), huge],
+    ));
+    let start = std::time::Instant::now();
+    assert!(py_eq(&a, &b).unwrap(), "same structure");
+    assert!(!py_eq(&a, &Value::Int(7)).unwrap());
+    py_hash(&a).unwrap();
+    assert!(!py_eq(&frac, &Value::Int(1)).unwrap());
+    py_hash(&frac).unwrap();
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "{:?}",
+        start.elapsed()
+    );
+}
