@@ -1023,6 +1023,65 @@ mod tests {
     }
 
     #[test]
+    fn decimal_strings_parse_as_the_decimal_constructor_reads_them() {
+        let fin = |neg: bool, coef: u64, exp: i64| {
+            Some(Dec::Finite {
+                neg,
+                coef: BigUint::from(coef),
+                exp,
+            })
+        };
+        assert_eq!(parse_decimal("1.10"), fin(false, 110, -2));
+        assert_eq!(parse_decimal("-0"), fin(true, 0, 0));
+        assert_eq!(parse_decimal(" +.5 "), fin(false, 5, -1));
+        assert_eq!(parse_decimal("1."), fin(false, 1, 0));
+        assert_eq!(parse_decimal("2.25E+2"), fin(false, 225, 0));
+        assert_eq!(parse_decimal("1e-7"), fin(false, 1, -7));
+        assert_eq!(parse_decimal("0E-7"), fin(false, 0, -7));
+        assert_eq!(parse_decimal("-Infinity"), Some(Dec::Inf { neg: true }));
+        assert_eq!(parse_decimal("inf"), Some(Dec::Inf { neg: false }));
+        assert_eq!(parse_decimal("-NaN"), Some(Dec::NaN { signaling: false }));
+        assert_eq!(parse_decimal("sNaN12"), Some(Dec::NaN { signaling: true }));
+        for bad in [
+            "",
+            "-",
+            ".",
+            "1..2",
+            "e5",
+            "1e",
+            "1e+",
+            "nan1x",
+            "1_0",
+            "0x1",
+            "Infinity1",
+        ] {
+            assert_eq!(parse_decimal(bad), None, "{bad:?}");
+        }
+        // An exponent beyond i64 is not a number the model handles.
+        assert_eq!(parse_decimal("1E+99999999999999999999"), None);
+    }
+
+    #[test]
+    fn decimal_and_fraction_hashes_match_cpython() {
+        // Values printed by CPython 3.11: hash(x).
+        let h = |r: Real| hash_real_object(&r).unwrap();
+        let dec = |s: &str| Real::Dec(parse_decimal(s).unwrap());
+        assert_eq!(h(dec("1.5")), hash_f64(1.5));
+        assert_eq!(h(dec("-0")), 0);
+        assert_eq!(h(dec("1E-1000")), 2080493841679496175);
+        assert_eq!(
+            h(Real::Frac(BigInt::from(1), BigInt::from(3))),
+            1537228672809129301
+        );
+        assert_eq!(
+            h(Real::Frac(BigInt::from(-3), BigInt::from(2))),
+            hash_f64(-1.5)
+        );
+        assert_eq!(h(dec("-Infinity")), -HASH_INF);
+        assert!(hash_real_object(&dec("sNaN")).is_err());
+    }
+
+    #[test]
     fn self_containing_list_equals_itself_and_distinct_ones_recurse() {
         let a = Value::list(vec![Value::Int(1)]);
         if let Value::List(l) = &a {
