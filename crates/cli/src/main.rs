@@ -5,7 +5,8 @@
 //!   `connect()` to (see `mpmanager serve --help`).
 //! * `mpmanager pickle show [FILE]` prints the Python `repr` of a pickle
 //!   without executing anything (a safe way to look inside an untrusted
-//!   pickle).
+//!   pickle), in the inspector style (`mpmanager_pickle::repr::inspect`):
+//!   objects of unknown classes are shown as the calls that rebuild them.
 //! * `mpmanager pickle recode --protocol N [FILE]` rewrites a pickle at
 //!   another protocol.
 
@@ -117,7 +118,7 @@ fn run(cli: Cli) -> Result<()> {
             let data = read_input(&file, limits.max_input)?;
             let value = decode_with(&data, &limits.options()).context("not a valid pickle")?;
             let text =
-                mpmanager_pickle::repr::try_repr(&value).context("cannot show this value")?;
+                mpmanager_pickle::repr::try_inspect(&value).context("cannot show this value")?;
             let mut out = std::io::stdout().lock();
             writeln!(out, "{text}")?;
         }

@@ -1,7 +1,11 @@
 //! Python ordering (`<`, `<=`, `>`, `>=`) and `list.sort()` on the value model.
 //!
-//! * Numbers (`bool`, `int`, `float`) compare exactly across types; any
-//!   comparison with NaN is false. `complex` is not ordered.
+//! * Numbers (`bool`, `int`, `float`, `decimal.Decimal`,
+//!   `fractions.Fraction`) compare exactly across types; a comparison with
+//!   a float NaN is false, except that one involving a `Decimal` and any NaN
+//!   (a `Decimal` NaN, or a float NaN against a `Decimal`) raises
+//!   `decimal.InvalidOperation`, as the C `decimal` module's default context
+//!   does. `complex` is not ordered.
 //! * `str` by code point, `bytes`/`bytearray` by byte.
 //! * `tuple` with `tuple`, `list` with `list`: lexicographically — the first
 //!   index where the items are not equal ([`py_eq`]) decides with the same
@@ -10,10 +14,8 @@
 //! * Everything else raises CPython's `TypeError`:
 //!   `'<' not supported between instances of 'str' and 'int'`.
 //!
-//! Known differences: opaque objects (`datetime`, `Decimal`, user classes …)
-//! are never ordered (CPython would call their `__lt__`), and two NaN floats
-//! with the same bits count as identical inside tuples/lists, as in
-//! [`py_eq`].
+//! Known differences: other opaque objects (`datetime`, user classes …)
+//! are never ordered (CPython would call their `__lt__`).
 //!
 //! [`sort`] is a stable sort that only uses `<`, with CPython 3.8–3.12's
 //! timsort run detection and binary insertion (so for lists shorter than 64
@@ -29,7 +31,10 @@ use std::cmp::Ordering;
 use num_bigint::BigInt;
 
 use crate::exc::PyErr;
-use crate::hash::{cmp_int_float, py_eq, MAX_COMPARE_DEPTH, RED_ZONE, STACK_GROWTH};
+use crate::hash::{
+    cmp_int_float, cmp_real, invalid_operation, numeric_object, object_type_name, py_eq, real_of,
+    MAX_COMPARE_DEPTH, RED_ZONE, STACK_GROWTH,
+};
 use crate::value::{Set, Value};
 
 /// A rich-comparison ordering operator.
@@ -87,9 +92,26 @@ fn not_supported(a: &Value, b: &Value, op: CompareOp) -> PyErr {
     PyErr::type_error(format!(
         "'{}' not supported between instances of '{}' and '{}'",
         op.symbol(),
-        a.type_name(),
-        b.type_name()
+        object_type_name(a),
+        object_type_name(b)
     ))
+}
+
+/// `a <op> b` where one side is a `Decimal` or `Fraction`: `Ok(None)` if
+/// neither is.
+fn numeric_object_cmp(a: &Value, b: &Value, op: CompareOp) -> Result<Option<bool>, PyErr> {
+    let (oa, ob) = (numeric_object(a), numeric_object(b));
+    if oa.is_none() && ob.is_none() {
+        return Ok(None);
+    }
+    let (Some(x), Some(y)) = (oa.or_else(|| real_of(a)), ob.or_else(|| real_of(b))) else {
+        return Err(not_supported(a, b, op));
+    };
+    match cmp_real(&x, &y) {
+        Some(o) => Ok(Some(op.holds(o))),
+        None if x.is_decimal() || y.is_decimal() => Err(invalid_operation()),
+        None => Ok(Some(false)),
+    }
 }
 
 /// Exact ordering of two real numbers; `None` if either is not a real
@@ -131,6 +153,11 @@ fn compare_inner(a: &Value, b: &Value, op: CompareOp, depth: usize) -> Result<bo
     }
     if let Some(o) = num_cmp(a, b) {
         return Ok(o.is_some_and(|o| op.holds(o)));
+    }
+    if matches!(a, Value::Object(_)) || matches!(b, Value::Object(_)) {
+        if let Some(r) = numeric_object_cmp(a, b, op)? {
+            return Ok(r);
+        }
     }
     let bytes_of = |v: &Value| -> Option<Vec<u8>> {
         match v {

@@ -1,42 +1,78 @@
 //! Python's `repr()` and `str()` on the value model, byte-identical to
-//! CPython 3.8–3.13 for every built-in type.
+//! CPython 3.8–3.13 for every built-in type, in two styles:
+//!
+//! * [`repr`] / [`try_repr`]: what CPython's `repr()` prints, for a server
+//!   that must answer `str(proxy)` as CPython's does. An object of a class
+//!   the model does not know prints as `object.__repr__` does:
+//!   `<__main__.Point object at 0x7f…>`, where the address is the object's
+//!   identity in the model ([`Value::identity`]), stable while it lives.
+//! * [`inspect`] / [`try_inspect`]: for a person looking inside a pickle
+//!   (`mpmanager pickle show`): the same text, except that an object of an
+//!   unknown class is shown as the Python expression the pickle evaluates
+//!   (see the table below), so that one sees what unpickling would do.
+//!
+//! Both styles:
 //!
 //! * Scalars and containers: exactly CPython's text (`1e+16`, `(-0-1j)`,
 //!   `'\udc80'`, `b'\x00'`, `(1,)`, `set()`, `frozenset({1})`,
-//!   `slice(1, None, None)`, `<class 'datetime.datetime'>` …). Self-containing
-//!   containers print as CPython does: `[1, [...]]`, `{'a': {...}}`.
+//!   `slice(1, None, None)`, …). Self-containing containers print as
+//!   CPython does: `[1, [...]]`, `{'a': {...}}`.
 //! * Sets are printed in the model's (insertion) order; CPython prints them
 //!   in hash-table order, which only matches for simple cases.
+//! * Globals: a class prints as `<class 'datetime.datetime'>` (`<class
+//!   'int'>` for `builtins`); `builtins.Ellipsis` and
+//!   `builtins.NotImplemented` as `Ellipsis` and `NotImplemented`; the
+//!   built-in functions (`len`, `print`, `sorted`, … every callable of
+//!   `builtins` that is not a class) as `<built-in function len>`, and
+//!   `site`'s `exit`, `quit`, `help`, `license` and `credits` as their text
+//!   (`copyright`, whose text names the current year, prints as a class);
+//!   the aliases `IOError` and `EnvironmentError` as `<class 'OSError'>`.
+//!   A pickle names a class and a module-level function the same way
+//!   (`GLOBAL module name`), and nothing is imported, so any other global —
+//!   `math.sqrt` or a user's function included — prints as a class:
+//!   `<class 'math.sqrt'>` (CPython: `<built-in function sqrt>`,
+//!   `<function f at 0x…>`).
 //! * Opaque objects ([`Value::Object`]) that CPython's standard library
 //!   defines get CPython's exact repr: built-in exceptions (`KeyError('zz')`,
 //!   `FileNotFoundError(2, 'x')` for `OSError(2, 'x')`), `queue.Empty`/`Full`,
 //!   `threading.BrokenBarrierError`, `decimal.Decimal`, `fractions.Fraction`,
 //!   `datetime.date`/`datetime`/`time`/`timedelta`/`timezone`,
-//!   `array.array` (both pickled forms), `collections.OrderedDict` is *not*
-//!   special-cased (its repr changed in 3.12), and the manager types
-//!   `Token`, pickled proxies (`<ListProxy object, typeid 'list' at 0x…>`,
-//!   where the address shown is the token id), `Namespace` and `Value`.
-//! * Any other object is shown as the Python expression the pickle
-//!   evaluates, so that an inspector sees exactly what unpickling would do:
+//!   `array.array` (both pickled forms), the `collections` containers
+//!   `OrderedDict` (in the 3.12+ form `OrderedDict({'b': 1})`; 3.8–3.11
+//!   print `OrderedDict([('b', 1)])`), `defaultdict(<class 'list'>, {…})`,
+//!   `deque([1, 2], maxlen=3)` and `Counter({'a': 2})` (most common first),
+//!   and the manager types `Token`, pickled proxies (`<ListProxy object,
+//!   typeid 'list' at 0x…>`, where the address shown is the token id),
+//!   `Namespace` and `Value`.
+//! * Known differences: an unknown object's class is taken to be the class
+//!   its pickle names (`NEWOBJ`'s class, or `REDUCE`'s callable, which for
+//!   a factory function is the function, not the class it returns;
+//!   `object` if the callable is not a global); a user
+//!   class with its own `__repr__`, or a subclass of a built-in type,
+//!   prints as `<module.Name object at 0x…>` all the same, since its code
+//!   is never run.
 //!
-//!   | pickle                       | shown as                                   |
-//!   |------------------------------|--------------------------------------------|
-//!   | `REDUCE(f, (a, b))`          | `mod.f(a, b)`                              |
-//!   | `NEWOBJ(C, (a,))`            | `mod.C.__new__(mod.C, a)`                  |
-//!   | `NEWOBJ_EX(C, (a,), {'k':v})`| `mod.C.__new__(mod.C, a, k=v)`             |
-//!   | then `APPENDS`               | `….extend([x, y])`                         |
-//!   | then `SETITEMS`              | `….update({k: v})` (one `obj[k] = v` each) |
-//!   | then `BUILD state`           | `….__setstate__(state)`                    |
+//! The inspector's form of an unknown object:
 //!
-//!   A callable that is a global is written `module.qualname` (not
-//!   `<class '…'>`); a non-global callable is written `(repr)`. An object
-//!   met again inside itself is written `<recursive module.Name object>`.
+//! | pickle                       | shown as                                   |
+//! |------------------------------|--------------------------------------------|
+//! | `REDUCE(f, (a, b))`          | `mod.f(a, b)`                              |
+//! | `NEWOBJ(C, (a,))`            | `mod.C.__new__(mod.C, a)`                  |
+//! | `NEWOBJ_EX(C, (a,), {'k':v})`| `mod.C.__new__(mod.C, a, k=v)`             |
+//! | then `APPENDS`               | `….extend([x, y])`                         |
+//! | then `SETITEMS`              | `….update({k: v})` (one `obj[k] = v` each) |
+//! | then `BUILD state`           | `….__setstate__(state)`                    |
 //!
-//! [`try_repr`] fails as CPython does: `RecursionError` for values nested
-//! deeper than 1000 levels, `ValueError` for an `int` of more than 4300
-//! decimal digits (CPython's default `int_max_str_digits`; the 3.12+ message
-//! is used). [`repr`] never fails: it writes those parts as
-//! `<RecursionError: …>` and `<int with N digits: ValueError: …>` and goes on.
+//! A callable that is a global is written `module.qualname` (not
+//! `<class '…'>`); a non-global callable is written `(repr)`. An object met
+//! again inside itself is written `<recursive module.Name object>`.
+//!
+//! [`try_repr`] and [`try_inspect`] fail as CPython does: `RecursionError`
+//! for values nested deeper than 1000 levels, `ValueError` for an `int` of
+//! more than 4300 decimal digits (CPython's default `int_max_str_digits`;
+//! the 3.12+ message is used). [`repr`] and [`inspect`] never fail: they
+//! write those parts as `<RecursionError: …>` and `<int with N digits:
+//! ValueError: …>` and go on.
 
 use std::fmt::Write as _;
 
@@ -56,16 +92,17 @@ pub const MAX_REPR_DEPTH: usize = 1000;
 /// CPython's default `sys.get_int_max_str_digits()`.
 pub const INT_MAX_STR_DIGITS: usize = 4300;
 
-/// `repr(v)`; never fails (see the [module docs](self) for the markers
-/// written where CPython would raise).
-///
-/// ```
-/// use mpmanager_pickle::{repr, Value};
-/// assert_eq!(repr(&Value::tuple(vec![Value::Int(1)])), "(1,)");
-/// assert_eq!(repr(&Value::Float(1e16)), "1e+16");
-/// ```
-pub fn repr(v: &Value) -> String {
-    let mut r = Repr::new(false);
+/// How an object of an unknown class is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Style {
+    /// As CPython's `object.__repr__`: `<mod.Name object at 0x…>`.
+    Python,
+    /// As the expression the pickle evaluates (see the module docs).
+    Inspect,
+}
+
+fn lenient(v: &Value, style: Style) -> String {
+    let mut r = Repr::new(false, style);
     let mut out = String::new();
     match r.value(v, &mut out) {
         Ok(()) => out,
@@ -74,13 +111,56 @@ pub fn repr(v: &Value) -> String {
     }
 }
 
-/// `repr(v)`, failing with CPython's exceptions: `RecursionError` past
-/// nesting depth 1000, `ValueError` for an int of more than 4300 digits.
-pub fn try_repr(v: &Value) -> Result<String, PyErr> {
-    let mut r = Repr::new(true);
+fn strict(v: &Value, style: Style) -> Result<String, PyErr> {
+    let mut r = Repr::new(true, style);
     let mut out = String::new();
     r.value(v, &mut out)?;
     Ok(out)
+}
+
+/// `repr(v)` as CPython prints it; never fails (see the [module
+/// docs](self) for the markers written where CPython would raise).
+///
+/// ```
+/// use mpmanager_pickle::{repr, Global, Object, Value};
+/// assert_eq!(repr(&Value::tuple(vec![Value::Int(1)])), "(1,)");
+/// assert_eq!(repr(&Value::Float(1e16)), "1e+16");
+/// assert_eq!(repr(&Value::global("builtins", "len")), "<built-in function len>");
+/// let p = Value::object(Object::new_obj(Global::new("__main__", "Point"), vec![], None));
+/// assert!(repr(&p).starts_with("<__main__.Point object at 0x"));
+/// ```
+pub fn repr(v: &Value) -> String {
+    lenient(v, Style::Python)
+}
+
+/// `repr(v)` as CPython prints it, failing with CPython's exceptions:
+/// `RecursionError` past nesting depth 1000, `ValueError` for an int of
+/// more than 4300 digits.
+pub fn try_repr(v: &Value) -> Result<String, PyErr> {
+    strict(v, Style::Python)
+}
+
+/// The inspector's view of `v`: [`repr`], except that an object of an
+/// unknown class is shown as the expression its pickle evaluates
+/// (`__main__.Point.__new__(__main__.Point).__setstate__({'x': 1})`); never
+/// fails.
+///
+/// ```
+/// use mpmanager_pickle::{repr::inspect, Global, Object, Value};
+/// let state = Value::dict(vec![(Value::str("x"), Value::Int(1))]).unwrap();
+/// let p = Object::new_obj(Global::new("__main__", "Point"), vec![], Some(state));
+/// assert_eq!(
+///     inspect(&Value::object(p)),
+///     "__main__.Point.__new__(__main__.Point).__setstate__({'x': 1})"
+/// );
+/// ```
+pub fn inspect(v: &Value) -> String {
+    lenient(v, Style::Inspect)
+}
+
+/// [`inspect`], failing as [`try_repr`] does.
+pub fn try_inspect(v: &Value) -> Result<String, PyErr> {
+    strict(v, Style::Inspect)
 }
 
 /// `str(v)`: the text itself for a `str`, `str()` of exceptions as Python
@@ -93,7 +173,7 @@ pub fn py_str(v: &Value) -> Result<String, PyErr> {
         Value::Str(s) => Ok(s.to_string_lossy().into_owned()),
         Value::Object(o) => {
             let o = o.read_recursive();
-            let mut r = Repr::new(true);
+            let mut r = Repr::new(true, Style::Python);
             if let Some(s) = r.object_str(&o)? {
                 return Ok(s);
             }
@@ -335,12 +415,94 @@ fn global_path(g: &Global) -> String {
     format!("{}.{}", g.module, g.name)
 }
 
-fn class_repr(g: &Global) -> String {
+/// `module.qualname`, or just `qualname` for `builtins`, as `repr` of a
+/// class and `object.__repr__` write a type.
+fn type_path(g: &Global) -> String {
     if &*g.module == "builtins" {
-        format!("<class '{}'>", g.name)
+        g.name.to_string()
     } else {
-        format!("<class '{}.{}'>", g.module, g.name)
+        global_path(g)
     }
+}
+
+/// The callables of `builtins` that are not classes (the same in CPython
+/// 3.8–3.13, plus 3.10's `aiter`/`anext`), without `site`'s helpers.
+const BUILTIN_FUNCTIONS: &[&str] = &[
+    "__build_class__",
+    "__import__",
+    "abs",
+    "aiter",
+    "all",
+    "anext",
+    "any",
+    "ascii",
+    "bin",
+    "breakpoint",
+    "callable",
+    "chr",
+    "compile",
+    "delattr",
+    "dir",
+    "divmod",
+    "eval",
+    "exec",
+    "format",
+    "getattr",
+    "globals",
+    "hasattr",
+    "hash",
+    "hex",
+    "id",
+    "input",
+    "isinstance",
+    "issubclass",
+    "iter",
+    "len",
+    "locals",
+    "max",
+    "min",
+    "next",
+    "oct",
+    "open",
+    "ord",
+    "pow",
+    "print",
+    "repr",
+    "round",
+    "setattr",
+    "sorted",
+    "sum",
+    "vars",
+];
+
+/// `repr` of a global: see the module docs.
+fn global_repr(g: &Global) -> String {
+    if &*g.module == "builtins" {
+        let name: &str = &g.name;
+        match name {
+            "Ellipsis" | "NotImplemented" => return name.to_string(),
+            // Aliases of classes.
+            "IOError" | "EnvironmentError" => return "<class 'OSError'>".to_string(),
+            "__loader__" => return "<class '_frozen_importlib.BuiltinImporter'>".to_string(),
+            "exit" | "quit" => return format!("Use {name}() or Ctrl-D (i.e. EOF) to exit"),
+            "help" => {
+                return "Type help() for interactive help, or help(object) for help about object."
+                    .to_string()
+            }
+            "license" => return "Type license() to see the full license text".to_string(),
+            "credits" => {
+                return "    Thanks to CWI, CNRI, BeOpen.com, Zope Corporation and a cast of \
+                        thousands\n    for supporting Python development.  See www.python.org \
+                        for more information."
+                    .to_string()
+            }
+            _ if BUILTIN_FUNCTIONS.contains(&name) => {
+                return format!("<built-in function {name}>");
+            }
+            _ => {}
+        }
+    }
+    format!("<class '{}'>", type_path(g))
 }
 
 // ---------------------------------------------------------------------------
@@ -348,6 +510,7 @@ fn class_repr(g: &Global) -> String {
 
 struct Repr {
     strict: bool,
+    style: Style,
     depth: usize,
     /// Identities of the containers on the current path.
     active: FxHashSet<usize>,
@@ -361,9 +524,10 @@ macro_rules! leave {
 }
 
 impl Repr {
-    fn new(strict: bool) -> Repr {
+    fn new(strict: bool, style: Style) -> Repr {
         Repr {
             strict,
+            style,
             depth: 0,
             active: FxHashSet::default(),
         }
@@ -423,7 +587,7 @@ impl Repr {
                 write_bytearray_repr(&b.read_recursive(), out);
                 out.push(')');
             }
-            Value::Global(g) => out.push_str(&class_repr(g)),
+            Value::Global(g) => out.push_str(&global_repr(g)),
             Value::Slice(s) => {
                 out.push_str("slice(");
                 self.enter()?;
@@ -446,10 +610,7 @@ impl Repr {
                         Value::Dict(_) => "{...}".to_string(),
                         Value::Set(_) => "set(...)".to_string(),
                         Value::FrozenSet(_) => "frozenset(...)".to_string(),
-                        Value::Object(o) => match o.read_recursive().global() {
-                            Some(g) => format!("<recursive {} object>", global_path(g)),
-                            None => "<recursive object>".to_string(),
-                        },
+                        Value::Object(o) => self.recursive_object(&o.read_recursive())?,
                         _ => "...".to_string(),
                     });
                     return Ok(());
@@ -531,7 +692,15 @@ impl Repr {
                 let o = o.read_recursive();
                 match self.known_object(&o)? {
                     Some(s) => out.push_str(&s),
-                    None => self.generic_object(&o, out)?,
+                    None if self.style == Style::Inspect => self.generic_object(&o, out)?,
+                    None => {
+                        let name = match o.new_of().map(|(g, _)| g).or_else(|| o.global()) {
+                            Some(g) => type_path(g),
+                            None => "object".to_string(),
+                        };
+                        let id = v.identity().unwrap_or(0);
+                        let _ = write!(out, "<{name} object at 0x{id:x}>");
+                    }
                 }
             }
             _ => self.value_inner(v, out)?,
@@ -541,6 +710,154 @@ impl Repr {
 
     // -----------------------------------------------------------------------
     // Opaque objects
+
+    /// What is written for an object met again inside its own repr.
+    fn recursive_object(&mut self, o: &Object) -> Result<String, PyErr> {
+        let Some(g) = o.global() else {
+            return Ok("<recursive object>".to_string());
+        };
+        if &*g.module == "collections" && o.construct == Construct::Reduce {
+            match &*g.name {
+                // `OrderedDict.__repr__` and `Counter.__repr__` (via
+                // `reprlib`-style guards; `Counter` would recurse forever).
+                "OrderedDict" | "Counter" => return Ok("...".to_string()),
+                "deque" => return Ok("[...]".to_string()),
+                // `defaultdict.__repr__` is `dict.__repr__` in a wrapper,
+                // and only the latter guards against recursion.
+                "defaultdict" => {
+                    let factory = match o.args_slice() {
+                        [f] => self.of(f)?,
+                        _ => "None".to_string(),
+                    };
+                    return Ok(format!("defaultdict({factory}, {{...}})"));
+                }
+                _ => {}
+            }
+        }
+        Ok(format!("<recursive {} object>", global_path(g)))
+    }
+
+    /// `{k: v, …}` of `pairs`.
+    fn dict_body(&mut self, pairs: &[(Value, Value)], out: &mut String) -> Result<(), PyErr> {
+        out.push('{');
+        for (i, (k, v)) in pairs.iter().enumerate() {
+            if i > 0 {
+                out.push_str(", ");
+            }
+            self.value(k, out)?;
+            out.push_str(": ");
+            self.value(v, out)?;
+        }
+        out.push('}');
+        Ok(())
+    }
+
+    /// `collections.OrderedDict`, `defaultdict`, `deque` and `Counter`, as
+    /// their pickles (`REDUCE` then `SETITEMS`/`APPENDS`) rebuild them.
+    fn collection_repr(&mut self, o: &Object, name: &str) -> Result<Option<String>, PyErr> {
+        if o.kwargs.is_some() || !matches!(o.args, Value::Tuple(_)) {
+            return Ok(None);
+        }
+        // An instance `__dict__` (the `BUILD` state) does not show.
+        let args = o.args_slice();
+        let mut s = String::new();
+        match name {
+            "OrderedDict" | "defaultdict" => {
+                let factory = match (name, args) {
+                    ("OrderedDict", []) => None,
+                    ("defaultdict", []) => Some(Value::None),
+                    ("defaultdict", [f]) => Some(f.clone()),
+                    _ => return Ok(None),
+                };
+                if !o.list_items.is_empty() {
+                    return Ok(None);
+                }
+                let Some(items) = dict_pairs(&o.dict_items) else {
+                    return Ok(None);
+                };
+                match factory {
+                    None if items.is_empty() => s.push_str("OrderedDict()"),
+                    None => {
+                        s.push_str("OrderedDict(");
+                        self.dict_body(&items, &mut s)?;
+                        s.push(')');
+                    }
+                    Some(f) => {
+                        s.push_str("defaultdict(");
+                        self.value(&f, &mut s)?;
+                        s.push_str(", ");
+                        self.dict_body(&items, &mut s)?;
+                        s.push(')');
+                    }
+                }
+            }
+            "deque" => {
+                if !o.dict_items.is_empty() {
+                    return Ok(None);
+                }
+                let iterable = |v: &Value| match v {
+                    Value::List(_) | Value::Tuple(_) => Some(seq_items(v)),
+                    _ => None,
+                };
+                let (mut items, maxlen) = match args {
+                    [] => (Vec::new(), None),
+                    [it] => match iterable(it) {
+                        Some(items) => (items, None),
+                        None => return Ok(None),
+                    },
+                    [it, m] => {
+                        let maxlen = match m {
+                            Value::None => None,
+                            m => match m.as_i64().and_then(|m| usize::try_from(m).ok()) {
+                                Some(m) => Some(m),
+                                None => return Ok(None),
+                            },
+                        };
+                        match iterable(it) {
+                            Some(items) => (items, maxlen),
+                            None => return Ok(None),
+                        }
+                    }
+                    _ => return Ok(None),
+                };
+                items.extend(o.list_items.iter().cloned());
+                if let Some(m) = maxlen {
+                    // Appending to a full deque drops items on the left.
+                    items.drain(..items.len().saturating_sub(m));
+                }
+                s.push_str("deque([");
+                self.seq(items.iter(), &mut s)?;
+                s.push(']');
+                if let Some(m) = maxlen {
+                    let _ = write!(s, ", maxlen={m}");
+                }
+                s.push(')');
+            }
+            "Counter" => {
+                if !o.list_items.is_empty() || !o.dict_items.is_empty() {
+                    return Ok(None);
+                }
+                let items: Vec<(Value, Value)> = match args {
+                    [] => Vec::new(),
+                    [Value::Dict(d)] => d
+                        .read_recursive()
+                        .iter()
+                        .map(|(k, v)| (k.value().clone(), v.clone()))
+                        .collect(),
+                    _ => return Ok(None),
+                };
+                if items.is_empty() {
+                    s.push_str("Counter()");
+                } else {
+                    s.push_str("Counter(");
+                    self.dict_body(&most_common(items), &mut s)?;
+                    s.push(')');
+                }
+            }
+            _ => return Ok(None),
+        }
+        Ok(Some(s))
+    }
 
     /// The generic, documented form (see the module docs).
     fn generic_object(&mut self, o: &Object, out: &mut String) -> Result<(), PyErr> {
@@ -638,6 +955,9 @@ impl Repr {
     /// CPython's repr for objects the standard library defines, or `None`.
     fn known_object(&mut self, o: &Object) -> Result<Option<String>, PyErr> {
         let Some(g) = o.global() else { return Ok(None) };
+        if &*g.module == "collections" && o.construct == Construct::Reduce {
+            return self.collection_repr(o, &g.name);
+        }
         let args = o.args_slice();
         let plain = o.list_items.is_empty() && o.dict_items.is_empty() && o.kwargs.is_none();
         if !plain {
@@ -1122,6 +1442,45 @@ fn py_str_lenient(v: &Value) -> String {
     }
 }
 
+/// The pairs of `SETITEM`s applied to a new dict: a later duplicate key
+/// replaces the value and keeps the first key and its place. `None` if a
+/// key is unhashable (unpickling would fail).
+fn dict_pairs(items: &[(Value, Value)]) -> Option<Vec<(Value, Value)>> {
+    let mut d = crate::value::Dict::default();
+    for (k, v) in items {
+        d.insert(crate::value::Key::new(k.clone()).ok()?, v.clone());
+    }
+    Some(
+        d.iter()
+            .map(|(k, v)| (k.value().clone(), v.clone()))
+            .collect(),
+    )
+}
+
+/// `Counter.most_common()`: by count, largest first, ties in insertion
+/// order (a stable `sorted(…, reverse=True)`); insertion order if the
+/// counts are not orderable, as `Counter.__repr__` falls back to.
+fn most_common(items: Vec<(Value, Value)>) -> Vec<(Value, Value)> {
+    // Sort (count, -index) in reverse: equal counts then come in index
+    // order, exactly as the stable sort by count alone leaves them.
+    let mut keys: Vec<Value> = items
+        .iter()
+        .enumerate()
+        .map(|(i, (_, c))| Value::tuple(vec![c.clone(), Value::Int(-(i as i64))]))
+        .collect();
+    if crate::ord::sort(&mut keys, true).is_err() {
+        return items;
+    }
+    let mut slots: Vec<Option<(Value, Value)>> = items.into_iter().map(Some).collect();
+    keys.iter()
+        .filter_map(|k| match k {
+            Value::Tuple(t) => t[1].as_i64(),
+            _ => None,
+        })
+        .filter_map(|i| slots[(-i) as usize].take())
+        .collect()
+}
+
 fn is_identifier(s: &str) -> bool {
     let mut c = s.chars();
     matches!(c.next(), Some(f) if f == '_' || f.is_alphabetic())
@@ -1228,7 +1587,7 @@ fn timedelta(args: &[Value]) -> Option<(i128, i128, i128)> {
 
 /// `Fraction` reduce args: `('n/d',)` (3.8–3.11) or `(n, d)` (3.12+),
 /// normalized as `Fraction` does.
-fn fraction(args: &[Value]) -> Option<(BigInt, BigInt)> {
+pub(crate) fn fraction(args: &[Value]) -> Option<(BigInt, BigInt)> {
     let (n, d) = match args {
         [Value::Str(s)] => {
             let s = s.as_str()?.trim();

@@ -1145,15 +1145,29 @@ impl Value {
 
     /// True if both are the same Python object: the same allocation for
     /// containers and strings, the same value for small scalars.
+    ///
+    /// A NaN float (or a complex with a NaN part) is never the same object
+    /// as another NaN, whatever their bits: floats have no identity in the
+    /// model, and every NaN a client sends is a fresh object, so a NaN
+    /// never finds itself in a container (see [`crate::hash`]).
+    ///
+    /// ```
+    /// use mpmanager_pickle::Value;
+    /// assert!(Value::Float(1.5).is(&Value::Float(1.5)));
+    /// assert!(!Value::Float(f64::NAN).is(&Value::Float(f64::NAN)));
+    /// ```
     pub fn is(&self, other: &Value) -> bool {
         match (self, other) {
             (Value::None, Value::None) => true,
             (Value::Bool(a), Value::Bool(b)) => a == b,
             (Value::Int(a), Value::Int(b)) => a == b,
             (Value::BigInt(a), Value::BigInt(b)) => Arc::ptr_eq(a, b),
-            (Value::Float(a), Value::Float(b)) => a.to_bits() == b.to_bits(),
+            (Value::Float(a), Value::Float(b)) => !a.is_nan() && a.to_bits() == b.to_bits(),
             (Value::Complex(a, b), Value::Complex(c, d)) => {
-                a.to_bits() == c.to_bits() && b.to_bits() == d.to_bits()
+                !a.is_nan()
+                    && !b.is_nan()
+                    && a.to_bits() == c.to_bits()
+                    && b.to_bits() == d.to_bits()
             }
             (Value::Str(a), Value::Str(b)) => a.ptr_eq(b),
             (Value::Bytes(a), Value::Bytes(b)) => Arc::ptr_eq(a, b),
@@ -1276,7 +1290,7 @@ impl Value {
 }
 
 impl fmt::Debug for Value {
-    /// Formats as Python's `repr` (see [`crate::repr`]).
+    /// Formats as Python's `repr` (see [`crate::repr`](mod@crate::repr)).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&crate::repr::repr(self))
     }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use mpmanager_pickle::repr::{float_repr, py_str, repr, try_repr};
+use mpmanager_pickle::repr::{float_repr, inspect, py_str, repr, try_inspect, try_repr};
 use mpmanager_pickle::{Global, Object, PyStr, Value};
 use mpmanager_testutil::{pythons, Python};
 use num_bigint::BigInt;
@@ -688,38 +688,48 @@ fn lenient_repr_marks_errors_and_generic_objects_are_readable() {
         mpmanager_pickle::ExcType::RecursionError
     );
 
+    // The inspector shows unknown objects as the calls that rebuild them;
+    // `repr` as CPython's `object.__repr__` does.
     // NEWOBJ + BUILD of an unknown class.
     let p = newobj("__main__", "Point", d(vec![(s("x"), i(1))]));
     assert_eq!(
-        repr(&p),
+        inspect(&p),
         "__main__.Point.__new__(__main__.Point).__setstate__({'x': 1})"
     );
-    // REDUCE with APPENDS / SETITEMS.
-    let mut o = Object::reduce(g("collections", "OrderedDict"), vec![]);
-    o.dict_items.push((s("a"), i(1)));
     assert_eq!(
-        repr(&Value::object(o)),
-        "collections.OrderedDict().update({'a': 1})"
+        repr(&p),
+        format!("<__main__.Point object at 0x{:x}>", p.identity().unwrap())
     );
+    // REDUCE with APPENDS / SETITEMS.
+    let mut o = Object::reduce(g("m", "Bag"), vec![]);
+    o.dict_items.push((s("a"), i(1)));
+    o.list_items = vec![i(1), i(2)];
+    let o = Value::object(o);
+    assert_eq!(inspect(&o), "m.Bag().extend([1, 2]).update({'a': 1})");
+    assert!(repr(&o).starts_with("<m.Bag object at 0x"), "{}", repr(&o));
+    // Known containers print as CPython does in both styles.
     let mut o = Object::reduce(g("collections", "deque"), vec![l(vec![]), i(3)]);
     o.list_items = vec![i(1), i(2)];
-    assert_eq!(
-        repr(&Value::object(o)),
-        "collections.deque([], 3).extend([1, 2])"
-    );
+    let o = Value::object(o);
+    assert_eq!(inspect(&o), "deque([1, 2], maxlen=3)");
+    assert_eq!(repr(&o), "deque([1, 2], maxlen=3)");
     // NEWOBJ_EX with keyword arguments.
     let mut o = Object::new_obj(Global::new("m", "C"), vec![i(1)], None);
     o.construct = mpmanager_pickle::Construct::NewObjEx;
     o.kwargs = Some(d(vec![(s("k"), s("v"))]));
-    assert_eq!(repr(&Value::object(o)), "m.C.__new__(m.C, 1, k='v')");
+    assert_eq!(inspect(&Value::object(o)), "m.C.__new__(m.C, 1, k='v')");
     // An object whose state contains itself.
     let obj = Value::object(Object::new_obj(Global::new("m", "Node"), vec![], None));
     if let Value::Object(o) = &obj {
         o.write().state = Some(d(vec![(s("me"), obj.clone())]));
     }
     assert_eq!(
-        repr(&obj),
+        inspect(&obj),
         "m.Node.__new__(m.Node).__setstate__({'me': <recursive m.Node object>})"
+    );
+    assert_eq!(
+        try_repr(&l(vec![obj.clone()])).unwrap(),
+        format!("[<m.Node object at 0x{:x}>]", obj.identity().unwrap())
     );
     if let Value::Object(o) = &obj {
         o.write().state = None; // break the cycle
@@ -727,8 +737,8 @@ fn lenient_repr_marks_errors_and_generic_objects_are_readable() {
     // Exceptions whose args are malformed still print.
     assert_eq!(repr(&reduce("builtins", "KeyError", vec![])), "KeyError()");
     // Malformed datetime state falls back to the generic form.
-    assert_eq!(
-        repr(&reduce("datetime", "date", vec![Value::bytes(b"\x07")])),
-        "datetime.date(b'\\x07')"
-    );
+    let bad_date = reduce("datetime", "date", vec![Value::bytes(b"\x07")]);
+    assert_eq!(inspect(&bad_date), "datetime.date(b'\\x07')");
+    assert_eq!(try_inspect(&bad_date).unwrap(), inspect(&bad_date));
+    assert!(repr(&bad_date).starts_with("<datetime.date object at 0x"));
 }
