@@ -7,10 +7,10 @@
 //!   other object (a `datetime`, a `Decimal`, a user class instance, a
 //!   manager `Token`, a pickled proxy …) is rebuilt, so it passes through
 //!   unchanged. Shared and recursive references survive.
-//! * [`decode`] reads protocols 0–5 with bounded memory, nesting and work;
+//! * [`decode()`] reads protocols 0–5 with bounded memory, nesting and work;
 //!   it never imports or calls anything, it only records.
-//! * [`encode`] writes protocols 2–5 (4 by default, as CPython 3.8–3.13 do).
-//! * [`hash`], [`ord`] and [`repr`] give Python's equality, hashing,
+//! * [`encode()`] writes protocols 2–5 (4 by default, as CPython 3.8–3.13 do).
+//! * [`hash`], [`ord`] and [`repr`](mod@repr) give Python's equality, hashing,
 //!   ordering and `repr` on the model, so a server can run `list`/`dict`
 //!   methods itself.
 //! * [`to_value`] / [`from_value`] bridge any serde type to and from the model.
