@@ -159,7 +159,35 @@ fn fx_bytes(tag: u8, b: &[u8]) -> i64 {
 /// assert!(py_hash(&Value::list(vec![])).is_err());
 /// ```
 pub fn py_hash(v: &Value) -> Result<i64, PyErr> {
-    hash_at(v, 0, false)
+    // Each call gets its own memo of shared containers (restored after, so
+    // a nested call cannot disturb an outer one).
+    let outer = HASH_MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let r = hash_at(v, 0, false);
+    HASH_MEMO.with(|m| *m.borrow_mut() = outer);
+    r
+}
+
+thread_local! {
+    /// Hashes of shared containers met during the current [`py_hash`]
+    /// call, by `(identity, structural)`: a value built as a DAG (a pickle
+    /// can share one tuple under many parents with `DUP`/memo) is hashed
+    /// in time linear in its size, not in the size of its tree expansion.
+    static HASH_MEMO: std::cell::RefCell<std::collections::HashMap<(usize, bool), i64>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+    /// Results of comparing two shared containers during the current
+    /// [`py_eq`] call, by their identities (same reason).
+    static EQ_MEMO: std::cell::RefCell<std::collections::HashMap<(usize, usize), bool>> =
+        std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+/// The identity under which a container's result may be memoized: only
+/// containers shared by several references can be met twice.
+fn memo_key(v: &Value) -> Option<usize> {
+    if v.holds_values() && v.strong_count().is_some_and(|n| n > 1) {
+        v.identity()
+    } else {
+        None
+    }
 }
 
 fn unhashable(v: &Value) -> PyErr {
@@ -177,9 +205,19 @@ fn combine(acc: u64, h: i64) -> u64 {
 /// `structural`: hash mutable containers by content (used for opaque
 /// objects, whose state is usually a dict).
 fn hash_at(v: &Value, depth: usize, structural: bool) -> Result<i64, PyErr> {
-    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
+    let key = memo_key(v).map(|id| (id, structural));
+    if let Some(k) = key {
+        if let Some(h) = HASH_MEMO.with(|m| m.borrow().get(&k).copied()) {
+            return Ok(h);
+        }
+    }
+    let h = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || {
         hash_at_inner(v, depth, structural)
-    })
+    })?;
+    if let Some(k) = key {
+        HASH_MEMO.with(|m| m.borrow_mut().insert(k, h));
+    }
+    Ok(h)
 }
 
 /// Stack left before a recursive walk grows a new segment, and its size.
@@ -294,7 +332,10 @@ pub fn key_eq(a: &Value, b: &Value) -> bool {
 /// assert!(!py_eq(&Value::tuple(vec![]), &Value::list(vec![])).unwrap());
 /// ```
 pub fn py_eq(a: &Value, b: &Value) -> Result<bool, PyErr> {
-    eq_at(a, b, 0)
+    let outer = EQ_MEMO.with(|m| std::mem::take(&mut *m.borrow_mut()));
+    let r = eq_at(a, b, 0);
+    EQ_MEMO.with(|m| *m.borrow_mut() = outer);
+    r
 }
 
 /// Exact comparison of an integer with a float: `Some(ordering)` or `None`
@@ -817,7 +858,20 @@ fn num_eq(a: &Value, b: &Value) -> Option<bool> {
 }
 
 fn eq_at(a: &Value, b: &Value, depth: usize) -> Result<bool, PyErr> {
-    stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || eq_at_inner(a, b, depth))
+    let key = match (memo_key(a), memo_key(b)) {
+        (Some(x), Some(y)) => Some((x, y)),
+        _ => None,
+    };
+    if let Some(k) = key {
+        if let Some(r) = EQ_MEMO.with(|m| m.borrow().get(&k).copied()) {
+            return Ok(r);
+        }
+    }
+    let r = stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || eq_at_inner(a, b, depth))?;
+    if let Some(k) = key {
+        EQ_MEMO.with(|m| m.borrow_mut().insert(k, r));
+    }
+    Ok(r)
 }
 
 fn eq_at_inner(a: &Value, b: &Value, depth: usize) -> Result<bool, PyErr> {

@@ -82,12 +82,19 @@ use num_traits::{Signed, ToPrimitive, Zero};
 use rustc_hash::FxHashSet;
 use unicode_general_category::{get_general_category, GeneralCategory as GC};
 
-use crate::exc::PyErr;
+use crate::exc::{ExcType, PyErr};
 use crate::hash::{RED_ZONE, STACK_GROWTH};
 use crate::value::{Construct, Global, Object, PyStr, Value};
 
 /// Deepest nesting `repr` follows before raising `RecursionError`.
 pub const MAX_REPR_DEPTH: usize = 1000;
+
+/// The most values one repr visits before failing with `MemoryError`. A
+/// pickle can share one tuple under two parents at every level (`DUP`), so
+/// a value of a few hundred bytes can have a tree expansion of 2**40 parts;
+/// this bounds the time and memory such a value can cost (a list of 16
+/// million ints still shows in full).
+pub const MAX_REPR_PARTS: usize = 1 << 24;
 
 /// CPython's default `sys.get_int_max_str_digits()`.
 pub const INT_MAX_STR_DIGITS: usize = 4300;
@@ -512,6 +519,8 @@ struct Repr {
     strict: bool,
     style: Style,
     depth: usize,
+    /// Values visited so far (bounded by [`MAX_REPR_PARTS`]).
+    parts: usize,
     /// Identities of the containers on the current path.
     active: FxHashSet<usize>,
 }
@@ -529,11 +538,19 @@ impl Repr {
             strict,
             style,
             depth: 0,
+            parts: 0,
             active: FxHashSet::default(),
         }
     }
 
     fn value(&mut self, v: &Value, out: &mut String) -> Result<(), PyErr> {
+        self.parts += 1;
+        if self.parts > MAX_REPR_PARTS {
+            return Err(PyErr::new(
+                ExcType::MemoryError,
+                format!("repr of a value with more than {MAX_REPR_PARTS} parts"),
+            ));
+        }
         stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.value_inner(v, out))
     }
 
