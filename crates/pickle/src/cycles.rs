@@ -343,6 +343,21 @@ mod tests {
         assert!(wd.upgrade().is_none() && wo.upgrade().is_none());
     }
 
+    /// Found by the fuzzer: `DUP` makes a second reference without the
+    /// memo (`]2a` appends a list to itself).
+    #[test]
+    fn cycles_made_with_dup_are_collected() {
+        let v = crate::decode(b"\x80\x04]2a.").unwrap();
+        let Value::List(a) = &v else { panic!("a list") };
+        assert!(a.read()[0].is(&v), "the list contains itself");
+        let w = Arc::downgrade(a);
+        drop(v);
+        collect_cycles();
+        assert!(w.upgrade().is_none());
+        // The failing-decode half is tests/cycles_after_decode_error.rs
+        // (its own process, so no other test shares the candidate list).
+    }
+
     #[test]
     fn decoded_recursive_pickles_do_not_leak() {
         // pickle.dumps(l) for l = [1]; l.append(l), protocol 2 (the input the

@@ -1061,6 +1061,9 @@ impl<'a> Decoder<'a> {
                 b'2' => {
                     let t = self.top_index()?;
                     let (v, d) = (self.stack[t].v.clone(), self.stack[t].d);
+                    // A second reference can close a cycle (`]2a`: a list
+                    // appended to itself), as a memo GET can.
+                    crate::cycles::track(&v);
                     self.push(v, d)?;
                 }
 

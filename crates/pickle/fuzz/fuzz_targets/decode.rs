@@ -15,7 +15,11 @@ fuzz_target!(|data: &[u8]| {
     opts.max_depth = 200;
     opts.max_items = 1 << 16;
     opts.max_memo = 1 << 12;
-    let Ok(v) = decode_with(data, &opts) else { return };
+    let Ok(v) = decode_with(data, &opts) else {
+        // A malformed pickle may have built cycles before failing.
+        mpmanager_pickle::cycles::collect_cycles();
+        return;
+    };
     let _ = repr(&v);
     let shown = inspect(&v);
     for proto in 2..=5u8 {
