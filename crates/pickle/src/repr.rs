@@ -96,6 +96,13 @@ pub const MAX_REPR_DEPTH: usize = 1000;
 /// million ints still shows in full).
 pub const MAX_REPR_PARTS: usize = 1 << 24;
 
+/// The most text one repr produces (counting the copies of nested parts
+/// into their containers) before failing with `MemoryError`: shared large
+/// strings under a DAG could otherwise multiply a small pickle into
+/// gigabytes within [`MAX_REPR_PARTS`]. 256 MiB is the server's default
+/// frame limit, so no legitimate reply is refused by it.
+pub const MAX_REPR_BYTES: usize = 256 << 20;
+
 /// CPython's default `sys.get_int_max_str_digits()`.
 pub const INT_MAX_STR_DIGITS: usize = 4300;
 
@@ -521,6 +528,9 @@ struct Repr {
     depth: usize,
     /// Values visited so far (bounded by [`MAX_REPR_PARTS`]).
     parts: usize,
+    /// Bytes of text produced so far, copies into enclosing reprs included
+    /// (bounded by [`MAX_REPR_BYTES`]).
+    produced: usize,
     /// Identities of the containers on the current path.
     active: FxHashSet<usize>,
 }
@@ -539,6 +549,7 @@ impl Repr {
             style,
             depth: 0,
             parts: 0,
+            produced: 0,
             active: FxHashSet::default(),
         }
     }
@@ -551,7 +562,16 @@ impl Repr {
                 format!("repr of a value with more than {MAX_REPR_PARTS} parts"),
             ));
         }
-        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.value_inner(v, out))
+        let before = out.len();
+        stacker::maybe_grow(RED_ZONE, STACK_GROWTH, || self.value_inner(v, out))?;
+        self.produced += out.len().saturating_sub(before);
+        if self.produced > MAX_REPR_BYTES {
+            return Err(PyErr::new(
+                ExcType::MemoryError,
+                format!("repr longer than {MAX_REPR_BYTES} bytes"),
+            ));
+        }
+        Ok(())
     }
 
     /// Repr of `v` as a separate string.

@@ -80,3 +80,17 @@ fn repr_of_a_huge_tree_expansion_is_a_memory_error_not_a_hang() {
         "((((), ()), ((), ())), (((), ()), ((), ())))"
     );
 }
+
+#[test]
+fn repr_of_shared_large_strings_is_bounded_in_bytes_too() {
+    // A 1 MB str shared by both halves of a 20-level tuple DAG: only 2**21
+    // parts (under MAX_REPR_PARTS) but 2 TB of text if expanded.
+    let big = Value::from("x".repeat(1 << 20));
+    let mut t = Value::tuple(vec![big.clone(), big]);
+    for _ in 0..20 {
+        t = Value::tuple(vec![t.clone(), t]);
+    }
+    let err = within_deadline("repr", move || repr::try_repr(&t).unwrap_err());
+    assert_eq!(err.ty, ExcType::MemoryError, "{err}");
+    assert!(err.to_string().contains("bytes"), "{err}");
+}
