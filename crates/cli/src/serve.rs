@@ -88,6 +88,20 @@ pub struct ServeArgs {
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
+
+    /// Print no banner lines on stderr (where it serves, its shared
+    /// objects, "stopped"); log lines still follow --log-level. For
+    /// programs that start the server themselves, such as the Python
+    /// package's `mpmanager.Manager()`.
+    #[arg(long, short)]
+    quiet: bool,
+
+    /// Keep serving on SIGINT (stop only on SIGTERM or a client's
+    /// shutdown), as CPython's manager process does since bpo-36368, so
+    /// that Ctrl-C in the program that started the server does not take
+    /// the shared objects away mid-cleanup.
+    #[arg(long)]
+    ignore_sigint: bool,
 }
 
 fn init_logging(args: &ServeArgs) -> Result<()> {
@@ -159,11 +173,19 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     // Install the handlers before binding, so that a SIGTERM arriving as
     // soon as the address is printed is not lost.
-    let mut signals = signal_hook::iterator::Signals::new([
-        signal_hook::consts::SIGTERM,
-        signal_hook::consts::SIGINT,
-    ])
-    .context("cannot install signal handlers")?;
+    let mut stop_signals = vec![signal_hook::consts::SIGTERM];
+    if args.ignore_sigint {
+        // SAFETY: SIG_IGN installs no handler code; it only changes this
+        // process's disposition of SIGINT, before any thread is started.
+        let r = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+        if r == libc::SIG_ERR {
+            bail!("cannot ignore SIGINT: {}", std::io::Error::last_os_error());
+        }
+    } else {
+        stop_signals.push(signal_hook::consts::SIGINT);
+    }
+    let mut signals = signal_hook::iterator::Signals::new(stop_signals)
+        .context("cannot install signal handlers")?;
 
     let server = Server::bind(config)?;
     let handle = server.handle();
@@ -179,14 +201,16 @@ pub fn run(args: ServeArgs) -> Result<()> {
         .context("cannot start the signal thread")?;
 
     let addr = server.address().clone();
-    eprintln!("mpmanager: serving on {addr}");
-    eprintln!(
-        "mpmanager: Python address: {}  (e.g. SyncManager(address={}, authkey=...).connect())",
-        server.python_address(),
-        server.python_address()
-    );
-    if !args.objects.is_empty() {
-        eprintln!("mpmanager: shared objects: {}", args.objects.join(", "));
+    if !args.quiet {
+        eprintln!("mpmanager: serving on {addr}");
+        eprintln!(
+            "mpmanager: Python address: {}  (e.g. SyncManager(address={}, authkey=...).connect())",
+            server.python_address(),
+            server.python_address()
+        );
+        if !args.objects.is_empty() {
+            eprintln!("mpmanager: shared objects: {}", args.objects.join(", "));
+        }
     }
     if args.print_address {
         let mut out = std::io::stdout().lock();
@@ -196,6 +220,8 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let r = server.serve();
     sig_handle.close();
     r?;
-    eprintln!("mpmanager: stopped");
+    if !args.quiet {
+        eprintln!("mpmanager: stopped");
+    }
     Ok(())
 }

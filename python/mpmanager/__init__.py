@@ -1,0 +1,726 @@
+"""mpmanager: CPython's multiprocessing manager server, in Rust.
+
+A drop-in replacement for the server process of
+:mod:`multiprocessing.managers`: the proxies, the wire and the behaviour are
+CPython's own; the process that owns the shared objects is the ``mpmanager``
+binary (no global interpreter lock, no code executed from a pickle).
+
+Use it directly::
+
+    from mpmanager import Manager
+    with Manager() as m:
+        d = m.dict()
+        q = m.Queue()
+
+or make every ``multiprocessing.Manager()`` and ``SyncManager().start()`` of
+the process use it::
+
+    import mpmanager
+    mpmanager.install()
+
+The server runs no Python code, so typeids whose objects are Python code
+(a registered Python class or callable that builds new objects, ``Pool``, a
+``Barrier`` action, an ``initializer``) cannot live in it; see
+:class:`UnsupportedRegistration`. A registered callable that returns *one*
+shared built-in object, like the documentation's
+``register('get_queue', callable=lambda: queue)``, is supported: the object
+(type and current contents) moves into the server when it starts.
+"""
+
+import os
+import queue as _queue_mod
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import sysconfig
+import threading
+import time
+import warnings
+
+from multiprocessing import connection as _connection
+from multiprocessing import managers as _mm
+from multiprocessing import util
+from multiprocessing.context import ProcessError
+
+__all__ = [
+    "BaseManager",
+    "BinaryNotFound",
+    "Manager",
+    "ServerStartError",
+    "SyncManager",
+    "UnsupportedRegistration",
+    "binary_path",
+    "install",
+    "installed",
+    "uninstall",
+]
+
+__version__ = "0.1.0"
+
+#: Seconds :meth:`SyncManager.start` waits for the server to report its
+#: address (``MPMANAGER_START_TIMEOUT`` overrides it).
+START_TIMEOUT = float(os.environ.get("MPMANAGER_START_TIMEOUT", "30"))
+
+_SERIALIZERS = ("pickle", "xmlrpclib")
+
+
+class BinaryNotFound(ProcessError):
+    """The ``mpmanager`` executable could not be found."""
+
+
+class ServerStartError(ProcessError):
+    """The ``mpmanager`` server did not start (it exited, or did not report
+    its address in time)."""
+
+
+class UnsupportedRegistration(TypeError):
+    """A registered typeid needs Python code inside the server process,
+    which mpmanager's server (a Rust program) cannot run."""
+
+
+# ---------------------------------------------------------------------------
+# Finding the binary
+# ---------------------------------------------------------------------------
+
+
+def binary_path():
+    """The path of the ``mpmanager`` executable the package runs.
+
+    In order: the ``MPMANAGER_BIN`` environment variable; the one installed
+    with this package (the wheel puts it in the environment's scripts
+    directory); ``mpmanager`` on ``PATH``. Raises :class:`BinaryNotFound`.
+    """
+    env = os.environ.get("MPMANAGER_BIN")
+    if env:
+        if os.path.isfile(env) and os.access(env, os.X_OK):
+            return env
+        raise BinaryNotFound(
+            "MPMANAGER_BIN=%r is not an executable file" % env
+        )
+    candidates = []
+    for scheme_dir in (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)):
+        if scheme_dir:
+            candidates.append(os.path.join(scheme_dir, "mpmanager"))
+    for c in candidates:
+        if os.path.isfile(c) and os.access(c, os.X_OK):
+            return c
+    found = shutil.which("mpmanager")
+    if found:
+        return found
+    raise BinaryNotFound(
+        "the mpmanager server executable was not found (looked at "
+        "MPMANAGER_BIN, %s and PATH); install the package with "
+        "'pip install mpmanager' (the wheel ships it) or build it with "
+        "'cargo build --release -p mpmanager-cli' and set "
+        "MPMANAGER_BIN=target/release/mpmanager" % ", ".join(candidates)
+    )
+
+
+# ---------------------------------------------------------------------------
+# Which registrations the server can host
+# ---------------------------------------------------------------------------
+
+# The typeids the server knows by name. A registration of one of these
+# names is hosted when its callable is CPython's own for that name (or None).
+_BUILTIN_TYPEIDS = (
+    "Queue", "JoinableQueue", "Event", "Lock", "RLock", "Semaphore",
+    "BoundedSemaphore", "Condition", "Barrier", "Pool", "list", "dict",
+    "Value", "Array", "Namespace", "Iterator", "AsyncResult", "set",
+)
+
+
+def _builtin_callables():
+    reg = _mm.SyncManager._registry
+    return {t: reg[t][0] for t in _BUILTIN_TYPEIDS if t in reg}
+
+
+def _threading_kinds():
+    import threading as th
+
+    kinds = [
+        (type(th.Lock()), "Lock"),
+        (type(th.RLock()), "RLock"),
+        (th.Event, "Event"),
+        (th.BoundedSemaphore, "BoundedSemaphore"),  # before its base class
+        (th.Semaphore, "Semaphore"),
+        (th.Condition, "Condition"),
+        (th.Barrier, "Barrier"),
+    ]
+    return kinds
+
+
+def _shared_object_spec(typeid, obj):
+    """``(TYPE, fill)`` for ``--object typeid=TYPE`` holding ``obj``, where
+    ``fill`` is a list of ``(method, args)`` calls that copy ``obj``'s
+    contents into the server's object; or raises UnsupportedRegistration."""
+    t = type(obj)
+    if t is _queue_mod.Queue:
+        with obj.mutex:
+            items = list(obj.queue)
+        kind = "Queue:%d" % obj.maxsize if obj.maxsize > 0 else "Queue"
+        return kind, [("put", (item,)) for item in items]
+    if t is list:
+        return "list", ([("extend", (list(obj),))] if obj else [])
+    if t is dict:
+        return "dict", ([("update", (dict(obj),))] if obj else [])
+    if t is set:
+        return "set", ([("update", (set(obj),))] if obj else [])
+    if t is _mm.Namespace:
+        return "Namespace", [
+            ("__setattr__", (k, v)) for k, v in vars(obj).items()
+        ]
+    for cls, name in _threading_kinds():
+        if isinstance(obj, cls) and type(obj) is cls:
+            if name == "Event":
+                return name, ([("set", ())] if obj.is_set() else [])
+            if name in ("Semaphore", "BoundedSemaphore"):
+                value = obj._value
+                initial = getattr(obj, "_initial_value", value)
+                return "%s:%d" % (name, initial), [("acquire", ())] * (initial - value)
+            if name == "Barrier":
+                if obj._action is not None:
+                    break
+                return "Barrier:%d" % obj.parties, []
+            if name in ("Lock", "RLock", "Condition"):
+                locked = obj.locked() if hasattr(obj, "locked") else not _try_release_probe(obj)
+                if locked:
+                    raise UnsupportedRegistration(
+                        "register(%r): the %s is held; a held lock cannot be "
+                        "moved into mpmanager's server" % (typeid, name)
+                    )
+                return name, []
+            return name, []
+    raise UnsupportedRegistration(
+        "register(%r, callable=...): the callable returned a %s.%s, and "
+        "mpmanager's server (a Rust program) cannot run Python code; it can "
+        "host one shared built-in object per such typeid (queue.Queue, list, "
+        "dict, set, Namespace, Lock, RLock, Semaphore, BoundedSemaphore, "
+        "Condition, Event, Barrier without action). Use "
+        "multiprocessing.managers.BaseManager for Python types."
+        % (typeid, t.__module__, t.__qualname__)
+    )
+
+
+def _try_release_probe(lock):
+    """True if ``lock`` is free (acquires and releases it once)."""
+    if lock.acquire(False):
+        lock.release()
+        return True
+    return False
+
+
+def _plan(manager_cls):
+    """The ``--object`` arguments and fill calls the registry of
+    ``manager_cls`` needs, or raises UnsupportedRegistration."""
+    builtin = _builtin_callables()
+    objects = []
+    for typeid, (func, _exposed, _m2t, _proxytype) in manager_cls._registry.items():
+        if func is None:
+            continue  # client-side registration only (connect() pattern)
+        if typeid in builtin and func is builtin[typeid]:
+            continue  # served by name
+        if typeid in builtin and typeid in ("Pool", "AsyncResult", "Iterator"):
+            continue
+        why = None
+        if isinstance(func, type):
+            why = "a class (%s.%s): its objects would be Python objects" % (
+                func.__module__, func.__qualname__)
+        else:
+            try:
+                first = func()
+                second = func()
+            except TypeError as e:
+                why = "a callable that cannot be called without arguments (%s)" % e
+            else:
+                if first is not second:
+                    why = ("a callable that builds a new object on every call; "
+                           "only callables returning one shared object (like "
+                           "lambda: queue) can be hosted")
+                else:
+                    kind, fill = _shared_object_spec(typeid, first)
+                    objects.append((typeid, kind, fill))
+                    continue
+        raise UnsupportedRegistration(
+            "%s.register(%r, ...): the callable is %s, and mpmanager's server "
+            "(a Rust program) runs no Python code. Use "
+            "multiprocessing.managers.BaseManager for this manager, or "
+            "register a Rust type." % (manager_cls.__name__, typeid, why)
+        )
+    return objects
+
+
+def _hostable(manager):
+    """None if mpmanager can host ``manager``, else the reason why not."""
+    if manager._serializer not in _SERIALIZERS:
+        return "unknown serializer %r" % manager._serializer
+    try:
+        _plan(type(manager))
+    except UnsupportedRegistration as e:
+        return str(e)
+    return None
+
+
+# ---------------------------------------------------------------------------
+# Addresses
+# ---------------------------------------------------------------------------
+
+
+def _address_arg(address):
+    """The ``--address`` argument for a CPython manager address."""
+    if address is None:
+        return "unix:" + _connection.arbitrary_address("AF_UNIX")
+    if isinstance(address, tuple):
+        if len(address) != 2:
+            raise ValueError("address must be (host, port): %r" % (address,))
+        host, port = address
+        if host == "":
+            host = "0.0.0.0"
+        else:
+            try:
+                socket.inet_pton(socket.AF_INET6, host)
+                return "[%s]:%d" % (host, port)
+            except OSError:
+                pass
+            host = socket.gethostbyname(host)
+        return "%s:%d" % (host, port)
+    if isinstance(address, str):
+        if address.startswith("\0"):
+            name = address[1:].encode("utf-8", "surrogateescape")
+            return "unix:@" + "".join(
+                chr(b) if 0x21 <= b < 0x7F and b != 0x5C else
+                ("\\\\" if b == 0x5C else "\\x%02x" % b) for b in name)
+        if address.startswith("\\\\"):
+            raise ValueError("named pipes are Windows-only: %r" % address)
+        return "unix:" + address
+    raise TypeError("address type of %r unrecognized" % (address,))
+
+
+def _python_address(line):
+    """A CPython address from the line ``mpmanager serve --print-address``
+    prints."""
+    if line.startswith("unix:@"):
+        out = bytearray()
+        s = line[len("unix:@"):]
+        i = 0
+        while i < len(s):
+            if s[i] == "\\" and s[i + 1:i + 2] == "\\":
+                out.append(0x5C)
+                i += 2
+            elif s[i] == "\\" and s[i + 1:i + 2] == "x":
+                out.append(int(s[i + 2:i + 4], 16))
+                i += 4
+            else:
+                out += s[i].encode()
+                i += 1
+        return "\0" + out.decode("utf-8", "surrogateescape")
+    if line.startswith("unix:"):
+        return line[len("unix:"):]
+    host, _, port = line.rpartition(":")
+    if host.startswith("["):
+        host = host[1:-1]
+    return (host, int(port))
+
+
+# ---------------------------------------------------------------------------
+# The server process
+# ---------------------------------------------------------------------------
+
+
+class ServerProcess(object):
+    """The ``mpmanager serve`` process behind a started manager, with the
+    ``multiprocessing.Process`` methods a manager uses: ``is_alive``,
+    ``join``, ``terminate``, ``kill``, ``exitcode``, ``pid``."""
+
+    def __init__(self, popen, name):
+        self._popen = popen
+        self._owner_pid = os.getpid()
+        self.name = name
+
+    @property
+    def pid(self):
+        return self._popen.pid
+
+    @property
+    def exitcode(self):
+        if os.getpid() != self._owner_pid:
+            return None
+        return self._popen.poll()
+
+    def is_alive(self):
+        if os.getpid() != self._owner_pid:
+            # A forked child does not own the server (as with CPython's
+            # manager process, which is the parent's child).
+            return False
+        return self._popen.poll() is None
+
+    def join(self, timeout=None):
+        if os.getpid() != self._owner_pid:
+            return
+        try:
+            self._popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def terminate(self):
+        if self.is_alive():
+            self._popen.terminate()
+
+    def kill(self):
+        if self.is_alive():
+            self._popen.kill()
+
+    def __repr__(self):
+        code = self.exitcode
+        status = "started" if code is None else "stopped exitcode=%s" % code
+        return "<mpmanager.ServerProcess name=%r pid=%s %s>" % (
+            self.name, self.pid, status)
+
+
+def _spawn_server(address, authkey, serializer, objects, foreground=False):
+    """Starts ``mpmanager serve``; returns ``(popen, python_address)``."""
+    binary = binary_path()
+    cmd = [
+        binary, "serve", "--quiet", "--print-address",
+        "--address", _address_arg(address),
+        "--log-level", os.environ.get("MPMANAGER_LOG", "warn"),
+    ]
+    if serializer != "pickle":
+        cmd += ["--serializer", serializer]
+    for typeid, kind, _fill in objects:
+        cmd += ["--object", "%s=%s" % (typeid, kind)]
+    if not foreground:
+        cmd.append("--ignore-sigint")
+    r, w = os.pipe()
+    try:
+        cmd += ["--authkey-file", "/dev/fd/%d" % r]
+        try:
+            popen = subprocess.Popen(
+                cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                pass_fds=(r,), close_fds=True,
+                start_new_session=not foreground)
+        except OSError as e:
+            raise ServerStartError("cannot run %s: %s" % (binary, e)) from e
+        os.close(r)
+        r = -1
+        key = bytes(authkey)
+        view = memoryview(key)
+        while view:
+            n = os.write(w, view)
+            view = view[n:]
+    finally:
+        if r >= 0:
+            os.close(r)
+        os.close(w)
+
+    deadline = time.monotonic() + START_TIMEOUT
+    out = popen.stdout
+    line = b""
+    while not line.endswith(b"\n"):
+        left = deadline - time.monotonic()
+        if left <= 0:
+            popen.kill()
+            popen.wait()
+            out.close()
+            raise ServerStartError(
+                "the mpmanager server (%s) did not report its address within "
+                "%.0f s" % (binary, START_TIMEOUT))
+        ready, _, _ = select.select([out], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(out.fileno(), 4096)
+        if not chunk:
+            code = popen.wait()
+            out.close()
+            raise ServerStartError(
+                "the mpmanager server exited with status %s before listening "
+                "on %s (its error message is on stderr above)"
+                % (code, _address_arg(address)))
+        line += chunk
+    out.close()
+    return popen, _python_address(line.decode().strip())
+
+
+def _fill_objects(address, authkey, serializer, objects):
+    """Copies the contents of named shared objects into the server."""
+    todo = [(t, fill) for t, _k, fill in objects if fill]
+    if not todo:
+        return
+    _Listener, Client = _mm.listener_client[serializer]
+    for typeid, fill in todo:
+        conn = Client(address, authkey=authkey)
+        try:
+            ident, _exposed = _mm.dispatch(conn, None, "create", (typeid,), {})
+        finally:
+            conn.close()
+        conn = Client(address, authkey=authkey)
+        try:
+            _mm.dispatch(conn, None, "accept_connection", ("mpmanager-fill",))
+            for method, args in fill:
+                conn.send((ident, method, args, {}))
+                kind, result = conn.recv()
+                if kind != "#RETURN":
+                    raise _mm.convert_to_error(kind, result)
+        finally:
+            conn.close()
+        conn = Client(address, authkey=authkey)
+        try:
+            _mm.dispatch(conn, None, "decref", (ident,))
+        finally:
+            conn.close()
+
+
+def _finalize_manager(process, address, authkey, state, _Client,
+                      shutdown_timeout):
+    """Shuts the server down: CPython's ``BaseManager._finalize_manager``
+    for an mpmanager server process."""
+    if process.is_alive():
+        util.info("sending shutdown message to manager")
+        try:
+            conn = _Client(address, authkey=authkey)
+            try:
+                _mm.dispatch(conn, None, "shutdown")
+            finally:
+                conn.close()
+        except Exception:
+            pass
+        process.join(timeout=shutdown_timeout)
+        if process.is_alive():
+            util.info("manager still alive; terminating it")
+            process.terminate()
+            process.join(timeout=shutdown_timeout)
+            if process.is_alive():
+                util.info("manager still alive after terminate")
+                process.kill()
+                process.join()
+    state.value = _mm.State.SHUTDOWN
+    try:
+        del _mm.BaseProxy._address_to_local[address]
+    except KeyError:
+        pass
+
+
+def _check_initial(manager):
+    if manager._state.value != _mm.State.INITIAL:
+        if manager._state.value == _mm.State.STARTED:
+            raise ProcessError("Already started server")
+        elif manager._state.value == _mm.State.SHUTDOWN:
+            raise ProcessError("Manager has shut down")
+        else:
+            raise ProcessError(
+                "Unknown state {!r}".format(manager._state.value))
+
+
+def _start(self, initializer=None, initargs=()):
+    """Starts an ``mpmanager serve`` process for this manager (CPython's
+    ``BaseManager.start``, with the Rust server)."""
+    _check_initial(self)
+    if initializer is not None:
+        if not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        raise UnsupportedRegistration(
+            "start(initializer=...): the initializer would run Python code in "
+            "the server process, and mpmanager's server is a Rust program")
+    if self._serializer not in _SERIALIZERS:
+        raise ValueError("unknown serializer %r" % self._serializer)
+    objects = _plan(type(self))
+    popen, address = _spawn_server(
+        self._address, self._authkey, self._serializer, objects)
+    process = ServerProcess(popen, type(self).__name__ + "-mpmanager")
+    try:
+        _fill_objects(address, self._authkey, self._serializer, objects)
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    self._process = process
+    self._address = address
+    self._state.value = _mm.State.STARTED
+    self.shutdown = util.Finalize(
+        self, _finalize_manager,
+        args=(process, address, self._authkey, self._state, self._Client,
+              getattr(self, "_shutdown_timeout", 1.0)),
+        exitpriority=0)
+
+
+class Server(object):
+    """What ``get_server()`` returns: the address is bound as soon as it is
+    made; :meth:`serve_forever` runs until a client calls ``shutdown`` or
+    the program is interrupted, then exits the program (as CPython's)."""
+
+    def __init__(self, manager):
+        objects = _plan(type(manager))
+        self._popen, self.address = _spawn_server(
+            manager._address, manager._authkey, manager._serializer,
+            objects, foreground=True)
+        try:
+            _fill_objects(self.address, manager._authkey,
+                          manager._serializer, objects)
+        except BaseException:
+            self._popen.kill()
+            self._popen.wait()
+            raise
+
+    @property
+    def listener(self):
+        """The listening side: ``close()`` stops the server process and
+        frees its address (CPython's tests call ``srvr.listener.close()``)."""
+        return _ServerListener(self._popen, self.address)
+
+    def serve_forever(self):
+        try:
+            try:
+                self._popen.wait()
+            except (KeyboardInterrupt, SystemExit):
+                pass
+        finally:
+            if self._popen.poll() is None:
+                self._popen.terminate()
+                try:
+                    self._popen.wait(5)
+                except subprocess.TimeoutExpired:
+                    self._popen.kill()
+                    self._popen.wait()
+            sys.exit(0)
+
+
+class _ServerListener(object):
+    def __init__(self, popen, address):
+        self._popen = popen
+        self.address = address
+
+    def close(self):
+        if self._popen.poll() is None:
+            self._popen.terminate()
+            self._popen.wait()
+
+
+def _get_server(self):
+    """A :class:`Server` running this manager's registry in mpmanager."""
+    _check_initial(self)
+    return Server(self)
+
+
+class BaseManager(_mm.BaseManager):
+    """CPython's :class:`multiprocessing.managers.BaseManager` whose server
+    is mpmanager's. Register built-in typeids, or named shared objects::
+
+        import queue
+        q = queue.Queue()
+        class QueueManager(mpmanager.BaseManager): pass
+        QueueManager.register('get_queue', callable=lambda: q)
+
+    Registering a Python class, or a callable that builds a new object on
+    each call, raises :class:`UnsupportedRegistration` at ``start()`` /
+    ``get_server()``; clients (``connect()``) can register anything."""
+
+    start = _start
+    get_server = _get_server
+
+
+class SyncManager(_mm.SyncManager):
+    """CPython's :class:`multiprocessing.managers.SyncManager` whose server
+    is mpmanager's: ``Queue``, ``Lock``, ``dict``, ``list``, ``Namespace``
+    … behave as with CPython's server. ``Pool`` is refused by the server (a
+    pool runs Python code)."""
+
+    start = _start
+    get_server = _get_server
+
+
+def Manager(*, address=None, authkey=None, serializer="pickle",
+            shutdown_timeout=1.0):
+    """Like :func:`multiprocessing.Manager`: a started :class:`SyncManager`
+    whose server is mpmanager's."""
+    kwargs = {}
+    if sys.version_info >= (3, 11) or shutdown_timeout != 1.0:
+        kwargs["shutdown_timeout"] = shutdown_timeout
+    m = SyncManager(address=address, authkey=authkey, serializer=serializer,
+                    **kwargs)
+    m.start()
+    return m
+
+
+# ---------------------------------------------------------------------------
+# install()
+# ---------------------------------------------------------------------------
+
+_installed = {}
+_install_lock = threading.Lock()
+
+
+class FallbackWarning(UserWarning):
+    """install(strict=False) ran a manager on CPython's own server because
+    its registry needs Python code in the server."""
+
+
+def _why_not_hosted(manager, initializer=None):
+    """None if mpmanager's server can run ``manager``, else why not."""
+    if type(manager)._Server is not _mm.Server:
+        return "it has its own server class (%s)" % type(manager)._Server.__name__
+    if initializer is not None:
+        return "start() was given an initializer (Python code for the server)"
+    return _hostable(manager)
+
+
+def install(strict=False):
+    """Makes ``multiprocessing.Manager()``, ``SyncManager().start()`` and
+    ``start()`` / ``get_server()`` of every ``BaseManager`` subclass use
+    mpmanager's server for the rest of the process.
+
+    A manager that needs Python code in the server (a registered Python
+    class, an ``initializer``, a custom server class such as
+    ``SharedMemoryManager``'s) raises :class:`UnsupportedRegistration` when
+    ``strict`` is true; otherwise it runs CPython's own server, with a
+    :class:`FallbackWarning` naming the reason.
+
+    Calling it again only updates ``strict``. :func:`uninstall` undoes it.
+    """
+    with _install_lock:
+        binary_path()  # fail now, clearly, if the binary is missing
+        if not _installed:
+            _installed["start"] = _mm.BaseManager.start
+            _installed["get_server"] = _mm.BaseManager.get_server
+        _installed["strict"] = bool(strict)
+        cpython_start = _installed["start"]
+        cpython_get_server = _installed["get_server"]
+
+        def start(self, initializer=None, initargs=()):
+            why = _why_not_hosted(self, initializer)
+            if why is not None and not _installed.get("strict", False):
+                warnings.warn(
+                    "%s runs on CPython's manager server: %s"
+                    % (type(self).__name__, why), FallbackWarning, 2)
+                return cpython_start(self, initializer, initargs)
+            return _start(self, initializer, initargs)
+
+        def get_server(self):
+            why = _why_not_hosted(self)
+            if why is not None and not _installed.get("strict", False):
+                warnings.warn(
+                    "%s runs on CPython's manager server: %s"
+                    % (type(self).__name__, why), FallbackWarning, 2)
+                return cpython_get_server(self)
+            return _get_server(self)
+
+        start.__doc__ = _start.__doc__
+        get_server.__doc__ = _get_server.__doc__
+        _mm.BaseManager.start = start
+        _mm.BaseManager.get_server = get_server
+
+
+def uninstall():
+    """Undoes :func:`install`."""
+    with _install_lock:
+        if not _installed:
+            return
+        _mm.BaseManager.start = _installed["start"]
+        _mm.BaseManager.get_server = _installed["get_server"]
+        _installed.clear()
+
+
+def installed():
+    """True while :func:`install` is in effect."""
+    return bool(_installed)
