@@ -97,7 +97,8 @@ pub struct ServeArgs {
 }
 
 fn parse_serializer(s: &str) -> Result<Serializer, String> {
-    s.parse().map_err(|e: mpmanager_server::UnknownSerializer| e.to_string())
+    s.parse()
+        .map_err(|e: mpmanager_server::UnknownSerializer| e.to_string())
 }
 
 fn init_logging(args: &ServeArgs) -> Result<()> {

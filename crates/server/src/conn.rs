@@ -183,7 +183,10 @@ impl Conn<'_> {
                     (false, traceback::bad_request(&e))
                 }),
             },
-            _ => Err((false, traceback::for_error(&PyErr::value_error("unsupported serializer"), function))),
+            _ => Err((
+                false,
+                traceback::for_error(&PyErr::value_error("unsupported serializer"), function),
+            )),
         };
         if self.recv.capacity() > KEEP_BUFFER {
             self.recv = Vec::new();

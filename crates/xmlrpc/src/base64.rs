@@ -11,8 +11,16 @@ pub(crate) fn encodebytes(data: &[u8], out: &mut Vec<u8>) {
             let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
             out.push(ALPHABET[(n >> 18) as usize & 63]);
             out.push(ALPHABET[(n >> 12) as usize & 63]);
-            out.push(if c.len() > 1 { ALPHABET[(n >> 6) as usize & 63] } else { b'=' });
-            out.push(if c.len() > 2 { ALPHABET[n as usize & 63] } else { b'=' });
+            out.push(if c.len() > 1 {
+                ALPHABET[(n >> 6) as usize & 63]
+            } else {
+                b'='
+            });
+            out.push(if c.len() > 2 {
+                ALPHABET[n as usize & 63]
+            } else {
+                b'='
+            });
         }
         out.push(b'\n');
     }
@@ -96,7 +104,9 @@ mod tests {
             assert_eq!(decodebytes(&enc).unwrap(), data);
         }
         assert_eq!(decodebytes(b"aGk").unwrap_err(), "Incorrect padding");
-        assert!(decodebytes(b"a").unwrap_err().contains("(1) cannot be 1 more"));
+        assert!(decodebytes(b"a")
+            .unwrap_err()
+            .contains("(1) cannot be 1 more"));
         assert_eq!(decodebytes(b" aG\nk= ").unwrap(), b"hi");
     }
 }

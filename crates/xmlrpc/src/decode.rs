@@ -262,7 +262,9 @@ fn line_col(text: &str, pos: usize) -> (usize, usize) {
         }
         prev_cr = b == b'\r';
     }
-    let col = String::from_utf8_lossy(&before[line_start..]).chars().count();
+    let col = String::from_utf8_lossy(&before[line_start..])
+        .chars()
+        .count();
     (line, col)
 }
 
@@ -325,15 +327,21 @@ fn unescape(text: &str, raw: &str, base: usize) -> Result<String, DecodeError> {
             Some(c) => c,
             None => {
                 let num = if let Some(h) = name.strip_prefix("#x") {
-                    u32::from_str_radix(h, 16).ok().filter(|_| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
+                    u32::from_str_radix(h, 16)
+                        .ok()
+                        .filter(|_| !h.is_empty() && h.bytes().all(|b| b.is_ascii_hexdigit()))
                 } else if let Some(d) = name.strip_prefix('#') {
-                    d.parse::<u32>().ok().filter(|_| d.bytes().all(|b| b.is_ascii_digit()))
+                    d.parse::<u32>()
+                        .ok()
+                        .filter(|_| d.bytes().all(|b| b.is_ascii_digit()))
                 } else {
                     return Err(xml_err(text, base, "undefined entity"));
                 };
                 match num.and_then(char::from_u32).filter(|&c| xml_char(c)) {
                     Some(c) => c,
-                    None => return Err(xml_err(text, base, "reference to invalid character number")),
+                    None => {
+                        return Err(xml_err(text, base, "reference to invalid character number"))
+                    }
                 }
             }
         };
@@ -357,8 +365,12 @@ fn parse(text: &str, u: &mut Unmarshaller<'_>, opts: &DecodeOptions) -> Result<(
             Err(e) => {
                 let epos = reader.error_position() as usize;
                 let message = match &e {
-                    quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::MismatchedEndTag { .. })
-                    | quick_xml::Error::IllFormed(quick_xml::errors::IllFormedError::UnmatchedEndTag(_)) => "mismatched tag",
+                    quick_xml::Error::IllFormed(
+                        quick_xml::errors::IllFormedError::MismatchedEndTag { .. },
+                    )
+                    | quick_xml::Error::IllFormed(
+                        quick_xml::errors::IllFormedError::UnmatchedEndTag(_),
+                    ) => "mismatched tag",
                     quick_xml::Error::Syntax(_) => "unclosed token",
                     _ => "not well-formed (invalid token)",
                 };
@@ -370,7 +382,11 @@ fn parse(text: &str, u: &mut Unmarshaller<'_>, opts: &DecodeOptions) -> Result<(
             Event::Eof => {
                 if depth > 0 || !seen_root {
                     let message = if seen_root || text.trim().starts_with('<') {
-                        if seen_root { "unclosed token" } else { "no element found" }
+                        if seen_root {
+                            "unclosed token"
+                        } else {
+                            "no element found"
+                        }
                     } else {
                         "syntax error"
                     };
@@ -431,7 +447,11 @@ fn parse(text: &str, u: &mut Unmarshaller<'_>, opts: &DecodeOptions) -> Result<(
                 u.data(&normalize_newlines(raw));
             }
             Event::Decl(_) if pos != 0 || seen_root => {
-                return Err(xml_err(text, pos, "XML or text declaration not at start of entity"));
+                return Err(xml_err(
+                    text,
+                    pos,
+                    "XML or text declaration not at start of entity",
+                ));
             }
             Event::Comment(_) | Event::PI(_) | Event::Decl(_) | Event::DocType(_) => {}
         }
@@ -449,9 +469,27 @@ struct Unmarshaller<'a> {
 }
 
 const KNOWN: &[&str] = &[
-    "nil", "boolean", "i1", "i2", "i4", "i8", "int", "biginteger", "double", "float",
-    "bigdecimal", "string", "name", "array", "struct", "base64", "dateTime.iso8601", "value",
-    "params", "fault", "methodName",
+    "nil",
+    "boolean",
+    "i1",
+    "i2",
+    "i4",
+    "i8",
+    "int",
+    "biginteger",
+    "double",
+    "float",
+    "bigdecimal",
+    "string",
+    "name",
+    "array",
+    "struct",
+    "base64",
+    "dateTime.iso8601",
+    "value",
+    "params",
+    "fault",
+    "methodName",
 ];
 
 fn local(tag: &str) -> &str {
@@ -475,7 +513,11 @@ impl<'a> Unmarshaller<'a> {
             return Err(DecodeError::Response(None));
         }
         if self.ty == Some("fault") {
-            let first = self.stack.first().map(mpmanager_pickle::repr).unwrap_or_default();
+            let first = self
+                .stack
+                .first()
+                .map(mpmanager_pickle::repr)
+                .unwrap_or_default();
             return Err(DecodeError::Fault {
                 code: first.clone(),
                 string: first,
@@ -560,7 +602,8 @@ impl<'a> Unmarshaller<'a> {
                     let Some(v) = it.next() else {
                         return Err(DecodeError::OddStruct);
                     };
-                    let k = Key::new(k.clone()).map_err(|_| DecodeError::Unhashable(k.type_name()))?;
+                    let k =
+                        Key::new(k.clone()).map_err(|_| DecodeError::Unhashable(k.type_name()))?;
                     d.insert(k, v);
                 }
                 self.push(Value::Dict(shared(d)));
@@ -576,11 +619,7 @@ impl<'a> Unmarshaller<'a> {
                 // `end_dateTime` does not reset the `_value` flag.
                 self.stack.push(datetime(data.trim()));
             }
-            "value" => {
-                if self.value {
-                    self.push(Value::str(data));
-                }
-            }
+            "value" if self.value => self.push(Value::str(data)),
             "params" => self.ty = Some("params"),
             "fault" => self.ty = Some("fault"),
             "methodName" => self.ty = Some("methodName"),
@@ -645,7 +684,8 @@ fn parse_float(data: &str) -> Result<f64, DecodeError> {
     match unsigned {
         "inf" | "infinity" | "nan" => {}
         u if u.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-            && u.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-')) => {}
+            && u.bytes()
+                .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'+' | b'-')) => {}
         _ => return Err(bad()),
     }
     lower.parse::<f64>().map_err(|_| bad())

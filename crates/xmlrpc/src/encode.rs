@@ -179,7 +179,12 @@ impl Encoder<'_> {
         Ok(())
     }
 
-    fn enter(&mut self, v: &Value, depth: usize, recursive: EncodeError) -> Result<(), EncodeError> {
+    fn enter(
+        &mut self,
+        v: &Value,
+        depth: usize,
+        recursive: EncodeError,
+    ) -> Result<(), EncodeError> {
         if depth >= self.opts.max_depth {
             return Err(EncodeError::TooDeep);
         }
@@ -321,7 +326,11 @@ impl Encoder<'_> {
         };
         let (state, plain_instance, exception) = {
             let o = o.read_recursive();
-            (o.state.clone(), o.new_of().is_some(), looks_like_exception(&o))
+            (
+                o.state.clone(),
+                o.new_of().is_some(),
+                looks_like_exception(&o),
+            )
         };
         match state {
             Some(state @ Value::Dict(_)) if plain_instance || exception => {
@@ -329,7 +338,8 @@ impl Encoder<'_> {
             }
             None if plain_instance || exception => {
                 self.enter(v, depth, EncodeError::RecursiveDict)?;
-                self.out.extend_from_slice(b"<value><struct>\n</struct></value>\n");
+                self.out
+                    .extend_from_slice(b"<value><struct>\n</struct></value>\n");
                 self.active.pop();
                 Ok(())
             }
@@ -354,8 +364,15 @@ fn looks_like_exception(o: &Object) -> bool {
         || name.ends_with("Warning")
         || matches!(
             name,
-            "StopIteration" | "StopAsyncIteration" | "KeyboardInterrupt" | "SystemExit"
-                | "GeneratorExit" | "Empty" | "Full" | "ShutDown" | "Fault"
+            "StopIteration"
+                | "StopAsyncIteration"
+                | "KeyboardInterrupt"
+                | "SystemExit"
+                | "GeneratorExit"
+                | "Empty"
+                | "Full"
+                | "ShutDown"
+                | "Fault"
         )
 }
 
@@ -371,7 +388,10 @@ fn surrogate_error(wtf8: &[u8]) -> EncodeError {
     let end = start + cps[start..].iter().take_while(|&&c| is_sur(c)).count();
     if end <= start + 1 {
         EncodeError::Surrogates {
-            what: format!("character '\\u{:04x}'", cps.get(start).copied().unwrap_or(0)),
+            what: format!(
+                "character '\\u{:04x}'",
+                cps.get(start).copied().unwrap_or(0)
+            ),
             position: start.to_string(),
         }
     } else {

@@ -66,7 +66,10 @@ fn nesting_and_size_are_bounded() {
         "<array><data><value>".repeat(2000),
         "</value></data></array>".repeat(2000)
     );
-    assert!(matches!(decode(deep.as_bytes()), Err(DecodeError::TooDeep { .. })));
+    assert!(matches!(
+        decode(deep.as_bytes()),
+        Err(DecodeError::TooDeep { .. })
+    ));
     let mut opts = DecodeOptions::default();
     opts.max_input = 10;
     assert!(matches!(

@@ -297,8 +297,21 @@ fn decoder_agrees_with_cpython() {
                 let want = line.strip_prefix("ERR ").unwrap();
                 let e = got.expect_err(&format!("{}: {what:?} must fail: {want}", py.label()));
                 let line = e.exception_line();
-                let ty = |s: &str| s.split(':').next().unwrap().rsplit('.').next().unwrap().to_string();
-                assert_eq!(ty(&line), ty(want), "{}: {what:?}: {line} vs {want}", py.label());
+                let ty = |s: &str| {
+                    s.split(':')
+                        .next()
+                        .unwrap()
+                        .rsplit('.')
+                        .next()
+                        .unwrap()
+                        .to_string()
+                };
+                assert_eq!(
+                    ty(&line),
+                    ty(want),
+                    "{}: {what:?}: {line} vs {want}",
+                    py.label()
+                );
                 // Texts CPython's users see verbatim must match too.
                 if !want.contains("ExpatError") && !want.contains("Fault") {
                     let msg = |s: &str| s.split_once(": ").map(|x| x.1.to_string());
