@@ -430,6 +430,23 @@ impl Conn<'_> {
         }
     }
 
+    /// With the `xmlrpclib` serializer, the class of the dict view that
+    /// CPython's `dict.keys()`/`values()`/`items()` would return for this
+    /// call (the value model returns them as plain lists).
+    fn view_class(&self, ident: &str, method: &str) -> Option<&'static str> {
+        if self.shared.serializer != Serializer::XmlRpc {
+            return None;
+        }
+        let view = match method {
+            "keys" => "dict_keys",
+            "values" => "dict_values",
+            "items" => "dict_items",
+            _ => return None,
+        };
+        let referent = self.shared.registry.get(ident)?;
+        (referent.class_name() == "dict").then_some(view)
+    }
+
     /// One method call.
     fn call(&self, cx: &CallContext, req: Request) -> Reply {
         let Some(ident) = req.ident.as_deref() else {
@@ -444,7 +461,14 @@ impl Conn<'_> {
             .registry
             .call(cx, ident, &req.method, &req.args, &kw)
         {
-            Ok(ObjReply::Return(v)) => Reply::Return(v),
+            Ok(ObjReply::Return(v)) => match self.view_class(ident, &req.method) {
+                // CPython's dict.keys()/values()/items() return views, which
+                // pickle as lists but which xmlrpclib cannot marshal.
+                Some(view) => Reply::Unserializable(unserializable_traceback(format!(
+                    "TypeError: cannot marshal <class '{view}'> objects"
+                ))),
+                None => Reply::Return(v),
+            },
             Ok(ObjReply::Proxy {
                 typeid,
                 ident,
