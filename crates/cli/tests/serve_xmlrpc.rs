@@ -105,4 +105,22 @@ fn raw_wire_is_xml() {
     let reply = String::from_utf8(c.recv(1 << 24).unwrap()).unwrap();
     assert!(reply.contains("#TRACEBACK"), "{reply}");
     assert!(reply.contains("KeyError: 'nosuch'"), "{reply}");
+
+    // One-shot operations: debug_info, then shutdown (replied, exit 0).
+    let one_shot = |op: &str| {
+        let mut c = serve_common::client(&server.address, KEY.as_bytes());
+        c.send(format!("<params><param><value><array><data><value><nil/></value><value>{op}</value><value><array><data/></array></value><value><struct/></value></data></array></value></param></params>").as_bytes()).unwrap();
+        String::from_utf8(c.recv(1 << 24).unwrap()).unwrap()
+    };
+    let info = one_shot("debug_info");
+    assert!(info.starts_with("<params>\n<param>\n<value><array><data>\n<value><string>#RETURN</string></value>\n<value><string>"), "{info}");
+    assert_eq!(
+        one_shot("shutdown"),
+        "<params>\n<param>\n<value><array><data>\n<value><string>#RETURN</string></value>\n<value><nil/></value></data></array></value>\n</param>\n</params>\n"
+    );
+    let mut server = server;
+    let status = server
+        .wait_exit(std::time::Duration::from_secs(10))
+        .expect("server exits after shutdown");
+    assert!(status.success(), "{status}");
 }
