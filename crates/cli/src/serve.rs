@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use mpmanager_connection::Address;
-use mpmanager_server::{Server, ServerConfig, SharedObject};
+use mpmanager_server::{Serializer, Server, ServerConfig, SharedObject};
 
 /// Environment variable holding the authkey (its UTF-8 bytes).
 pub const AUTHKEY_ENV: &str = "MPMANAGER_AUTHKEY";
@@ -85,6 +85,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILTER")]
     log_level: Option<String>,
 
+    /// The message codec, as CPython's BaseManager(serializer=...): pickle,
+    /// or xmlrpclib for clients made with serializer='xmlrpclib' (CPython's
+    /// remote-manager tests). Every client must use the same.
+    #[arg(long, default_value = "pickle", value_name = "NAME", value_parser = parse_serializer)]
+    serializer: Serializer,
+
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -102,6 +108,11 @@ pub struct ServeArgs {
     /// the shared objects away mid-cleanup.
     #[arg(long)]
     ignore_sigint: bool,
+}
+
+fn parse_serializer(s: &str) -> Result<Serializer, String> {
+    s.parse()
+        .map_err(|e: mpmanager_server::UnknownSerializer| e.to_string())
 }
 
 fn init_logging(args: &ServeArgs) -> Result<()> {
@@ -169,6 +180,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.handshake_timeout = Duration::from_secs_f64(args.handshake_timeout);
     config.max_connections = args.max_connections;
     config.max_frame = args.max_frame;
+    config.serializer = args.serializer;
     config.objects = objects;
 
     // Install the handlers before binding, so that a SIGTERM arriving as

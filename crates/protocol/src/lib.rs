@@ -15,6 +15,7 @@
 //!   [`find_proxies`] to find the proxies inside a value.
 //! * [`registry`]: the `SyncManager` type table ([`TypeSpec`]).
 //! * [`traceback`]: `RemoteError` text and `#TRACEBACK` texts.
+//! * [`Serializer`]: `pickle` or `xmlrpclib`, the codec of a connection.
 //! * [`MessageError`]: why a value is not a well-formed message.
 //!
 //! ```
@@ -45,6 +46,7 @@ mod pyrepr;
 pub mod registry;
 pub mod reply;
 pub mod request;
+pub mod serializer;
 pub mod token;
 pub mod traceback;
 
@@ -53,6 +55,7 @@ pub use proxy::{find_proxies, ProxyRef};
 pub use registry::{builtin_typeids, TypeSpec};
 pub use reply::Reply;
 pub use request::{PublicOp, Request};
+pub use serializer::{Serializer, UnknownSerializer};
 pub use token::{PyAddress, Token};
 
 use mpmanager_pickle::Value;

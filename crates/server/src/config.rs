@@ -11,6 +11,7 @@ use mpmanager_objects::types::{
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
+use mpmanager_protocol::Serializer;
 
 use crate::ServerError;
 
@@ -64,6 +65,11 @@ pub struct ServerConfig {
     /// types ([`Registry::with_builtin_types`]). Pass your own to serve
     /// custom [`Referent`] types.
     pub registry: Option<Arc<Registry>>,
+    /// The codec of every message after authentication (CPython's
+    /// `serializer`): [`Serializer::Pickle`] (default) or
+    /// [`Serializer::XmlRpc`] for clients made with
+    /// `serializer='xmlrpclib'`.
+    pub serializer: Serializer,
 }
 
 impl ServerConfig {
@@ -78,6 +84,7 @@ impl ServerConfig {
             thread_stack_size: DEFAULT_THREAD_STACK,
             objects: Vec::new(),
             registry: None,
+            serializer: Serializer::Pickle,
         }
     }
 }
@@ -96,6 +103,7 @@ impl fmt::Debug for ServerConfig {
             .field("thread_stack_size", &self.thread_stack_size)
             .field("objects", &self.objects)
             .field("registry", &self.registry.as_ref().map(|_| "custom"))
+            .field("serializer", &self.serializer)
             .finish()
     }
 }

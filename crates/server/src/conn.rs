@@ -11,7 +11,7 @@ use mpmanager_pickle::{
     Value,
 };
 use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
-use mpmanager_protocol::{PublicOp, Reply, Request, Token};
+use mpmanager_protocol::{PublicOp, Reply, Request, Serializer, Token};
 
 use crate::server::Shared;
 
@@ -28,6 +28,8 @@ struct Conn<'a> {
     /// Pickle protocol of the last request (replies use the same).
     protocol: u8,
     decode: DecodeOptions,
+    /// Limits of the `xmlrpclib` codec.
+    xml_decode: mpmanager_xmlrpc::DecodeOptions,
 }
 
 /// What reading one request gave.
@@ -73,6 +75,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     }
     let mut decode = DecodeOptions::default();
     decode.max_input = shared.max_frame;
+    let mut xml_decode = mpmanager_xmlrpc::DecodeOptions::default();
+    xml_decode.max_input = shared.max_frame;
     let mut c = Conn {
         shared,
         id,
@@ -81,6 +85,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
         send: Vec::new(),
         protocol: 4,
         decode,
+        xml_decode,
     };
     c.first_request();
 }
@@ -110,6 +115,22 @@ fn unpickling_traceback(e: &mpmanager_pickle::DecodeError, function: &str) -> St
     };
     format_chain(&[TbEntry {
         frames: vec![Frame::mpmanager(function)],
+        exception,
+    }])
+}
+
+/// The `#TRACEBACK` text for an `xmlrpclib` payload that does not load.
+fn xml_loading_traceback(e: &mpmanager_xmlrpc::DecodeError, function: &str) -> String {
+    format_chain(&[TbEntry {
+        frames: vec![Frame::mpmanager(function), Frame::mpmanager("_xml_loads")],
+        exception: e.exception_line(),
+    }])
+}
+
+/// The `#UNSERIALIZABLE` text for a reply that cannot be sent.
+fn unserializable_traceback(exception: String) -> String {
+    format_chain(&[TbEntry {
+        frames: vec![Frame::mpmanager("serve_client")],
         exception,
     }])
 }
@@ -147,22 +168,25 @@ impl Conn<'_> {
                 return Incoming::Close;
             }
         }
-        self.protocol = match self.recv.as_slice() {
-            [0x80, p, ..] if (2..=5).contains(p) => *p,
-            _ => 4,
-        };
-        let r = match decode_with(&self.recv, &self.decode) {
-            Err(e) => {
-                tracing::debug!("undecodable request: {e}");
-                Err((
-                    matches!(e.kind, DecodeErrorKind::EmptyInput),
-                    unpickling_traceback(&e, function),
-                ))
-            }
-            Ok(v) => Request::from_value(&v).map_err(|e| {
-                tracing::debug!("malformed request: {e}");
-                (false, traceback::bad_request(&e))
-            }),
+        let r = match self.shared.serializer {
+            Serializer::Pickle => self.decode_pickle(function),
+            Serializer::XmlRpc => match mpmanager_xmlrpc::decode_with(&self.recv, &self.xml_decode)
+            {
+                // An empty payload is an ExpatError ("no element found"),
+                // not EOFError, for the xmlrpclib serializer: a #TRACEBACK.
+                Err(e) => {
+                    tracing::debug!("undecodable request: {e}");
+                    Err((false, xml_loading_traceback(&e, function)))
+                }
+                Ok(v) => Request::from_value(&v).map_err(|e| {
+                    tracing::debug!("malformed request: {e}");
+                    (false, traceback::bad_request(&e))
+                }),
+            },
+            _ => Err((
+                false,
+                traceback::for_error(&PyErr::value_error("unsupported serializer"), function),
+            )),
         };
         if self.recv.capacity() > KEEP_BUFFER {
             self.recv = Vec::new();
@@ -176,9 +200,34 @@ impl Conn<'_> {
         }
     }
 
-    /// Encodes and sends a reply; `#UNSERIALIZABLE` if it cannot be pickled.
+    /// Decodes the pickled request in `self.recv`; `Err((is_eof, traceback))`.
+    fn decode_pickle(&mut self, function: &str) -> Result<Request, (bool, String)> {
+        self.protocol = match self.recv.as_slice() {
+            [0x80, p, ..] if (2..=5).contains(p) => *p,
+            _ => 4,
+        };
+        match decode_with(&self.recv, &self.decode) {
+            Err(e) => {
+                tracing::debug!("undecodable request: {e}");
+                Err((
+                    matches!(e.kind, DecodeErrorKind::EmptyInput),
+                    unpickling_traceback(&e, function),
+                ))
+            }
+            Ok(v) => Request::from_value(&v).map_err(|e| {
+                tracing::debug!("malformed request: {e}");
+                (false, traceback::bad_request(&e))
+            }),
+        }
+    }
+
+    /// Encodes and sends a reply; `#UNSERIALIZABLE` if it cannot be
+    /// serialized.
     fn reply(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
         self.send.clear();
+        if self.shared.serializer == Serializer::XmlRpc {
+            return self.reply_xml(reply);
+        }
         let opts = EncodeOptions::protocol(self.protocol);
         if let Err(e) = encode_into(&reply.to_value(), &mut self.send, &opts) {
             tracing::debug!("reply cannot be pickled: {e}");
@@ -207,6 +256,33 @@ impl Conn<'_> {
         if self.send.capacity() > KEEP_BUFFER {
             self.send = Vec::new();
         }
+        if let Err(e) = &r {
+            tracing::debug!("cannot send reply: {e}");
+        }
+        r
+    }
+
+    /// [`Conn::reply`] with the `xmlrpclib` serializer: what CPython's
+    /// `xmlrpc.client.dumps` cannot write (an int over 32 bits, a `#PROXY`
+    /// token, a `set` …) is answered with `#UNSERIALIZABLE` and the
+    /// marshaller's exception, as CPython's server does.
+    fn reply_xml(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
+        let v = reply.to_value();
+        let bytes = match mpmanager_xmlrpc::encode(&v) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::debug!("reply cannot be marshalled: {e}");
+                let text = unserializable_traceback(e.exception_line());
+                match mpmanager_xmlrpc::encode(&Reply::Unserializable(text).to_value()) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        tracing::warn!("cannot send even #UNSERIALIZABLE: {e}");
+                        return Err(ConnectionError::Poisoned);
+                    }
+                }
+            }
+        };
+        let r = self.conn.send(&bytes);
         if let Err(e) = &r {
             tracing::debug!("cannot send reply: {e}");
         }
@@ -354,6 +430,23 @@ impl Conn<'_> {
         }
     }
 
+    /// With the `xmlrpclib` serializer, the class of the dict view that
+    /// CPython's `dict.keys()`/`values()`/`items()` would return for this
+    /// call (the value model returns them as plain lists).
+    fn view_class(&self, ident: &str, method: &str) -> Option<&'static str> {
+        if self.shared.serializer != Serializer::XmlRpc {
+            return None;
+        }
+        let view = match method {
+            "keys" => "dict_keys",
+            "values" => "dict_values",
+            "items" => "dict_items",
+            _ => return None,
+        };
+        let referent = self.shared.registry.get(ident)?;
+        (referent.class_name() == "dict").then_some(view)
+    }
+
     /// One method call.
     fn call(&self, cx: &CallContext, req: Request) -> Reply {
         let Some(ident) = req.ident.as_deref() else {
@@ -368,7 +461,14 @@ impl Conn<'_> {
             .registry
             .call(cx, ident, &req.method, &req.args, &kw)
         {
-            Ok(ObjReply::Return(v)) => Reply::Return(v),
+            Ok(ObjReply::Return(v)) => match self.view_class(ident, &req.method) {
+                // CPython's dict.keys()/values()/items() return views, which
+                // pickle as lists but which xmlrpclib cannot marshal.
+                Some(view) => Reply::Unserializable(unserializable_traceback(format!(
+                    "TypeError: cannot marshal <class '{view}'> objects"
+                ))),
+                None => Reply::Return(v),
+            },
             Ok(ObjReply::Proxy {
                 typeid,
                 ident,

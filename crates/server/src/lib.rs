@@ -84,6 +84,7 @@ pub use server::{BackgroundServer, Server, ServerHandle};
 
 pub use mpmanager_connection::Address;
 pub use mpmanager_objects::Registry;
+pub use mpmanager_protocol::{Serializer, UnknownSerializer};
 
 /// The README's Rust quick start, compiled and run as a doctest.
 #[cfg(doctest)]

@@ -16,12 +16,14 @@ use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
 use crate::{conn, ServerConfig, ServerError};
+use mpmanager_protocol::Serializer;
 
 /// State shared by the accept loop, the connection threads and handles.
 pub(crate) struct Shared {
     pub(crate) authkey: Vec<u8>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
+    pub(crate) serializer: Serializer,
     max_connections: usize,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
@@ -232,6 +234,7 @@ impl Server {
             authkey: config.authkey,
             handshake_timeout: config.handshake_timeout,
             max_frame: config.max_frame,
+            serializer: config.serializer,
             max_connections: config.max_connections.max(1),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
