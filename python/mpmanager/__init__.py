@@ -392,7 +392,7 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
     for typeid, kind, _fill in objects:
         cmd += ["--object", "%s=%s" % (typeid, kind)]
     if not foreground:
-        cmd.append("--ignore-sigint")
+        cmd += ["--ignore-sigint", "--parent-pid", str(os.getpid())]
     r, w = os.pipe()
     try:
         cmd += ["--authkey-file", "/dev/fd/%d" % r]

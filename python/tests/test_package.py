@@ -135,6 +135,28 @@ class ManagerTest(unittest.TestCase):
             self.assertTrue(m._process.is_alive())
             self.assertEqual(m.list([1])[0], 1)
 
+    def test_server_stops_when_its_program_is_killed(self):
+        code = (
+            "import os, signal, sys, mpmanager\n"
+            "m = mpmanager.Manager()\n"
+            "print(m._process.pid, flush=True)\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n"
+        )
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        out = subprocess.run([sys.executable, "-c", code], env=env,
+                             stdout=subprocess.PIPE, timeout=60).stdout
+        pid = int(out.split()[0])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, signal.SIGKILL)
+            self.fail("the server outlived the killed program by 10 s")
+
     def test_missing_binary_is_a_clear_error(self):
         old = os.environ.get("MPMANAGER_BIN")
         os.environ["MPMANAGER_BIN"] = "/nonexistent/mpmanager"

@@ -108,6 +108,14 @@ pub struct ServeArgs {
     /// the shared objects away mid-cleanup.
     #[arg(long)]
     ignore_sigint: bool,
+
+    /// Stop (as on SIGTERM) once process PID is no longer this server's
+    /// parent, i.e. when the program that started the server has died
+    /// without shutting it down (checked twice a second). The Python
+    /// package passes its own pid, so a killed program leaves no server
+    /// behind.
+    #[arg(long, value_name = "PID")]
+    parent_pid: Option<u32>,
 }
 
 fn parse_serializer(s: &str) -> Result<Serializer, String> {
@@ -161,6 +169,27 @@ fn authkey(args: &ServeArgs) -> Result<Vec<u8>> {
     }
 }
 
+/// Stops the server through `handle` once `parent` is no longer our parent
+/// process (it died and we were re-parented).
+fn watch_parent(parent: u32, handle: mpmanager_server::ServerHandle) -> Result<()> {
+    let current = std::os::unix::process::parent_id();
+    if current != parent {
+        bail!("--parent-pid {parent}: the parent of this process is {current}");
+    }
+    std::thread::Builder::new()
+        .name("mpmanager-parent".into())
+        .spawn(move || loop {
+            std::thread::sleep(Duration::from_millis(500));
+            if std::os::unix::process::parent_id() != parent {
+                tracing::info!(parent, "parent process gone; stopping");
+                handle.shutdown();
+                return;
+            }
+        })
+        .context("cannot start the parent watchdog thread")?;
+    Ok(())
+}
+
 /// `mpmanager serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logging(&args)?;
@@ -201,6 +230,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
 
     let server = Server::bind(config)?;
     let handle = server.handle();
+    if let Some(parent) = args.parent_pid {
+        watch_parent(parent, handle.clone())?;
+    }
     let sig_handle = signals.handle();
     std::thread::Builder::new()
         .name("mpmanager-signals".into())
