@@ -405,11 +405,13 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
             raise ServerStartError("cannot run %s: %s" % (binary, e)) from e
         os.close(r)
         r = -1
-        key = bytes(authkey)
-        view = memoryview(key)
-        while view:
-            n = os.write(w, view)
-            view = view[n:]
+        view = memoryview(bytes(authkey))
+        try:
+            while view:
+                n = os.write(w, view)
+                view = view[n:]
+        except BrokenPipeError:
+            pass  # the server already exited: reported below
     finally:
         if r >= 0:
             os.close(r)

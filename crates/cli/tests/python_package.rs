@@ -1,0 +1,202 @@
+//! The Python package (`python/mpmanager`) against the real binary, for
+//! every installed CPython:
+//!
+//! * `package_tests_*`: `python/tests/test_package.py` (Manager, install(),
+//!   registrations, start/shutdown failures, fork/spawn children);
+//! * `cpython_manager_suite_*`: CPython's own manager tests
+//!   (`test._test_multiprocessing`: the `WithManagerTest*` classes and
+//!   `TestSyncManagerTypes`) run by `python/tests/run_cpython_manager_tests.py`
+//!   with `mpmanager.install()` in effect. Its `EXCLUDED` table lists every
+//!   test not run, with the reason; a manager falling back to CPython's
+//!   server fails the run.
+//!
+//! The package finds the binary through `MPMANAGER_BIN` (this crate's
+//! `mpmanager`), and is imported from the source tree (`PYTHONPATH`), so no
+//! `pip install` is needed here; `.ci/run` also builds and installs the
+//! wheel once.
+//!
+//! Each Python runs in its own process group, killed when the test ends or
+//! times out.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use mpmanager_testutil::{pythons, Python};
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+struct Run {
+    success: bool,
+    status: String,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs `python script args…` from `python/tests` with a timeout.
+fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> Run {
+    let dir = std::env::temp_dir().join(format!(
+        "mpm-pkg-{}-{}-{}",
+        std::process::id(),
+        py.label(),
+        script.replace('/', "_")
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out_path = dir.join("stdout");
+    let err_path = dir.join("stderr");
+    let root = repo_root();
+    let mut child = Command::new(&py.path)
+        .arg(root.join("python/tests").join(script))
+        .args(args)
+        .current_dir(&dir)
+        .env("MPMANAGER_BIN", env!("CARGO_BIN_EXE_mpmanager"))
+        .env("PYTHONPATH", root.join("python"))
+        .env("PYTHONIOENCODING", "utf-8")
+        .env("PYTHONUNBUFFERED", "1")
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", py.path.display()));
+    let pgid = child.id() as i32;
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break Some(st);
+        }
+        if Instant::now() > deadline {
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    // SAFETY: kill(2) on our own child's process group: no memory is touched.
+    unsafe { libc::kill(-pgid, libc::SIGKILL) };
+    let _ = child.wait();
+    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
+    let _ = std::fs::remove_dir_all(&dir);
+    match status {
+        Some(st) => Run {
+            success: st.success(),
+            status: st.to_string(),
+            stdout,
+            stderr,
+        },
+        None => Run {
+            success: false,
+            status: format!("timed out after {timeout:?}"),
+            stdout,
+            stderr,
+        },
+    }
+}
+
+fn python(version: (u32, u32)) -> Option<Python> {
+    let found = pythons().into_iter().find(|p| p.version == version);
+    if found.is_none() {
+        eprintln!(
+            "skipped: CPython {}.{} is not installed",
+            version.0, version.1
+        );
+    }
+    found
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<&str> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn package_tests(version: (u32, u32)) {
+    let Some(py) = python(version) else { return };
+    let run = run_python(&py, "test_package.py", &["-v"], Duration::from_secs(300));
+    assert!(
+        run.success,
+        "python/tests/test_package.py on {} ({}):\n{}\n{}",
+        py.label(),
+        run.status,
+        run.stdout,
+        tail(&run.stderr, 200)
+    );
+    // unittest prints "Ran N tests" and "OK" on stderr.
+    let ran = run
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("Ran "))
+        .unwrap_or("")
+        .to_string();
+    assert!(ran.contains(" tests"), "no unittest summary:\n{}", run.stderr);
+    eprintln!("python {}: {ran}", py.label());
+}
+
+fn cpython_suite(version: (u32, u32)) {
+    let Some(py) = python(version) else { return };
+    // The suite needs CPython's test package (not every build installs it).
+    let probe = py.run("import test._test_multiprocessing", &[], b"");
+    if !probe.status.success() {
+        eprintln!(
+            "skipped: CPython {} has no test._test_multiprocessing",
+            py.label()
+        );
+        return;
+    }
+    let run = run_python(
+        &py,
+        "run_cpython_manager_tests.py",
+        &["-v"],
+        Duration::from_secs(900),
+    );
+    let summary = run
+        .stdout
+        .lines()
+        .find(|l| l.starts_with("SUMMARY "))
+        .map(str::to_string);
+    assert!(
+        run.success,
+        "CPython's manager tests with mpmanager.install() on {} ({}): {:?}\n{}\n{}",
+        py.label(),
+        run.status,
+        summary,
+        tail(&run.stdout, 80),
+        tail(&run.stderr, 400)
+    );
+    let summary = summary.expect("the runner prints a SUMMARY line");
+    // The run must have exercised mpmanager's server, and most of the suite.
+    let field = |name: &str| -> usize {
+        summary
+            .split_whitespace()
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=")))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name}= in {summary}"))
+    };
+    assert!(field("mpmanager_servers") > 0, "{summary}");
+    assert!(field("passed") >= 50, "too few tests passed: {summary}");
+    eprintln!("{summary}");
+}
+
+macro_rules! per_python {
+    ($($pkg:ident, $suite:ident => ($maj:literal, $min:literal);)*) => {$(
+        #[test]
+        fn $pkg() {
+            package_tests(($maj, $min));
+        }
+        #[test]
+        fn $suite() {
+            cpython_suite(($maj, $min));
+        }
+    )*};
+}
+
+per_python! {
+    package_tests_py38, cpython_manager_suite_py38 => (3, 8);
+    package_tests_py39, cpython_manager_suite_py39 => (3, 9);
+    package_tests_py310, cpython_manager_suite_py310 => (3, 10);
+    package_tests_py311, cpython_manager_suite_py311 => (3, 11);
+    package_tests_py312, cpython_manager_suite_py312 => (3, 12);
+    package_tests_py313, cpython_manager_suite_py313 => (3, 13);
+    package_tests_py314, cpython_manager_suite_py314 => (3, 14);
+}
