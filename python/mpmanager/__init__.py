@@ -41,6 +41,7 @@ import time
 import warnings
 
 from multiprocessing import connection as _connection
+from multiprocessing import queues as _mp_queues
 from multiprocessing import managers as _mm
 from multiprocessing import util
 from multiprocessing.context import ProcessError
@@ -65,6 +66,14 @@ __version__ = "0.1.0"
 START_TIMEOUT = float(os.environ.get("MPMANAGER_START_TIMEOUT", "30"))
 
 _SERIALIZERS = ("pickle", "xmlrpclib")
+
+
+# multiprocessing.Queue(0) has maxsize SEM_VALUE_MAX (2**31 - 1 on Linux):
+# treat anything that large as unbounded.
+_SEM_VALUE_MAX_FLOOR = 2 ** 30
+
+# The fill plan of a multiprocessing.Queue: forward its items continuously.
+_FORWARD = "forward"
 
 
 class BinaryNotFound(ProcessError):
@@ -155,8 +164,17 @@ def _threading_kinds():
 def _shared_object_spec(typeid, obj):
     """``(TYPE, fill)`` for ``--object typeid=TYPE`` holding ``obj``, where
     ``fill`` is a list of ``(method, args)`` calls that copy ``obj``'s
-    contents into the server's object; or raises UnsupportedRegistration."""
+    contents into the server's object; or raises UnsupportedRegistration.
+
+    A ``multiprocessing.Queue`` gets ``fill = _FORWARD``: a thread of the
+    starting process moves every item put into it (by any process) into
+    the server's queue (see :func:`_forward_queue`)."""
     t = type(obj)
+    if isinstance(obj, _mp_queues.Queue):
+        maxsize = getattr(obj, "_maxsize", 0)
+        if maxsize >= _SEM_VALUE_MAX_FLOOR:
+            maxsize = 0
+        return ("Queue:%d" % maxsize if maxsize > 0 else "Queue"), _FORWARD
     if t is _queue_mod.Queue:
         with obj.mutex:
             items = list(obj.queue)
@@ -241,7 +259,7 @@ def _plan(manager_cls):
                            "lambda: queue) can be hosted")
                 else:
                     kind, fill = _shared_object_spec(typeid, first)
-                    objects.append((typeid, kind, fill))
+                    objects.append((typeid, kind, fill, first))
                     continue
         raise UnsupportedRegistration(
             "%s.register(%r, ...): the callable is %s, and mpmanager's server "
@@ -389,7 +407,7 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
     ]
     if serializer != "pickle":
         cmd += ["--serializer", serializer]
-    for typeid, kind, _fill in objects:
+    for typeid, kind, _fill, _obj in objects:
         cmd += ["--object", "%s=%s" % (typeid, kind)]
     if not foreground:
         cmd += ["--ignore-sigint", "--parent-pid", str(os.getpid())]
@@ -445,28 +463,64 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
     return popen, _python_address(line.decode().strip())
 
 
-def _fill_objects(address, authkey, serializer, objects):
-    """Copies the contents of named shared objects into the server."""
-    todo = [(t, fill) for t, _k, fill in objects if fill]
-    if not todo:
-        return
+def _open_object(address, authkey, serializer, typeid):
+    """A served connection and the ident of named object ``typeid``."""
     _Listener, Client = _mm.listener_client[serializer]
-    for typeid, fill in todo:
-        conn = Client(address, authkey=authkey)
+    conn = Client(address, authkey=authkey)
+    try:
+        ident, _exposed = _mm.dispatch(conn, None, "create", (typeid,), {})
+    finally:
+        conn.close()
+    conn = Client(address, authkey=authkey)
+    _mm.dispatch(conn, None, "accept_connection", ("mpmanager-fill",))
+    return conn, ident
+
+
+def _call(conn, ident, method, args):
+    conn.send((ident, method, args, {}))
+    kind, result = conn.recv()
+    if kind != "#RETURN":
+        raise _mm.convert_to_error(kind, result)
+    return result
+
+
+def _forward_queue(source, address, authkey, serializer, typeid):
+    """Moves every item of multiprocessing.Queue ``source`` into the
+    server's queue ``typeid``, until the server goes away."""
+    try:
+        conn, _ident = _open_object(address, authkey, serializer, typeid)
+    except (OSError, EOFError):
+        return
+    try:
+        while True:
+            item = source.get()
+            _call(conn, _ident, "put", (item,))
+    except (OSError, EOFError, ValueError):
+        pass  # the server or the queue was closed
+    finally:
+        conn.close()
+
+
+def _fill_objects(address, authkey, serializer, objects):
+    """Copies the contents of named shared objects into the server, and
+    starts the forwarding threads of multiprocessing.Queues."""
+    for typeid, _kind, fill, source in objects:
+        if fill == _FORWARD:
+            t = threading.Thread(
+                target=_forward_queue, name="mpmanager-forward-%s" % typeid,
+                args=(source, address, authkey, serializer, typeid),
+                daemon=True)
+            t.start()
+            continue
+        if not fill:
+            continue
+        conn, ident = _open_object(address, authkey, serializer, typeid)
         try:
-            ident, _exposed = _mm.dispatch(conn, None, "create", (typeid,), {})
-        finally:
-            conn.close()
-        conn = Client(address, authkey=authkey)
-        try:
-            _mm.dispatch(conn, None, "accept_connection", ("mpmanager-fill",))
             for method, args in fill:
-                conn.send((ident, method, args, {}))
-                kind, result = conn.recv()
-                if kind != "#RETURN":
-                    raise _mm.convert_to_error(kind, result)
+                _call(conn, ident, method, args)
         finally:
             conn.close()
+        _Listener, Client = _mm.listener_client[serializer]
         conn = Client(address, authkey=authkey)
         try:
             _mm.dispatch(conn, None, "decref", (ident,))
