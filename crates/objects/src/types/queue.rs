@@ -67,7 +67,11 @@ impl Deadline {
     /// Waits on `cv` once (until notified or the deadline). `Ok(false)` if
     /// the deadline has already passed (nothing waited), `Err` for a
     /// timeout too long to wait for.
-    pub(crate) fn wait<T>(self, cv: &Condvar, guard: &mut MutexGuard<'_, T>) -> Result<bool, PyErr> {
+    pub(crate) fn wait<T>(
+        self,
+        cv: &Condvar,
+        guard: &mut MutexGuard<'_, T>,
+    ) -> Result<bool, PyErr> {
         match self {
             Deadline::Forever => {
                 cv.wait(guard);
@@ -352,7 +356,11 @@ impl Referent for QueueObject {
         ];
         Ok(match method {
             "put" => {
-                let p = [("item", None), block_timeout[0].clone(), block_timeout[1].clone()];
+                let p = [
+                    ("item", None),
+                    block_timeout[0].clone(),
+                    block_timeout[1].clone(),
+                ];
                 let mut b = args::bind("Queue.put", &p, a, kw)?.into_iter();
                 let (item, block, timeout) = (b.next(), b.next(), b.next());
                 let block = truthy(&block.expect("bound"));
