@@ -86,7 +86,7 @@ impl EventObject {
             t => {
                 let secs = real(t).ok_or_else(|| compare_error(">", &t.type_name(), "int"))?;
                 // `timeout > 0` is false for NaN too: a non-blocking try.
-                if !(secs > 0.0) {
+                if secs.is_nan() || secs <= 0.0 {
                     return Ok(false);
                 }
                 Deadline::after(secs)
