@@ -29,6 +29,7 @@ From Python:
   m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY)
   m.connect()
   ns = m.Namespace(); l = m.list([1, 2]); d = m.dict()
+  q = m.Queue(); q.put('job'); e = m.Event(); e.set()
 
 The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
 UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
@@ -57,9 +58,11 @@ pub struct ServeArgs {
     authkey_file: Option<PathBuf>,
 
     /// Register a named shared object: every client calling NAME() gets the
-    /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE] or
-    /// Array[:TYPECODE[:LEN]]. Repeatable. Python side:
-    /// SyncManager.register('NAME', proxytype=ListProxy).
+    /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE],
+    /// Array[:TYPECODE[:LEN]], Queue[:MAXSIZE], JoinableQueue[:MAXSIZE] or
+    /// Event. Repeatable. Python side:
+    /// SyncManager.register('NAME', proxytype=ListProxy), or
+    /// BaseManager.register('get_queue') for a queue (an AutoProxy).
     #[arg(long = "object", value_name = "NAME=TYPE")]
     objects: Vec<String>,
 

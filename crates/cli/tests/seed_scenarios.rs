@@ -218,10 +218,8 @@ scenario_tests! {
     S05 => s05_cpython_tests_reference, s05_cpython_tests_vs_mpmanager;
     S06 => s06_value_reprs_reference, s06_value_reprs_vs_mpmanager;
     S07 => s07_remote_tcp_reference, s07_remote_tcp_vs_mpmanager;
-    S08 => s08_get_queue_tcp_reference, s08_get_queue_tcp_vs_mpmanager,
-        ignore = "needs the Queue typeid (issue 4)";
-    S09 => s09_nested_queue_reference, s09_nested_queue_vs_mpmanager,
-        ignore = "needs the Queue typeid (issue 4)";
+    S08 => s08_get_queue_tcp_reference, s08_get_queue_tcp_vs_mpmanager;
+    S09 => s09_nested_queue_reference, s09_nested_queue_vs_mpmanager;
 }
 
 // ---------------------------------------------------------------------------

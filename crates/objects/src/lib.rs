@@ -13,7 +13,8 @@
 //!   of nested proxies (stash/revive, plus a collector that frees them
 //!   when unreachable, which CPython does not).
 //! * [`types`] — `list`, `dict` (+ its `Iterator`), `Namespace`, `Value`,
-//!   `Array`, `set`.
+//!   `Array`, `set`, `Queue`/`JoinableQueue` and `Event` (whose blocking
+//!   methods wait on condition variables, blocking only the caller).
 //!
 //! ```
 //! use mpmanager_objects::{Registry, CallContext, CallError, Kwargs, Reply};

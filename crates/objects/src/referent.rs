@@ -333,6 +333,12 @@ pub trait Referent: Send + Sync + 'static {
 
     /// `#GETVALUE`: a picklable snapshot of the object (what
     /// `proxy._getvalue()` and `copy.deepcopy(proxy)` return).
+    ///
+    /// An error means the object cannot be pickled (a queue or an event
+    /// holds locks: `TypeError: cannot pickle '_thread.lock' object`); it
+    /// is sent as `('#UNSERIALIZABLE', traceback)`, as CPython's server
+    /// does when pickling the referent fails, and the client raises
+    /// `RemoteError`.
     fn get_value(&self) -> Result<Value, PyErr>;
 
     /// Calls `f` on every [`Value`] this object holds (not recursively: the

@@ -217,6 +217,11 @@ pub enum Reply {
         /// Its exposed list (wire order).
         exposed: Vec<String>,
     },
+    /// `('#UNSERIALIZABLE', traceback)`: the result could not be pickled
+    /// (a `#GETVALUE` of an object holding locks); the exception is the
+    /// pickling error, e.g. `TypeError: cannot pickle '_thread.lock'
+    /// object`.
+    Unserializable(PyErr),
 }
 
 /// What [`Registry::collect`] did.
@@ -763,7 +768,12 @@ impl Registry {
             );
         }
         match method {
-            "#GETVALUE" => Ok(Reply::Return(obj.get_value()?)),
+            // CPython returns the referent itself and pickles it: its only
+            // failure is a pickling error, sent as #UNSERIALIZABLE.
+            "#GETVALUE" => Ok(match obj.get_value() {
+                Ok(v) => Reply::Return(v),
+                Err(e) => Reply::Unserializable(e),
+            }),
             "__str__" => Ok(Reply::Return(Value::str(&obj.str()?))),
             "__repr__" => Ok(Reply::Return(Value::str(&obj.repr()?))),
             _ => Err(CallError::Traceback(format!(

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use mpmanager_connection::Address;
 use mpmanager_objects::types::{
-    ArrayObject, DictObject, ListObject, NamespaceObject, SetObject, ValueObject,
+    ArrayObject, DictObject, EventObject, ListObject, NamespaceObject, QueueObject, SetObject,
+    ValueObject,
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
@@ -133,13 +134,24 @@ pub enum SharedKind {
         /// The length (default 0).
         len: usize,
     },
+    /// An empty `queue.Queue(maxsize)` (`maxsize` 0, the default, is
+    /// unbounded), with `Queue`'s exposed list.
+    Queue {
+        /// The bound (default 0: none).
+        maxsize: usize,
+    },
+    /// The same as [`SharedKind::Queue`], with `JoinableQueue`'s typeid
+    /// for the exposed list (identical in CPython).
+    JoinableQueue {
+        /// The bound (default 0: none).
+        maxsize: usize,
+    },
+    /// A `threading.Event()`, not set.
+    Event,
 }
 
 /// Types CPython's `SyncManager` has that this server cannot host yet.
 const NOT_YET: &[&str] = &[
-    "Queue",
-    "JoinableQueue",
-    "Event",
     "Lock",
     "RLock",
     "Semaphore",
@@ -149,7 +161,8 @@ const NOT_YET: &[&str] = &[
     "Pool",
 ];
 
-const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]]";
+const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]], \
+     Queue[:MAXSIZE], JoinableQueue[:MAXSIZE], Event";
 
 /// A named shared object: a typeid `name` whose `create` always returns one
 /// and the same object, like CPython's `register('get_queue', callable=lambda:
@@ -161,10 +174,18 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// | `Namespace`               | an empty `Namespace`                     |
 /// | `Value[:TYPECODE]`        | `Value(TYPECODE, 0)`, typecode `i` by default |
 /// | `Array[:TYPECODE[:LEN]]`  | `Array(TYPECODE, [0] * LEN)`             |
+/// | `Queue[:MAXSIZE]`         | `queue.Queue(MAXSIZE)`, unbounded by default |
+/// | `JoinableQueue[:MAXSIZE]` | the same (CPython's class is the same)   |
+/// | `Event`                   | `threading.Event()`                      |
 ///
 /// `NAME` must be a Python identifier not starting with `_` (the client
-/// calls it as a manager method) and not a built-in typeid. Queue, Lock and
-/// the other synchronisation types are refused until they are implemented.
+/// calls it as a manager method) and not a built-in typeid. Lock and the
+/// other lock-like types are refused until they are implemented.
+///
+/// A queue named this way is the "Using a remote manager" example of the
+/// `multiprocessing` docs, `QueueManager.register('get_queue', callable=lambda:
+/// queue)`: with `--object get_queue=Queue` a client that declares
+/// `QueueManager.register('get_queue')` gets an `AutoProxy` to the one queue.
 ///
 /// A Python client declares the name on its manager class, with the proxy
 /// type it wants:
@@ -183,8 +204,13 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// assert_eq!((o.name.as_str(), &o.kind), ("board", &SharedKind::Namespace));
 /// let a: SharedObject = "temps=Array:d:3".parse().unwrap();
 /// assert_eq!(a.kind, SharedKind::Array { typecode: "d".into(), len: 3 });
-/// let e = "q=Queue".parse::<SharedObject>().unwrap_err();
+/// let q: SharedObject = "get_queue=Queue:5".parse().unwrap();
+/// assert_eq!(q.kind, SharedKind::Queue { maxsize: 5 });
+/// assert_eq!(q.to_string(), "get_queue=Queue:5");
+/// let e = "l=Lock".parse::<SharedObject>().unwrap_err();
 /// assert!(e.to_string().contains("not supported yet"), "{e}");
+/// assert!("q=Queue:x".parse::<SharedObject>().is_err());
+/// assert!("e=Event:1".parse::<SharedObject>().is_err());
 /// assert!("list=list".parse::<SharedObject>().is_err());
 /// assert!("1x=list".parse::<SharedObject>().is_err());
 /// ```
@@ -230,6 +256,23 @@ impl FromStr for SharedObject {
             "dict" => no_params(SharedKind::Dict)?,
             "set" => no_params(SharedKind::Set)?,
             "Namespace" => no_params(SharedKind::Namespace)?,
+            "Event" => no_params(SharedKind::Event)?,
+            "Queue" | "JoinableQueue" => {
+                let maxsize = match rest.as_slice() {
+                    [] => 0,
+                    [n] => n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|n| *n <= i64::MAX as usize)
+                        .ok_or_else(|| bad(format!("bad queue maxsize {n:?}")))?,
+                    _ => return Err(bad(format!("expected {base}[:MAXSIZE]"))),
+                };
+                if base == "Queue" {
+                    SharedKind::Queue { maxsize }
+                } else {
+                    SharedKind::JoinableQueue { maxsize }
+                }
+            }
             "Value" => {
                 if rest.len() > 1 {
                     return Err(bad("expected Value[:TYPECODE]".into()));
@@ -332,6 +375,10 @@ impl SharedObject {
                 let items = Value::list(vec![zero; *len]);
                 Arc::new(ArrayObject::array(&Value::str(typecode), &items)?)
             }
+            SharedKind::Queue { maxsize } | SharedKind::JoinableQueue { maxsize } => {
+                Arc::new(QueueObject::with_maxsize(*maxsize as i64))
+            }
+            SharedKind::Event => Arc::new(EventObject::new()),
         })
     }
 
@@ -356,6 +403,9 @@ impl SharedObject {
             SharedKind::Namespace => "Namespace",
             SharedKind::Value { .. } => "Value",
             SharedKind::Array { .. } => "Array",
+            SharedKind::Queue { .. } => "Queue",
+            SharedKind::JoinableQueue { .. } => "JoinableQueue",
+            SharedKind::Event => "Event",
         };
         let table =
             mpmanager_protocol::registry::lookup(typeid).expect("a SyncManager built-in typeid");
@@ -377,6 +427,13 @@ impl fmt::Display for SharedObject {
             SharedKind::Array { typecode, len } => {
                 write!(f, "{}=Array:{typecode}:{len}", self.name)
             }
+            SharedKind::Queue { maxsize: 0 } => write!(f, "{}=Queue", self.name),
+            SharedKind::Queue { maxsize } => write!(f, "{}=Queue:{maxsize}", self.name),
+            SharedKind::JoinableQueue { maxsize: 0 } => write!(f, "{}=JoinableQueue", self.name),
+            SharedKind::JoinableQueue { maxsize } => {
+                write!(f, "{}=JoinableQueue:{maxsize}", self.name)
+            }
+            SharedKind::Event => write!(f, "{}=Event", self.name),
         }
     }
 }

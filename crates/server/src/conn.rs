@@ -477,6 +477,9 @@ impl Conn<'_> {
                 exposed,
                 token: Token::new(&typeid, self.shared.py_address.clone(), &ident),
             },
+            Ok(ObjReply::Unserializable(e)) => {
+                Reply::Unserializable(traceback::for_error(&e, "serve_client"))
+            }
             Ok(other) => Reply::Traceback(traceback::for_error(
                 &PyErr::type_error(format!("unsupported call result {other:?}")),
                 "serve_client",

@@ -1,7 +1,6 @@
 # Scenario 9 — CPython's _TestContainers.test_nested_queue: Queue proxies
 # (AutoProxies) stored inside a managed list and dict, then used through the
-# container. Needs the Queue typeid (issue 4), so its mpmanager half is
-# ignored until Queue lands; the reference half runs on every interpreter.
+# container.
 import sys
 
 

@@ -4,6 +4,12 @@
 //! over CPython 3.8–3.14, PROTOCOL.md §4.1–§4.2, in the order the newest
 //! version reports them). Class proxies (`ListProxy`, `DictProxy`, …)
 //! ignore this list, so extra names are harmless to older clients.
+//!
+//! | module | typeids |
+//! |---|---|
+//! | `list`, `dict`, `set`, `namespace`, `array` | `list`, `dict` (+ `Iterator`), `set`, `Namespace`, `Value`, `Array` |
+//! | `queue` | `Queue`, `JoinableQueue` ([`QueueObject`]) |
+//! | `event` | `Event` ([`EventObject`]) |
 
 use std::sync::Arc;
 
@@ -12,14 +18,18 @@ use crate::Referent;
 
 mod array;
 mod dict;
+mod event;
 mod list;
 mod namespace;
+mod queue;
 mod set;
 
 pub use array::ArrayObject;
 pub use dict::{DictKeyIterator, DictObject};
+pub use event::EventObject;
 pub use list::ListObject;
 pub use namespace::{NamespaceObject, ValueObject};
+pub use queue::{queue_empty, queue_full, queue_shutdown, QueueObject};
 pub use set::SetObject;
 
 fn ctor<T: Referent>(
@@ -28,8 +38,9 @@ fn ctor<T: Referent>(
     Arc::new(move |a, k| Ok(Arc::new(f(a, k)?) as Arc<dyn Referent>))
 }
 
-/// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set` and
-/// `Iterator` with CPython's exposed lists.
+/// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set`,
+/// `Iterator`, `Queue`, `JoinableQueue` and `Event` with CPython's exposed
+/// lists.
 ///
 /// ```
 /// use mpmanager_objects::{Registry, Kwargs};
@@ -37,6 +48,8 @@ fn ctor<T: Referent>(
 /// mpmanager_objects::types::register_builtin_types(&reg);
 /// let (_, exposed) = reg.create("dict", &[], &Kwargs::new()).unwrap();
 /// assert_eq!(exposed.iter().filter(|m| *m == "__iter__").count(), 2);
+/// let (_, exposed) = reg.create("JoinableQueue", &[], &Kwargs::new()).unwrap();
+/// assert!(exposed.iter().any(|m| m == "task_done"));
 /// ```
 pub fn register_builtin_types(reg: &Registry) {
     let table = |typeid: &str| {
@@ -52,4 +65,10 @@ pub fn register_builtin_types(reg: &Registry) {
     reg.register(spec("Value", ctor(ValueObject::construct)));
     reg.register(spec("Array", ctor(ArrayObject::construct)));
     reg.register(TypeSpec::without_constructor("Iterator").builtin(table("Iterator")));
+
+    // Queues and events (queue.rs, event.rs). `JoinableQueue` is the same
+    // class as `Queue`, as in CPython.
+    reg.register(spec("Queue", ctor(QueueObject::construct)));
+    reg.register(spec("JoinableQueue", ctor(QueueObject::construct)));
+    reg.register(spec("Event", ctor(EventObject::construct)));
 }
