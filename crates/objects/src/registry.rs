@@ -763,7 +763,12 @@ impl Registry {
             );
         }
         match method {
-            "#GETVALUE" => Ok(Reply::Return(obj.get_value()?)),
+            // A snapshot that cannot be made is a value CPython's server
+            // fails to pickle: `#UNSERIALIZABLE`, a RemoteError on the client.
+            "#GETVALUE" => Ok(Reply::Return(
+                obj.get_value()
+                    .map_err(|e| CallError::traceback(&e, "serve_client"))?,
+            )),
             "__str__" => Ok(Reply::Return(Value::str(&obj.str()?))),
             "__repr__" => Ok(Reply::Return(Value::str(&obj.repr()?))),
             _ => Err(CallError::Traceback(format!(

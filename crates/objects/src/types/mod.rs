@@ -11,14 +11,18 @@ use crate::registry::{Registry, TypeSpec};
 use crate::Referent;
 
 mod array;
+mod barrier;
 mod dict;
 mod list;
+mod locks;
 mod namespace;
 mod set;
 
 pub use array::ArrayObject;
+pub use barrier::{broken_barrier_error, BarrierObject};
 pub use dict::{DictKeyIterator, DictObject};
 pub use list::ListObject;
+pub use locks::{ConditionObject, LockObject, SemaphoreObject};
 pub use namespace::{NamespaceObject, ValueObject};
 pub use set::SetObject;
 
@@ -28,8 +32,10 @@ fn ctor<T: Referent>(
     Arc::new(move |a, k| Ok(Arc::new(f(a, k)?) as Arc<dyn Referent>))
 }
 
-/// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set` and
-/// `Iterator` with CPython's exposed lists.
+/// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set`,
+/// `Iterator` and the synchronisation types `Lock`, `RLock`, `Semaphore`,
+/// `BoundedSemaphore`, `Condition` and `Barrier` with CPython's exposed
+/// lists.
 ///
 /// ```
 /// use mpmanager_objects::{Registry, Kwargs};
@@ -52,4 +58,18 @@ pub fn register_builtin_types(reg: &Registry) {
     reg.register(spec("Value", ctor(ValueObject::construct)));
     reg.register(spec("Array", ctor(ArrayObject::construct)));
     reg.register(TypeSpec::without_constructor("Iterator").builtin(table("Iterator")));
+
+    // Synchronisation types (locks.rs, barrier.rs).
+    reg.register(spec("Lock", ctor(LockObject::construct_lock)));
+    reg.register(spec("RLock", ctor(LockObject::construct_rlock)));
+    reg.register(spec(
+        "Semaphore",
+        ctor(SemaphoreObject::construct_semaphore),
+    ));
+    reg.register(spec(
+        "BoundedSemaphore",
+        ctor(SemaphoreObject::construct_bounded),
+    ));
+    reg.register(spec("Condition", ctor(ConditionObject::construct)));
+    reg.register(spec("Barrier", ctor(BarrierObject::construct)));
 }
