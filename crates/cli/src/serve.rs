@@ -57,9 +57,12 @@ pub struct ServeArgs {
     authkey_file: Option<PathBuf>,
 
     /// Register a named shared object: every client calling NAME() gets the
-    /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE] or
-    /// Array[:TYPECODE[:LEN]]. Repeatable. Python side:
-    /// SyncManager.register('NAME', proxytype=ListProxy).
+    /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE],
+    /// Array[:TYPECODE[:LEN]], Lock, RLock, Semaphore[:VALUE],
+    /// BoundedSemaphore[:VALUE], Condition or Barrier:PARTIES. Repeatable.
+    /// Python side: SyncManager.register('NAME', proxytype=ListProxy)
+    /// (AcquirerProxy for the locks and semaphores, ConditionProxy,
+    /// BarrierProxy).
     #[arg(long = "object", value_name = "NAME=TYPE")]
     objects: Vec<String>,
 

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use mpmanager_connection::Address;
 use mpmanager_objects::types::{
-    ArrayObject, DictObject, ListObject, NamespaceObject, SetObject, ValueObject,
+    ArrayObject, BarrierObject, ConditionObject, DictObject, ListObject, LockObject,
+    NamespaceObject, SemaphoreObject, SetObject, ValueObject,
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
@@ -125,23 +126,35 @@ pub enum SharedKind {
         /// The length (default 0).
         len: usize,
     },
+    /// A `threading.Lock()`.
+    Lock,
+    /// A `threading.RLock()`.
+    RLock,
+    /// `threading.Semaphore(value)` (default 1).
+    Semaphore {
+        /// The initial value.
+        value: i64,
+    },
+    /// `threading.BoundedSemaphore(value)` (default 1).
+    BoundedSemaphore {
+        /// The initial (and largest) value.
+        value: i64,
+    },
+    /// A `threading.Condition()` (over its own `RLock`).
+    Condition,
+    /// `threading.Barrier(parties)`.
+    Barrier {
+        /// The number of parties (at least 1).
+        parties: i64,
+    },
 }
 
 /// Types CPython's `SyncManager` has that this server cannot host yet.
-const NOT_YET: &[&str] = &[
-    "Queue",
-    "JoinableQueue",
-    "Event",
-    "Lock",
-    "RLock",
-    "Semaphore",
-    "BoundedSemaphore",
-    "Condition",
-    "Barrier",
-    "Pool",
-];
+const NOT_YET: &[&str] = &["Queue", "JoinableQueue", "Event", "Pool"];
 
-const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]]";
+const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]], \
+                         Lock, RLock, Semaphore[:VALUE], BoundedSemaphore[:VALUE], Condition, \
+                         Barrier:PARTIES";
 
 /// A named shared object: a typeid `name` whose `create` always returns one
 /// and the same object, like CPython's `register('get_queue', callable=lambda:
@@ -153,18 +166,26 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// | `Namespace`               | an empty `Namespace`                     |
 /// | `Value[:TYPECODE]`        | `Value(TYPECODE, 0)`, typecode `i` by default |
 /// | `Array[:TYPECODE[:LEN]]`  | `Array(TYPECODE, [0] * LEN)`             |
+/// | `Lock`, `RLock`           | an unlocked lock                         |
+/// | `Semaphore[:VALUE]`       | `Semaphore(VALUE)`, 1 by default         |
+/// | `BoundedSemaphore[:VALUE]`| `BoundedSemaphore(VALUE)`, 1 by default  |
+/// | `Condition`               | `Condition()` (over its own RLock)       |
+/// | `Barrier:PARTIES`         | `Barrier(PARTIES)`                       |
 ///
 /// `NAME` must be a Python identifier not starting with `_` (the client
-/// calls it as a manager method) and not a built-in typeid. Queue, Lock and
-/// the other synchronisation types are refused until they are implemented.
+/// calls it as a manager method) and not a built-in typeid. Queue,
+/// JoinableQueue, Event and Pool are refused until they are implemented.
 ///
 /// A Python client declares the name on its manager class, with the proxy
 /// type it wants:
 ///
 /// ```python
 /// from multiprocessing.managers import SyncManager, ListProxy, NamespaceProxy
+/// from multiprocessing.managers import AcquirerProxy, BarrierProxy
 /// SyncManager.register('shared', proxytype=ListProxy)
 /// SyncManager.register('board', proxytype=NamespaceProxy)
+/// SyncManager.register('mutex', proxytype=AcquirerProxy)   # --object mutex=Lock
+/// SyncManager.register('start', proxytype=BarrierProxy)    # --object start=Barrier:3
 /// m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY); m.connect()
 /// m.shared().append(1)      # the same list for every client
 /// ```
@@ -175,6 +196,13 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// assert_eq!((o.name.as_str(), &o.kind), ("board", &SharedKind::Namespace));
 /// let a: SharedObject = "temps=Array:d:3".parse().unwrap();
 /// assert_eq!(a.kind, SharedKind::Array { typecode: "d".into(), len: 3 });
+/// let s: SharedObject = "slots=BoundedSemaphore:4".parse().unwrap();
+/// assert_eq!(s.kind, SharedKind::BoundedSemaphore { value: 4 });
+/// let b: SharedObject = "start=Barrier:3".parse().unwrap();
+/// assert_eq!(b.kind, SharedKind::Barrier { parties: 3 });
+/// assert!("start=Barrier".parse::<SharedObject>().is_err());
+/// assert!("start=Barrier:0".parse::<SharedObject>().is_err());
+/// assert_eq!("mutex=Lock".parse::<SharedObject>().unwrap().to_string(), "mutex=Lock");
 /// let e = "q=Queue".parse::<SharedObject>().unwrap_err();
 /// assert!(e.to_string().contains("not supported yet"), "{e}");
 /// assert!("list=list".parse::<SharedObject>().is_err());
@@ -247,6 +275,35 @@ impl FromStr for SharedObject {
                     len,
                 }
             }
+            "Lock" => no_params(SharedKind::Lock)?,
+            "RLock" => no_params(SharedKind::RLock)?,
+            "Condition" => no_params(SharedKind::Condition)?,
+            "Semaphore" | "BoundedSemaphore" => {
+                let value = match rest.as_slice() {
+                    [] => 1,
+                    [v] => v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| *v >= 0)
+                        .ok_or_else(|| bad(format!("bad semaphore value {v:?}")))?,
+                    _ => return Err(bad(format!("expected {base}[:VALUE]"))),
+                };
+                if base == "Semaphore" {
+                    SharedKind::Semaphore { value }
+                } else {
+                    SharedKind::BoundedSemaphore { value }
+                }
+            }
+            "Barrier" => match rest.as_slice() {
+                [p] => SharedKind::Barrier {
+                    parties: p
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| bad(format!("bad number of parties {p:?}")))?,
+                },
+                _ => return Err(bad("expected Barrier:PARTIES".into())),
+            },
             t if NOT_YET.contains(&t) => {
                 return Err(bad(format!(
                     "type {t} is not supported yet (available: {AVAILABLE})"
@@ -287,6 +344,12 @@ fn check_name(name: &str) -> Result<(), String> {
         "Value",
         "Array",
         "Iterator",
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Barrier",
     ];
     if builtin.contains(&name)
         || NOT_YET.contains(&name)
@@ -324,6 +387,12 @@ impl SharedObject {
                 let items = Value::list(vec![zero; *len]);
                 Arc::new(ArrayObject::array(&Value::str(typecode), &items)?)
             }
+            SharedKind::Lock => Arc::new(LockObject::construct_lock(&[], &kw)?),
+            SharedKind::RLock => Arc::new(LockObject::construct_rlock(&[], &kw)?),
+            SharedKind::Semaphore { value } => Arc::new(SemaphoreObject::new(*value, false)),
+            SharedKind::BoundedSemaphore { value } => Arc::new(SemaphoreObject::new(*value, true)),
+            SharedKind::Condition => Arc::new(ConditionObject::construct(&[], &kw)?),
+            SharedKind::Barrier { parties } => Arc::new(BarrierObject::new(*parties, None)),
         })
     }
 
@@ -348,6 +417,12 @@ impl SharedObject {
             SharedKind::Namespace => "Namespace",
             SharedKind::Value { .. } => "Value",
             SharedKind::Array { .. } => "Array",
+            SharedKind::Lock => "Lock",
+            SharedKind::RLock => "RLock",
+            SharedKind::Semaphore { .. } => "Semaphore",
+            SharedKind::BoundedSemaphore { .. } => "BoundedSemaphore",
+            SharedKind::Condition => "Condition",
+            SharedKind::Barrier { .. } => "Barrier",
         };
         let table =
             mpmanager_protocol::registry::lookup(typeid).expect("a SyncManager built-in typeid");
@@ -369,6 +444,14 @@ impl fmt::Display for SharedObject {
             SharedKind::Array { typecode, len } => {
                 write!(f, "{}=Array:{typecode}:{len}", self.name)
             }
+            SharedKind::Lock => write!(f, "{}=Lock", self.name),
+            SharedKind::RLock => write!(f, "{}=RLock", self.name),
+            SharedKind::Semaphore { value } => write!(f, "{}=Semaphore:{value}", self.name),
+            SharedKind::BoundedSemaphore { value } => {
+                write!(f, "{}=BoundedSemaphore:{value}", self.name)
+            }
+            SharedKind::Condition => write!(f, "{}=Condition", self.name),
+            SharedKind::Barrier { parties } => write!(f, "{}=Barrier:{parties}", self.name),
         }
     }
 }
