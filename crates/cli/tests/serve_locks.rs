@@ -353,3 +353,69 @@ fn harness_compare_and_normalize() {
     assert!(compare(r38, "== a\n<other>\nx\n", &all).is_err());
     assert!(compare(r38, "== a\n<new repr>\n", &all).is_err());
 }
+
+/// Connections blocked in `acquire()` / `Barrier.wait()` do not hold up
+/// shutdown: the one-shot `shutdown` ends the server (status 0) at once,
+/// and the blocked clients see their connection close.
+#[test]
+fn shutdown_while_clients_are_blocked() {
+    use mpmanager_pickle::Value;
+    use mpmanager_protocol::{PublicOp, Reply};
+    use serve_common::{call, one_shot, served};
+
+    let dir = TempDir::new("lshut");
+    let key = "locks-shutdown-key";
+    let address = format!("unix:{}", dir.path("sock").display());
+    let mut srv = ServeProc::start(&address, Key::Env(key), &[]);
+    let create = |typeid: &str, args: Vec<Value>| {
+        let mut a = vec![Value::str(typeid)];
+        a.extend(args);
+        match one_shot(&srv.address, key.as_bytes(), PublicOp::Create, a) {
+            Reply::Return(v) => {
+                let Value::Tuple(t) = v else { panic!("{v:?}") };
+                t.items[0].as_str().expect("ident").to_string()
+            }
+            other => panic!("create {typeid}: {other:?}"),
+        }
+    };
+    let lock = create("Lock", vec![]);
+    let barrier = create("Barrier", vec![Value::Int(3)]);
+    let mut holder = served(&srv.address, key.as_bytes());
+    assert_eq!(
+        call(&mut holder, &lock, "acquire", vec![]),
+        Reply::Return(Value::Bool(true))
+    );
+    let blocked: Vec<_> = [(lock.clone(), "acquire"), (barrier.clone(), "wait")]
+        .into_iter()
+        .map(|(ident, method)| {
+            let mut c = served(&srv.address, key.as_bytes());
+            std::thread::spawn(move || {
+                let req = mpmanager_protocol::Request::call(&ident, method, vec![], vec![]);
+                serve_common::send(&mut c, &req.to_value());
+                // The reply never comes: the server closes the connection.
+                c.recv(1 << 20).is_err()
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(
+        blocked.iter().all(|t| !t.is_finished()),
+        "calls did not block"
+    );
+    let t = Instant::now();
+    assert_eq!(
+        one_shot(&srv.address, key.as_bytes(), PublicOp::Shutdown, vec![]),
+        Reply::none()
+    );
+    let st = srv.wait_exit(Duration::from_secs(5)).unwrap_or_else(|| {
+        panic!(
+            "server still running with blocked clients:\n{}",
+            srv.stderr()
+        )
+    });
+    assert!(st.success(), "exit status {st}");
+    assert!(t.elapsed() < Duration::from_secs(5));
+    for b in blocked {
+        assert!(b.join().unwrap(), "a blocked client got a reply");
+    }
+}

@@ -59,7 +59,7 @@ struct Inner {
 /// let Outcome::Return(i) = b.call(&cx, "wait", &[], &Kwargs::new()).unwrap() else { panic!() };
 /// assert_eq!(i.as_i64(), Some(0));
 /// let two = BarrierObject::construct(&[Value::Int(2)], &Kwargs::new()).unwrap();
-/// let e = two.call(&cx, "wait", &[Value::Float(0.01)], &Kwargs::new()).unwrap_err();
+/// let e = two.call(&cx, "wait", &[Value::Float(0.01)], &Kwargs::new()).err().unwrap();
 /// assert_eq!(e.to_string(), "BrokenBarrierError");
 /// assert!(two.repr().unwrap().ends_with(": broken>"));
 /// ```
