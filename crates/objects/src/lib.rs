@@ -13,7 +13,10 @@
 //!   of nested proxies (stash/revive, plus a collector that frees them
 //!   when unreachable, which CPython does not).
 //! * [`types`] — `list`, `dict` (+ its `Iterator`), `Namespace`, `Value`,
-//!   `Array`, `set`.
+//!   `Array`, `set`; the synchronisation types `Lock`, `RLock`,
+//!   `Semaphore`, `BoundedSemaphore`, `Condition` and `Barrier` (lock
+//!   ownership follows the client connection, as CPython's per-connection
+//!   server threads do).
 //!
 //! ```
 //! use mpmanager_objects::{Registry, CallContext, CallError, Kwargs, Reply};
