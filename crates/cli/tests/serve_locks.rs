@@ -72,11 +72,31 @@ fn run_scenario(
     address: &str,
     key: &str,
 ) -> Result<String, String> {
-    let path = dir.path(&format!("sync_types_{kind}.py"));
-    std::fs::write(&path, script()).map_err(|e| e.to_string())?;
+    let out = run_python(
+        py,
+        dir,
+        &format!("sync_types_{kind}.py"),
+        &script(),
+        &[kind, address, key],
+    )?;
+    Ok(normalize(&out, address))
+}
+
+/// Writes `source` to `dir/name` and runs it with `args` in its own
+/// process group (killed afterwards, with whatever it left behind);
+/// `Ok(stdout)` if it exits 0 within [`RUN_TIMEOUT`].
+fn run_python(
+    py: &Python,
+    dir: &TempDir,
+    name: &str,
+    source: &str,
+    args: &[&str],
+) -> Result<String, String> {
+    let path = dir.path(name);
+    std::fs::write(&path, source).map_err(|e| e.to_string())?;
     let mut cmd = Command::new(&py.path);
     cmd.arg(&path)
-        .args([kind, address, key])
+        .args(args)
         .current_dir(&dir.0)
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONIOENCODING", "utf-8")
@@ -126,12 +146,12 @@ fn run_scenario(
         .recv_timeout(Duration::from_secs(10))
         .unwrap_or_default();
     match status {
-        Some(st) if st.success() => Ok(normalize(&stdout, address)),
+        Some(st) if st.success() => Ok(stdout),
         Some(st) => Err(format!(
-            "{kind} run exited with {st}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+            "{name} exited with {st}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
         )),
         None => Err(format!(
-            "{kind} run timed out after {RUN_TIMEOUT:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
+            "{name} timed out after {RUN_TIMEOUT:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
         )),
     }
 }
@@ -420,4 +440,59 @@ fn shutdown_while_clients_are_blocked() {
     for b in blocked {
         assert!(b.join().unwrap(), "a blocked client got a reply");
     }
+}
+
+/// CPython's own tests of these types (`_TestLock`, `_TestSemaphore`,
+/// `_TestCondition`, `_TestBarrier` in their manager flavour, and the
+/// matching `TestSyncManagerTypes` tests), unmodified, against `mpmanager
+/// serve`, on every installed interpreter: see
+/// `tests/scenarios/cpython_sync_tests.py`. `_TestBarrier.test_action` is
+/// replaced by a check that a Barrier action is refused with its reason.
+#[test]
+fn cpython_test_suite_vs_mpmanager() {
+    const DRIVER: &str = include_str!("scenarios/cpython_sync_tests.py");
+    let pys = pythons();
+    assert!(!pys.is_empty(), "no CPython 3.8+ found");
+    let results: Vec<Result<String, String>> = std::thread::scope(|s| {
+        let handles: Vec<_> = pys
+            .iter()
+            .map(|py| {
+                s.spawn(move || {
+                    let dir = TempDir::new("lcpt");
+                    let key = new_key(&py.label());
+                    let address = format!("unix:{}", dir.path("sock").display());
+                    let server = ServeProc::start(&address, Key::Env(&key), &[]);
+                    let sock = dir.path("sock").display().to_string();
+                    run_python(py, &dir, "cpython_sync_tests.py", DRIVER, &[&sock, &key])
+                        .map_err(|e| format!("{e}\n--- mpmanager serve said:\n{}", server.stderr()))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("run thread"))
+            .collect()
+    });
+    let mut failures = Vec::new();
+    for (py, r) in pys.iter().zip(results) {
+        match r {
+            Err(e) => failures.push(format!("[{}] {e}", py.label())),
+            Ok(out) => {
+                let ran = out
+                    .lines()
+                    .find_map(|l| l.strip_prefix("run "))
+                    .and_then(|l| l.split_whitespace().next()?.parse::<u32>().ok())
+                    .unwrap_or(0);
+                if !out.contains("failures 0 errors 0")
+                    || !out.contains("action refused")
+                    || ran < 25
+                {
+                    failures.push(format!("[{}] unexpected output:\n{out}", py.label()));
+                } else {
+                    eprintln!("[{}] {}", py.label(), out.lines().last().unwrap_or(""));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
