@@ -21,6 +21,11 @@
 //! timeout text and `Barrier(0)`), mpmanager follows the newest; such a
 //! line is accepted if it is the line at the same place in another
 //! version's reference output (the tolerance of `seed_scenarios.rs`).
+//!
+//! Also here: CPython's own manager tests of these types, unmodified,
+//! against `mpmanager serve` (`cpython_test_suite_vs_mpmanager`), named
+//! shared objects of these types (`named_sync_objects`), and shutdown while
+//! clients are blocked in `acquire()`/`wait()`.
 
 mod serve_common;
 
@@ -495,4 +500,100 @@ fn cpython_test_suite_vs_mpmanager() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+/// Named shared objects (`--object NAME=TYPE`) of the synchronisation
+/// types: every client gets the same object.
+#[test]
+fn named_sync_objects() {
+    const PY: &str = r#"
+import threading
+from multiprocessing.managers import AcquirerProxy, ConditionProxy, BarrierProxy
+SyncManager.register('mutex', proxytype=AcquirerProxy)
+SyncManager.register('rmutex', proxytype=AcquirerProxy)
+SyncManager.register('slots', proxytype=AcquirerProxy)
+SyncManager.register('sem', proxytype=AcquirerProxy)
+SyncManager.register('cond', proxytype=ConditionProxy)
+SyncManager.register('gate', proxytype=BarrierProxy)
+a = SyncManager(address=address, authkey=key); a.connect()
+b = SyncManager(address=address, authkey=key); b.connect()
+# Every create of a named object returns the same ident; the client closes
+# its connection (a new owner!) when its last proxy of an ident goes, so
+# the proxies are kept for the whole run.
+am, bm = a.mutex(), b.mutex()
+assert am.acquire() is True
+assert bm.acquire(False) is False
+bm.release()
+assert am.acquire(False) is True
+ar, br = a.rmutex(), b.rmutex()
+assert ar.acquire() and ar.acquire()
+assert 'count=2' in str(br), str(br)
+def other_thread(f):
+    out = []
+    t = threading.Thread(target=lambda: out.append(f()))
+    t.start(); t.join(30)
+    return out
+assert other_thread(lambda: br.acquire(False)) == [False]
+ar.release(); ar.release()
+as_, bs = a.slots(), b.slots()
+assert str(as_).endswith(': value=2/2>'), str(as_)
+assert as_.acquire() and bs.acquire() and not as_.acquire(False)
+bs.release(); bs.release()
+try:
+    as_.release()
+    raise SystemExit('over-release accepted')
+except ValueError as e:
+    assert str(e) == 'Semaphore released too many times'
+sem = a.sem()
+assert str(sem).endswith(': value=0>'), str(sem)
+assert sem.acquire(False) is False
+c = a.cond()
+with c:
+    assert c.wait(0) is False
+g, gb = a.gate(), b.gate()
+assert g.parties == 2 and g.n_waiting == 0 and not g.broken
+out = []
+t = threading.Thread(target=lambda: out.append(gb.wait(30)))
+t.start()
+out.append(g.wait(30))
+t.join()
+assert sorted(out) == [0, 1], out
+print('OK')
+"#;
+    let pys = pythons();
+    assert!(!pys.is_empty(), "no CPython 3.8+ found");
+    for py in pys {
+        let key = "named-sync-key";
+        let srv = ServeProc::start(
+            "127.0.0.1:0",
+            Key::Env(key),
+            &[
+                "--object",
+                "mutex=Lock",
+                "--object",
+                "rmutex=RLock",
+                "--object",
+                "slots=BoundedSemaphore:2",
+                "--object",
+                "sem=Semaphore:0",
+                "--object",
+                "cond=Condition",
+                "--object",
+                "gate=Barrier:2",
+            ],
+        );
+        let out = py.run(
+            &format!("{}{PY}", serve_common::PY_PRELUDE),
+            &[&srv.py_address(), &serve_common::hex(key.as_bytes())],
+            b"",
+        );
+        assert!(
+            out.status.success() && String::from_utf8_lossy(&out.stdout).contains("OK"),
+            "python {}: {}\n{}\nserver:\n{}",
+            py.label(),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            srv.stderr()
+        );
+    }
 }
