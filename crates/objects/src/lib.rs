@@ -46,4 +46,6 @@ mod registry;
 pub mod types;
 
 pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
-pub use registry::{CollectStats, Constructor, Registry, RegistryConfig, Reply, TypeSpec};
+pub use registry::{
+    CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,
+};

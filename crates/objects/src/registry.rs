@@ -65,6 +65,19 @@ use crate::referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, R
 pub type Constructor =
     Arc<dyn Fn(&[Value], &Kwargs) -> Result<Arc<dyn Referent>, PyErr> + Send + Sync>;
 
+/// A [`Constructor`] that also gets the registry the object is created in,
+/// to look up the shared objects whose proxies it was passed (CPython's
+/// server rebuilds such a proxy as a connection to itself; e.g.
+/// `Condition(lock=<a Lock proxy>)`). It must not register objects.
+pub type RegistryConstructor =
+    Arc<dyn Fn(&Registry, &[Value], &Kwargs) -> Result<Arc<dyn Referent>, PyErr> + Send + Sync>;
+
+#[derive(Clone)]
+enum Ctor {
+    Plain(Constructor),
+    WithRegistry(RegistryConstructor),
+}
+
 /// How one typeid is served: CPython's registry entry `(callable, exposed,
 /// method_to_typeid, proxytype)` minus the client-only proxy type.
 ///
@@ -80,7 +93,7 @@ pub type Constructor =
 #[derive(Clone)]
 pub struct TypeSpec {
     typeid: String,
-    constructor: Option<Constructor>,
+    constructor: Option<Ctor>,
     exposed: Vec<String>,
     exposed_set: HashSet<String>,
     method_to_typeid: Vec<(String, String)>,
@@ -92,11 +105,20 @@ impl TypeSpec {
     pub fn new(typeid: &str, constructor: Constructor) -> TypeSpec {
         TypeSpec {
             typeid: typeid.to_string(),
-            constructor: Some(constructor),
+            constructor: Some(Ctor::Plain(constructor)),
             exposed: Vec::new(),
             exposed_set: HashSet::new(),
             method_to_typeid: Vec::new(),
             shared: None,
+        }
+    }
+
+    /// A typeid whose `create` calls `constructor(registry, args, kwargs)`
+    /// (see [`RegistryConstructor`]).
+    pub fn with_registry(typeid: &str, constructor: RegistryConstructor) -> TypeSpec {
+        TypeSpec {
+            constructor: Some(Ctor::WithRegistry(constructor)),
+            ..TypeSpec::without_constructor(typeid)
         }
     }
 
@@ -439,7 +461,11 @@ impl Registry {
         if has_proxies {
             self.proxy_calls_started.fetch_add(1, Ordering::SeqCst);
         }
-        let result = ctor(args, kwargs).map_err(|e| CallError::traceback(&e, "create"));
+        let result = match ctor {
+            Ctor::Plain(f) => f(args, kwargs),
+            Ctor::WithRegistry(f) => f(self, args, kwargs),
+        }
+        .map_err(|e| CallError::traceback(&e, "create"));
         let out = result.map(|object| {
             let ident = self.insert(object, spec.clone(), Arc::new(AtomicBool::new(has_proxies)));
             (ident, spec.exposed.clone())

@@ -504,21 +504,138 @@ fn condition_requires_the_lock() {
     assert!(!yes(&r, 1, &c, "locked", &[]));
 }
 
-#[test]
-fn condition_refuses_a_client_lock_proxy_and_non_locks() {
+fn lock_proxy(typeid: &str, ident: &str) -> Value {
     use mpmanager_objects::proxy::{ProxyRef, PyAddress, Token};
+    ProxyRef::class_proxy(
+        "AcquirerProxy",
+        Token::new(typeid, PyAddress::tcp("127.0.0.1", 1), ident),
+    )
+    .to_value()
+}
+
+#[test]
+fn condition_on_a_shared_lock() {
     let r = reg();
     let l = create(&r, "Lock", &[]);
-    let p = ProxyRef::class_proxy(
-        "AcquirerProxy",
-        Token::new("Lock", PyAddress::tcp("127.0.0.1", 1), &l),
-    )
-    .to_value();
-    let e = r.create("Condition", &[p], &Kwargs::new()).unwrap_err();
+    let c = create(&r, "Condition", &[lock_proxy("Lock", &l)]);
+    assert!(repr(&r, &c).starts_with("<Condition(<unlocked _thread.lock object at 0x"));
+    // Acquiring the condition acquires the shared lock, and vice versa.
+    assert!(yes(&r, 1, &c, "acquire", &[]));
+    assert!(repr(&r, &l).starts_with("<locked"));
+    assert!(!yes(&r, 2, &l, "acquire", &[Value::Bool(false)]));
+    assert!(!yes(&r, 1, &c, "wait", &[Value::Int(0)]));
+    ok(&r, 1, &c, "notify", &[]);
+    // Plain-lock semantics: held by anyone counts as owned, anyone releases.
+    ok(&r, 2, &l, "release", &[]);
+    assert_eq!(
+        err(&r, 1, &c, "release", &[]),
+        "RuntimeError: release unlocked lock"
+    );
+    assert_eq!(
+        err(&r, 1, &c, "wait", &[Value::Int(0)]),
+        "RuntimeError: cannot wait on un-acquired lock"
+    );
+    yes(&r, 2, &l, "acquire", &[]);
+    assert!(!yes(&r, 1, &c, "wait", &[Value::Int(0)]));
+    // wait/notify between connections.
+    let (r2, c2) = (r.clone(), c.clone());
+    let waiter = spawn(move || {
+        yes(&r2, 3, &c2, "acquire", &[]);
+        let got = yes(&r2, 3, &c2, "wait", &[Value::Int(30)]);
+        ok(&r2, 3, &c2, "release", &[]);
+        got
+    });
+    ok(&r, 2, &l, "release", &[]);
+    let deadline = Instant::now() + PROMPT;
+    while !repr(&r, &c).ends_with(", 1)>") {
+        assert!(Instant::now() < deadline, "the waiter did not wait");
+        thread::sleep(Duration::from_millis(5));
+    }
+    yes(&r, 4, &c, "acquire", &[]);
+    ok(&r, 4, &c, "notify", &[]);
+    ok(&r, 4, &c, "release", &[]);
+    assert!(done(&waiter));
+    assert!(repr(&r, &c).starts_with("<Condition(<unlocked _thread.lock object at 0x"));
+    // The condition keeps the shared lock alive.
+    let mut seen = 0;
+    r.get(&c).unwrap().visit_values(&mut |_| seen += 1);
+    assert_eq!(seen, 1);
+}
+
+#[test]
+fn condition_on_a_shared_rlock_fails_like_cpython() {
+    // CPython's server calls the RLock through a proxy connection of its
+    // own: the condition's acquire-probe sees the lock as not owned.
+    let r = reg();
+    let l = create(&r, "RLock", &[]);
+    let c = create(&r, "Condition", &[lock_proxy("RLock", &l)]);
+    assert!(yes(&r, 1, &c, "acquire", &[]));
+    assert_eq!(
+        err(&r, 1, &c, "wait", &[Value::Int(0)]),
+        "RuntimeError: cannot wait on un-acquired lock"
+    );
+    assert_eq!(
+        err(&r, 1, &c, "notify", &[]),
+        "RuntimeError: cannot notify on un-acquired lock"
+    );
+    // Not the client connection's lock either.
+    assert!(!yes(&r, 1, &l, "acquire", &[Value::Bool(false)]));
+    assert_eq!(
+        err(&r, 1, &l, "release", &[]),
+        "RuntimeError: cannot release un-acquired lock"
+    );
+    ok(&r, 1, &c, "release", &[]);
+    // Held by the client connection: the probe says "owned", the release
+    // fails, and the waiter stays queued (as in CPython).
+    assert!(yes(&r, 1, &l, "acquire", &[]));
+    assert_eq!(
+        err(&r, 1, &c, "wait", &[Value::Int(0)]),
+        "RuntimeError: cannot release un-acquired lock"
+    );
+    assert!(repr(&r, &c).ends_with(", 1)>"), "{}", repr(&r, &c));
+    ok(&r, 1, &c, "notify", &[]);
+    assert!(repr(&r, &c).ends_with(", 0)>"));
+    ok(&r, 1, &l, "release", &[]);
+}
+
+#[test]
+fn condition_refuses_other_proxies_and_non_locks() {
+    let r = reg();
+    let s = create(&r, "list", &[]);
+    let e = r
+        .create("Condition", &[lock_proxy("list", &s)], &Kwargs::new())
+        .unwrap_err();
     let CallError::Traceback(t) = e else { panic!() };
     assert!(
-        t.contains("TypeError: mpmanager cannot build a Condition on a lock"),
+        t.contains("TypeError: mpmanager cannot build a Condition on this lock: a list proxy"),
         "{t}"
+    );
+    // A semaphore works like a plain lock (CPython's acquire/release fallback).
+    let sem = create(&r, "Semaphore", &[]);
+    let c = create(&r, "Condition", &[lock_proxy("Semaphore", &sem)]);
+    assert!(yes(&r, 1, &c, "acquire", &[]));
+    assert!(repr(&r, &c).contains("value=0>"), "{}", repr(&r, &c));
+    assert!(!yes(&r, 1, &c, "wait", &[Value::Int(0)]));
+    ok(&r, 2, &c, "release", &[]);
+    assert!(repr(&r, &sem).ends_with("value=1>"));
+    // An ident this registry does not have: another manager's lock.
+    let e = r
+        .create("Condition", &[lock_proxy("Lock", "7fffff")], &Kwargs::new())
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not a shared object of this manager"),
+        "{e}"
+    );
+    // Our ident but another typeid: not ours either.
+    let l = create(&r, "Lock", &[]);
+    let e = r
+        .create("Condition", &[lock_proxy("RLock", &l)], &Kwargs::new())
+        .unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("not a shared object of this manager"),
+        "{e}"
     );
     let e = r
         .create("Condition", &[Value::Int(5)], &Kwargs::new())

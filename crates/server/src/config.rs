@@ -391,7 +391,7 @@ impl SharedObject {
             SharedKind::RLock => Arc::new(LockObject::construct_rlock(&[], &kw)?),
             SharedKind::Semaphore { value } => Arc::new(SemaphoreObject::new(*value, false)),
             SharedKind::BoundedSemaphore { value } => Arc::new(SemaphoreObject::new(*value, true)),
-            SharedKind::Condition => Arc::new(ConditionObject::construct(&[], &kw)?),
+            SharedKind::Condition => Arc::new(ConditionObject::new()),
             SharedKind::Barrier { parties } => Arc::new(BarrierObject::new(*parties, None)),
         })
     }

@@ -276,6 +276,38 @@ def condition_section(m):
     attempt('Condition(5)', m.Condition, 5)
     attempt('_getvalue()', c._getvalue)
 
+    section('Condition on a shared lock')
+    for make in (m.Lock, m.RLock):
+        lock = make()
+        c2 = m.Condition(lock)
+        print(show(c2))
+        attempt('c.acquire()', c2.acquire)
+        print(show(c2), show(lock))
+        attempt('c.wait(0)', c2.wait, 0)
+        attempt('c.notify()', c2.notify)
+        attempt('lock.acquire(False)', lock.acquire, False)
+        attempt('c.release()', c2.release)
+        attempt('lock.release()', lock.release)
+        attempt('c.release()', c2.release)
+        attempt('lock.acquire()', lock.acquire)
+        attempt('c.wait(0) with the lock held by the client', c2.wait, 0)
+        print(show(c2))
+        attempt('c.notify()', c2.notify)
+        attempt('lock.release()', lock.release)
+        print(show(c2))
+    lock = m.Lock()
+    c2 = m.Condition(lock=lock)
+    ready, woken = m.list(), m.list()
+    p = run(cond_waiter, c2, ready, woken, 'child')
+    wait_until(lambda: len(ready) == 1, 'the waiter')
+    with lock:
+        print('locked by the client:', show(c2))
+    with c2:
+        c2.notify()
+    join_all([p])
+    print(list(woken), show(lock))
+    attempt('Condition(Semaphore())', m.Condition, m.Semaphore())
+
     section('Condition across processes')
     ready, woken = m.list(), m.list()
     procs = [run(cond_waiter, c, ready, woken, 'w%d' % i) for i in range(3)]

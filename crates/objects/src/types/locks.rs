@@ -18,6 +18,7 @@
 //! CPython 3.14's (`Lock`, `RLock`, `Condition`; a `Semaphore` has none).
 
 use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mpmanager_pickle::{ExcType, PyErr, Value};
@@ -25,6 +26,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::args;
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
+use crate::Registry;
 
 // ---------------------------------------------------------------------------
 // Shared helpers.
@@ -325,6 +327,19 @@ impl LockState {
     }
 }
 
+/// What a `Condition` needs of a lock it was given as a proxy: CPython's
+/// `Condition` falls back to `acquire`/`release` for such locks.
+trait Acquirer: Send + Sync {
+    /// `acquire` by `owner`, waiting as `wait` allows.
+    fn acquire_as(&self, owner: u64, wait: Wait) -> Result<bool, PyErr>;
+    /// `release` by `owner`.
+    fn release_as(&self, owner: u64) -> Result<(), PyErr>;
+    /// `locked()`.
+    fn locked(&self) -> Result<bool, PyErr>;
+    /// `repr()`.
+    fn repr_text(&self) -> String;
+}
+
 /// Something whose mutex-protected state contains a [`LockState`].
 trait HoldsLock {
     fn lock_state(&mut self) -> &mut LockState;
@@ -424,6 +439,58 @@ impl LockObject {
             Kind::Reentrant => "_thread.RLock",
         }
     }
+    /// `RLock._is_owned()`.
+    fn is_owned_by(&self, owner: u64) -> bool {
+        self.state.lock().is_owned(self.kind, owner)
+    }
+
+    /// `RLock._release_save()`: releases every level; returns the count.
+    fn release_save(&self, owner: u64) -> Result<u64, PyErr> {
+        let mut g = self.state.lock();
+        if !g.is_owned(self.kind, owner) {
+            return Err(PyErr::new(
+                ExcType::RuntimeError,
+                "cannot release un-acquired lock",
+            ));
+        }
+        let count = std::mem::take(&mut *g).count;
+        drop(g);
+        self.cv.notify_all();
+        Ok(count)
+    }
+
+    /// `RLock._acquire_restore((count, owner))`: waits for the lock, then
+    /// restores the recursion level.
+    fn acquire_restore(&self, owner: u64, count: u64) -> Result<(), PyErr> {
+        let mut g = self.state.lock();
+        acquire_in(&mut g, &self.cv, Kind::Plain, owner, Wait::Forever)?;
+        g.owner = owner;
+        g.count = count;
+        Ok(())
+    }
+}
+
+impl Acquirer for LockObject {
+    fn acquire_as(&self, owner: u64, wait: Wait) -> Result<bool, PyErr> {
+        let mut g = self.state.lock();
+        acquire_in(&mut g, &self.cv, self.kind, owner, wait)
+    }
+
+    fn release_as(&self, owner: u64) -> Result<(), PyErr> {
+        let freed = self.state.lock().release(self.kind, owner)?;
+        if freed {
+            self.cv.notify_all();
+        }
+        Ok(())
+    }
+
+    fn locked(&self) -> Result<bool, PyErr> {
+        Ok(self.state.lock().count > 0)
+    }
+
+    fn repr_text(&self) -> String {
+        self.state.lock().repr(self.kind, addr(self))
+    }
 }
 
 impl Referent for LockObject {
@@ -481,6 +548,10 @@ impl Referent for LockObject {
 
     fn get_value(&self) -> Result<Value, PyErr> {
         Err(cannot_pickle(self.type_name()))
+    }
+
+    fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self)
     }
 }
 
@@ -590,10 +661,12 @@ impl SemaphoreObject {
                 "can't specify timeout for non-blocking acquire",
             ));
         }
-        let mut v = self.value.lock();
-        if *v > 0 {
-            *v -= 1;
-            return Ok(true);
+        {
+            let mut v = self.value.lock();
+            if *v > 0 {
+                *v -= 1;
+                return Ok(true);
+            }
         }
         if !blocking {
             return Ok(false);
@@ -611,13 +684,19 @@ impl SemaphoreObject {
                 Wait::after_secs(secs)
             }
         };
+        Ok(self.acquire_wait(wait))
+    }
+
+    /// Takes a permit, waiting as `wait` allows.
+    fn acquire_wait(&self, wait: Wait) -> bool {
+        let mut v = self.value.lock();
         loop {
             if *v > 0 {
                 *v -= 1;
-                return Ok(true);
+                return true;
             }
             if !wait.wait(&self.cv, &mut v) {
-                return Ok(false);
+                return false;
             }
         }
     }
@@ -660,6 +739,24 @@ impl SemaphoreObject {
         drop(v);
         self.cv.notify_all();
         Ok(())
+    }
+}
+
+impl Acquirer for SemaphoreObject {
+    fn acquire_as(&self, _owner: u64, wait: Wait) -> Result<bool, PyErr> {
+        Ok(self.acquire_wait(wait))
+    }
+
+    fn release_as(&self, _owner: u64) -> Result<(), PyErr> {
+        self.release(&[], &Kwargs::new())
+    }
+
+    fn locked(&self) -> Result<bool, PyErr> {
+        Err(args::no_attribute(self.class_name(), "locked"))
+    }
+
+    fn repr_text(&self) -> String {
+        self.repr().unwrap_or_default()
     }
 }
 
@@ -715,30 +812,34 @@ impl Referent for SemaphoreObject {
     fn get_value(&self) -> Result<Value, PyErr> {
         Err(cannot_pickle("_thread.lock"))
     }
+
+    fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        Some(self)
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Condition.
 
+/// The waiters of a condition (CPython's `_waiters` deque).
 #[derive(Default)]
-struct CondState {
-    lock: LockState,
-    /// Tickets of the waiters, oldest first (CPython's `_waiters` deque).
-    waiters: VecDeque<u64>,
+struct Waiters {
+    /// Tickets of the waiters, oldest first.
+    queue: VecDeque<u64>,
     /// Waiters that have been notified but not yet woken.
     notified: HashSet<u64>,
     next_ticket: u64,
 }
 
-impl HoldsLock for CondState {
-    fn lock_state(&mut self) -> &mut LockState {
-        &mut self.lock
-    }
-}
+/// The owner id under which a condition calls a lock it was given as a
+/// proxy: CPython's server calls such a lock through a proxy, i.e. over a
+/// connection of its own per client connection, which is a different owner
+/// than the client connection itself.
+const LOOPBACK: u64 = 1 << 63;
 
 /// `threading.Condition(lock=None)`, served to a `ConditionProxy`: a
-/// condition variable over its own `RLock` (or a plain `Lock`, see
-/// [`ConditionObject::with_plain_lock`]).
+/// condition variable over its own `RLock`, or over a shared `Lock`/`RLock`
+/// passed as a proxy (`manager.Condition(manager.Lock())`).
 ///
 /// * `acquire`/`release`/`locked` are the lock's;
 /// * `wait(timeout=None)` needs the lock (`RuntimeError('cannot wait on
@@ -750,15 +851,19 @@ impl HoldsLock for CondState {
 ///
 /// `wait_for` is a client-side loop of `wait` calls in `ConditionProxy`.
 ///
-/// A lock passed by a client (`manager.Condition(manager.Lock())`) arrives
-/// as a proxy to another shared object; this server cannot use it, and
-/// refuses with a `TypeError` (CPython's server calls the lock through a
-/// proxy connected to itself).
+/// A lock passed as a proxy is used the way CPython's server uses it:
+/// through `acquire`/`release` under an owner of its own per client
+/// connection (CPython's loopback proxy connection), with
+/// `threading.Condition`'s fallbacks for locks without `_is_owned`
+/// (ownership probed by `acquire(False)`). So a shared `Lock` (or
+/// semaphore) works like a `Condition(Lock())`, and a shared `RLock` fails
+/// as it does with CPython's server. Proxies of other types, or of objects
+/// of another manager, are refused with a `TypeError`.
 ///
 /// ```
 /// use mpmanager_objects::{types::ConditionObject, CallContext, Kwargs, Referent};
 /// use mpmanager_pickle::Value;
-/// let c = ConditionObject::construct(&[], &Kwargs::new()).unwrap();
+/// let c = ConditionObject::new();
 /// let cx = CallContext::new(1);
 /// let e = c.call(&cx, "wait", &[Value::Int(0)], &Kwargs::new()).err().unwrap();
 /// assert_eq!(e.to_string(), "RuntimeError: cannot wait on un-acquired lock");
@@ -768,117 +873,215 @@ impl HoldsLock for CondState {
 /// assert!(c.repr().unwrap().starts_with("<Condition(<locked _thread.RLock object owner=1 count=1 at 0x"));
 /// ```
 pub struct ConditionObject {
-    kind: Kind,
-    state: Mutex<CondState>,
+    /// The condition's own RLock, or `None` for a lock passed as a proxy.
+    own: Option<Arc<LockObject>>,
+    lock: Arc<dyn Acquirer>,
+    /// The proxy the lock was passed as (kept, and visited, so that the
+    /// registry keeps the lock alive); `None` for the condition's own RLock.
+    lock_proxy: Option<Value>,
+    waiters: Mutex<Waiters>,
     cv: Condvar,
-    /// A second address for the lock in the repr.
-    lock_tag: Box<u8>,
+}
+
+impl Default for ConditionObject {
+    fn default() -> ConditionObject {
+        ConditionObject::new()
+    }
 }
 
 impl ConditionObject {
-    fn new(kind: Kind) -> ConditionObject {
+    /// `threading.Condition()`: over a new `RLock` of its own.
+    pub fn new() -> ConditionObject {
+        let own = Arc::new(LockObject::new(Kind::Reentrant));
         ConditionObject {
-            kind,
-            state: Mutex::new(CondState::default()),
+            own: Some(own.clone()),
+            lock: own,
+            lock_proxy: None,
+            waiters: Mutex::new(Waiters::default()),
             cv: Condvar::new(),
-            lock_tag: Box::new(0),
         }
     }
 
-    /// `threading.Condition(lock=None)`: `lock` must be `None` (see the
-    /// type's docs).
+    /// `threading.Condition(lock=None)` without a registry: `lock` must be
+    /// `None` (a proxy needs [`ConditionObject::construct_in`]).
     pub fn construct(a: &[Value], kw: &Kwargs) -> Result<ConditionObject, PyErr> {
+        ConditionObject::build(None, a, kw)
+    }
+
+    /// `threading.Condition(lock=None)` in `registry`: `lock` may be a
+    /// proxy to a `Lock` or `RLock` of that registry.
+    pub fn construct_in(
+        registry: &Registry,
+        a: &[Value],
+        kw: &Kwargs,
+    ) -> Result<ConditionObject, PyErr> {
+        ConditionObject::build(Some(registry), a, kw)
+    }
+
+    fn build(
+        registry: Option<&Registry>,
+        a: &[Value],
+        kw: &Kwargs,
+    ) -> Result<ConditionObject, PyErr> {
         let b = args::bind("Condition.__init__", &[("lock", Some(Value::None))], a, kw)?;
-        match &b[0] {
-            Value::None => Ok(ConditionObject::new(Kind::Reentrant)),
-            v if !crate::proxy::find_proxies(v).is_empty() => Err(PyErr::type_error(
-                "mpmanager cannot build a Condition on a lock passed by the client (a proxy \
-                 to another shared object): this server cannot call a proxy from inside an \
-                 object; use manager.Condition() (it has its own RLock) and acquire the \
-                 condition itself",
-            )),
-            other => Err(PyErr::new(
+        let v = &b[0];
+        if matches!(v, Value::None) {
+            return Ok(ConditionObject::new());
+        }
+        if !mpmanager_protocol::ProxyRef::is_proxy_value(v) {
+            return Err(PyErr::new(
                 ExcType::AttributeError,
-                format!("'{}' object has no attribute 'acquire'", other.type_name()),
-            )),
+                format!("'{}' object has no attribute 'acquire'", v.type_name()),
+            ));
+        }
+        let refuse = |why: &str| {
+            PyErr::type_error(format!(
+                "mpmanager cannot build a Condition on this lock: {why}; pass a Lock (or \
+                 RLock) of this manager, or use manager.Condition() (it has its own RLock)"
+            ))
+        };
+        let p = mpmanager_protocol::ProxyRef::from_value(v)
+            .map_err(|e| refuse(&format!("unreadable proxy ({e})")))?;
+        let registry = registry.ok_or_else(|| refuse("no registry to find it in"))?;
+        let ours = registry.typeid_of(&p.token.id).as_deref() == Some(p.token.typeid.as_str());
+        let object = registry
+            .get(&p.token.id)
+            .filter(|_| ours)
+            .ok_or_else(|| refuse("it is not a shared object of this manager"))?;
+        let any = object.into_any();
+        let lock: Arc<dyn Acquirer> = match any {
+            Some(a) if a.is::<LockObject>() => a.downcast::<LockObject>().expect("checked"),
+            Some(a) if a.is::<SemaphoreObject>() => {
+                a.downcast::<SemaphoreObject>().expect("checked")
+            }
+            _ => {
+                return Err(refuse(&format!(
+                    "a {} proxy; this server supports Lock, RLock, Semaphore and \
+                     BoundedSemaphore here",
+                    p.token.typeid
+                )))
+            }
+        };
+        Ok(ConditionObject {
+            own: None,
+            lock,
+            lock_proxy: Some(v.clone()),
+            waiters: Mutex::new(Waiters::default()),
+            cv: Condvar::new(),
+        })
+    }
+
+    /// The owner under which connection `me` uses the lock.
+    fn owner(&self, me: u64) -> u64 {
+        if self.lock_proxy.is_some() {
+            me | LOOPBACK
+        } else {
+            me
         }
     }
 
-    /// `threading.Condition(threading.Lock())`: a condition over a plain,
-    /// non-reentrant lock that any connection may release (and that counts
-    /// as "owned" whenever it is held, as CPython's `_is_owned` probe does).
-    pub fn with_plain_lock() -> ConditionObject {
-        ConditionObject::new(Kind::Plain)
+    /// `Condition._is_owned()`.
+    fn is_owned(&self, me: u64) -> Result<bool, PyErr> {
+        let owner = self.owner(me);
+        if let Some(own) = &self.own {
+            return Ok(own.is_owned_by(owner));
+        }
+        // The fallback for locks without _is_owned.
+        if self.lock.acquire_as(owner, Wait::NonBlocking)? {
+            self.lock.release_as(owner)?;
+            Ok(false)
+        } else {
+            Ok(true)
+        }
+    }
+
+    /// `_release_save()`: the state `_acquire_restore` needs.
+    fn release_save(&self, owner: u64) -> Result<u64, PyErr> {
+        if let Some(own) = &self.own {
+            own.release_save(owner)
+        } else {
+            self.lock.release_as(owner).map(|()| 0)
+        }
+    }
+
+    fn acquire_restore(&self, owner: u64, saved: u64) -> Result<(), PyErr> {
+        if let Some(own) = &self.own {
+            own.acquire_restore(owner, saved)
+        } else {
+            self.lock.acquire_as(owner, Wait::Forever).map(|_| ())
+        }
     }
 
     fn wait(&self, me: u64, a: &[Value], kw: &Kwargs) -> Result<bool, PyErr> {
         let b = args::bind("Condition.wait", &[("timeout", Some(Value::None))], a, kw)?;
-        let mut g = self.state.lock();
-        if !g.lock.is_owned(self.kind, me) {
+        if !self.is_owned(me)? {
             return Err(PyErr::new(
                 ExcType::RuntimeError,
                 "cannot wait on un-acquired lock",
             ));
         }
+        let owner = self.owner(me);
+        let ticket = {
+            let mut w = self.waiters.lock();
+            let t = w.next_ticket;
+            w.next_ticket += 1;
+            w.queue.push_back(t);
+            t
+        };
+        // As in CPython, a failing _release_save leaves the waiter queued.
+        let saved = self.release_save(owner)?;
+        let remove = |w: &mut Waiters| {
+            if let Some(i) = w.queue.iter().position(|t| *t == ticket) {
+                w.queue.remove(i);
+            }
+        };
         let wait = match &b[0] {
             Value::None => Wait::Forever,
-            t => Wait::after_secs(py_number(t, ">")?),
+            t => match py_number(t, ">") {
+                Ok(secs) => Wait::after_secs(secs),
+                Err(e) => {
+                    self.acquire_restore(owner, saved)?;
+                    remove(&mut self.waiters.lock());
+                    return Err(e);
+                }
+            },
         };
-        // _release_save: release every level.
-        let saved = std::mem::take(&mut g.lock);
-        self.cv.notify_all();
-        let ticket = g.next_ticket;
-        g.next_ticket += 1;
-        g.waiters.push_back(ticket);
+        let mut w = self.waiters.lock();
         let mut notified = false;
         loop {
-            if g.notified.remove(&ticket) {
+            if w.notified.remove(&ticket) {
                 notified = true;
                 break;
             }
-            if !wait.wait(&self.cv, &mut g) {
+            if !wait.wait(&self.cv, &mut w) {
                 break;
             }
         }
         if !notified {
-            if let Some(i) = g.waiters.iter().position(|t| *t == ticket) {
-                g.waiters.remove(i);
-            }
-            // A notify that raced with the timeout counts as a wake-up.
-            notified = g.notified.remove(&ticket);
+            remove(&mut w);
         }
-        // _acquire_restore: wait for the lock, then restore its level.
-        acquire_in(&mut g, &self.cv, Kind::Plain, me, Wait::Forever)?;
-        g.lock = LockState {
-            owner: if self.kind == Kind::Reentrant {
-                me
-            } else {
-                saved.owner
-            },
-            count: saved.count,
-        };
+        drop(w);
+        self.acquire_restore(owner, saved)?;
         Ok(notified)
     }
 
     fn notify(&self, me: u64, n: Option<f64>) -> Result<(), PyErr> {
-        let mut g = self.state.lock();
-        if !g.lock.is_owned(self.kind, me) {
+        if !self.is_owned(me)? {
             return Err(PyErr::new(
                 ExcType::RuntimeError,
                 "cannot notify on un-acquired lock",
             ));
         }
+        let mut w = self.waiters.lock();
         let mut n = n.unwrap_or(f64::INFINITY);
         let mut woke = false;
         while n > 0.0 {
-            let Some(t) = g.waiters.pop_front() else {
-                break;
-            };
-            g.notified.insert(t);
+            let Some(t) = w.queue.pop_front() else { break };
+            w.notified.insert(t);
             woke = true;
             n -= 1.0;
         }
-        drop(g);
+        drop(w);
         if woke {
             self.cv.notify_all();
         }
@@ -907,23 +1110,18 @@ impl Referent for ConditionObject {
                     no_args("__enter__", a, kw)?;
                     Wait::Forever
                 };
-                let mut g = self.state.lock();
-                let got = acquire_in(&mut g, &self.cv, self.kind, me, wait)?;
-                Ok(Value::Bool(got).into())
+                Ok(Value::Bool(self.lock.acquire_as(self.owner(me), wait)?).into())
             }
             "release" | "__exit__" => {
                 if method == "release" {
                     no_args("release", a, kw)?;
                 }
-                let freed = self.state.lock().lock.release(self.kind, me)?;
-                if freed {
-                    self.cv.notify_all();
-                }
+                self.lock.release_as(self.owner(me))?;
                 Ok(Outcome::none())
             }
             "locked" => {
                 no_args("locked", a, kw)?;
-                Ok(Value::Bool(self.state.lock().lock.count > 0).into())
+                Ok(Value::Bool(self.lock.locked()?).into())
             }
             "wait" => Ok(Value::Bool(self.wait(me, a, kw)?).into()),
             "notify" => {
@@ -947,18 +1145,23 @@ impl Referent for ConditionObject {
     /// `<Condition(<unlocked _thread.RLock object owner=0 count=0 at 0x…>, 0)>`
     /// (the lock's repr and the number of waiters).
     fn repr(&self) -> Result<String, PyErr> {
-        let g = self.state.lock();
+        let lock = self.lock.repr_text();
         Ok(format!(
-            "<Condition({}, {})>",
-            g.lock.repr(self.kind, addr(&*self.lock_tag)),
-            g.waiters.len()
+            "<Condition({lock}, {})>",
+            self.waiters.lock().queue.len()
         ))
     }
 
     fn get_value(&self) -> Result<Value, PyErr> {
-        Err(cannot_pickle(match self.kind {
-            Kind::Plain => "_thread.lock",
-            Kind::Reentrant => "_thread.RLock",
+        Err(cannot_pickle(match &self.own {
+            Some(_) => "_thread.RLock",
+            None => "_thread.lock",
         }))
+    }
+
+    fn visit_values(&self, f: &mut dyn FnMut(&Value)) {
+        if let Some(p) = &self.lock_proxy {
+            f(p);
+        }
     }
 }

@@ -70,6 +70,14 @@ pub fn register_builtin_types(reg: &Registry) {
         "BoundedSemaphore",
         ctor(SemaphoreObject::construct_bounded),
     ));
-    reg.register(spec("Condition", ctor(ConditionObject::construct)));
+    reg.register(
+        TypeSpec::with_registry(
+            "Condition",
+            Arc::new(|reg, a, k| {
+                Ok(Arc::new(ConditionObject::construct_in(reg, a, k)?) as Arc<dyn Referent>)
+            }),
+        )
+        .builtin(table("Condition")),
+    );
     reg.register(spec("Barrier", ctor(BarrierObject::construct)));
 }
