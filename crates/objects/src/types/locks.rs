@@ -340,28 +340,17 @@ trait Acquirer: Send + Sync {
     fn repr_text(&self) -> String;
 }
 
-/// Something whose mutex-protected state contains a [`LockState`].
-trait HoldsLock {
-    fn lock_state(&mut self) -> &mut LockState;
-}
-
-impl HoldsLock for LockState {
-    fn lock_state(&mut self) -> &mut LockState {
-        self
-    }
-}
-
-/// Acquires the lock inside `guard`'s state for `me`, waiting on `cv` as
-/// `wait` allows. Returns whether it was acquired.
-fn acquire_in<T: HoldsLock>(
-    guard: &mut MutexGuard<'_, T>,
+/// Acquires the lock in `guard` for `me`, waiting on `cv` as `wait`
+/// allows. Returns whether it was acquired.
+fn acquire_in(
+    guard: &mut MutexGuard<'_, LockState>,
     cv: &Condvar,
     kind: Kind,
     me: u64,
     wait: Wait,
 ) -> Result<bool, PyErr> {
     loop {
-        if guard.lock_state().try_acquire(kind, me)? {
+        if guard.try_acquire(kind, me)? {
             return Ok(true);
         }
         if !wait.wait(cv, guard) {
