@@ -115,6 +115,23 @@ impl TypeSpec {
 
     /// A typeid whose `create` calls `constructor(registry, args, kwargs)`
     /// (see [`RegistryConstructor`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec, types::ListObject};
+    /// use mpmanager_pickle::Value;
+    /// let reg = Registry::with_builtin_types();
+    /// // A list of the typeids of the objects it was given idents of.
+    /// reg.register(TypeSpec::with_registry("typeids", Arc::new(|reg, a, _| {
+    ///     let names = a.iter()
+    ///         .map(|v| Value::str(&reg.typeid_of(v.as_str().unwrap_or("")).unwrap_or_default()))
+    ///         .collect();
+    ///     Ok(Arc::new(ListObject::new(names)) as Arc<dyn Referent>)
+    /// })).exposed(&["__len__"]));
+    /// let (d, _) = reg.create("dict", &[], &Kwargs::new()).unwrap();
+    /// let (t, _) = reg.create("typeids", &[Value::str(&d)], &Kwargs::new()).unwrap();
+    /// assert_eq!(reg.get(&t).unwrap().repr().unwrap(), "['dict']");
+    /// ```
     pub fn with_registry(typeid: &str, constructor: RegistryConstructor) -> TypeSpec {
         TypeSpec {
             constructor: Some(Ctor::WithRegistry(constructor)),

@@ -71,6 +71,12 @@ pub struct BarrierObject {
 }
 
 /// `threading.BrokenBarrierError()` (no arguments), as CPython pickles it.
+///
+/// ```
+/// let e = mpmanager_objects::types::broken_barrier_error();
+/// assert_eq!(e.ty.path(), ("threading", "BrokenBarrierError"));
+/// assert_eq!(e.to_string(), "BrokenBarrierError");
+/// ```
 pub fn broken_barrier_error() -> PyErr {
     PyErr::with_args(
         ExcType::Other(Arc::new(Global::new("threading", "BrokenBarrierError"))),
