@@ -43,6 +43,8 @@ The server stops (exit status 0) when a client calls shutdown, or on
 SIGTERM / SIGINT.";
 
 /// Options of `mpmanager serve`.
+// The field docs are the CLI help: `[:TYPECODE]` and `[::1]` are not links.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Where to listen: HOST:PORT (e.g. 127.0.0.1:50000, [::1]:50000, port 0
