@@ -44,6 +44,8 @@ The server stops (exit status 0) when a client calls shutdown, or on
 SIGTERM / SIGINT.";
 
 /// Options of `mpmanager serve`.
+// The field docs are the CLI help: `[:TYPECODE]` and `[::1]` are not links.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     /// Where to listen: HOST:PORT (e.g. 127.0.0.1:50000, [::1]:50000, port 0
@@ -59,9 +61,11 @@ pub struct ServeArgs {
 
     /// Register a named shared object: every client calling NAME() gets the
     /// same object. TYPE is list, dict, set, Namespace, Value[:TYPECODE],
-    /// Array[:TYPECODE[:LEN]], Queue[:MAXSIZE], JoinableQueue[:MAXSIZE] or
-    /// Event. Repeatable. Python side:
-    /// SyncManager.register('NAME', proxytype=ListProxy), or
+    /// Array[:TYPECODE[:LEN]], Queue[:MAXSIZE], JoinableQueue[:MAXSIZE],
+    /// Event, Lock, RLock, Semaphore[:VALUE], BoundedSemaphore[:VALUE],
+    /// Condition or Barrier:PARTIES. Repeatable. Python side:
+    /// SyncManager.register('NAME', proxytype=ListProxy) (AcquirerProxy for
+    /// the locks and semaphores, ConditionProxy, BarrierProxy), or
     /// BaseManager.register('get_queue') for a queue (an AutoProxy).
     #[arg(long = "object", value_name = "NAME=TYPE")]
     objects: Vec<String>,

@@ -86,7 +86,7 @@ fn empty_key_refused_on_a_network_address() {
 #[test]
 fn unsupported_and_bad_objects_fail_at_startup() {
     for (spec, expect) in [
-        ("q=Queue", "not supported yet"),
+        ("p=Pool", "runs no Python code"),
         ("x=Frobnicator", "unknown type"),
         ("list=list", "built-in typeid"),
         ("nameonly", "NAME=TYPE"),

@@ -14,7 +14,10 @@
 //!   when unreachable, which CPython does not).
 //! * [`types`] — `list`, `dict` (+ its `Iterator`), `Namespace`, `Value`,
 //!   `Array`, `set`, `Queue`/`JoinableQueue` and `Event` (whose blocking
-//!   methods wait on condition variables, blocking only the caller).
+//!   methods wait on condition variables, blocking only the caller); the
+//!   synchronisation types `Lock`, `RLock`, `Semaphore`,
+//!   `BoundedSemaphore`, `Condition` and `Barrier` (lock ownership follows
+//!   the client connection, as CPython's per-connection server threads do).
 //!
 //! ```
 //! use mpmanager_objects::{Registry, CallContext, CallError, Kwargs, Reply};
@@ -44,4 +47,6 @@ mod registry;
 pub mod types;
 
 pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
-pub use registry::{CollectStats, Constructor, Registry, RegistryConfig, Reply, TypeSpec};
+pub use registry::{
+    CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,
+};

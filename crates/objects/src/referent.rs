@@ -349,6 +349,14 @@ pub trait Referent: Send + Sync + 'static {
     fn visit_values(&self, f: &mut dyn FnMut(&Value)) {
         let _ = f;
     }
+
+    /// This object as `Any`, for a [`RegistryConstructor`](crate::registry::RegistryConstructor)
+    /// that needs the concrete type of another shared object (a
+    /// `Condition` built on a shared `Lock`). The default, `None`, means
+    /// "not available".
+    fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
+        None
+    }
 }
 
 impl std::fmt::Debug for dyn Referent {

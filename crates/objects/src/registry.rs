@@ -65,6 +65,19 @@ use crate::referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, R
 pub type Constructor =
     Arc<dyn Fn(&[Value], &Kwargs) -> Result<Arc<dyn Referent>, PyErr> + Send + Sync>;
 
+/// A [`Constructor`] that also gets the registry the object is created in,
+/// to look up the shared objects whose proxies it was passed (CPython's
+/// server rebuilds such a proxy as a connection to itself; e.g.
+/// `Condition(lock=<a Lock proxy>)`). It must not register objects.
+pub type RegistryConstructor =
+    Arc<dyn Fn(&Registry, &[Value], &Kwargs) -> Result<Arc<dyn Referent>, PyErr> + Send + Sync>;
+
+#[derive(Clone)]
+enum Ctor {
+    Plain(Constructor),
+    WithRegistry(RegistryConstructor),
+}
+
 /// How one typeid is served: CPython's registry entry `(callable, exposed,
 /// method_to_typeid, proxytype)` minus the client-only proxy type.
 ///
@@ -80,7 +93,7 @@ pub type Constructor =
 #[derive(Clone)]
 pub struct TypeSpec {
     typeid: String,
-    constructor: Option<Constructor>,
+    constructor: Option<Ctor>,
     exposed: Vec<String>,
     exposed_set: HashSet<String>,
     method_to_typeid: Vec<(String, String)>,
@@ -92,11 +105,37 @@ impl TypeSpec {
     pub fn new(typeid: &str, constructor: Constructor) -> TypeSpec {
         TypeSpec {
             typeid: typeid.to_string(),
-            constructor: Some(constructor),
+            constructor: Some(Ctor::Plain(constructor)),
             exposed: Vec::new(),
             exposed_set: HashSet::new(),
             method_to_typeid: Vec::new(),
             shared: None,
+        }
+    }
+
+    /// A typeid whose `create` calls `constructor(registry, args, kwargs)`
+    /// (see [`RegistryConstructor`]).
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec, types::ListObject};
+    /// use mpmanager_pickle::Value;
+    /// let reg = Registry::with_builtin_types();
+    /// // A list of the typeids of the objects it was given idents of.
+    /// reg.register(TypeSpec::with_registry("typeids", Arc::new(|reg, a, _| {
+    ///     let names = a.iter()
+    ///         .map(|v| Value::str(&reg.typeid_of(v.as_str().unwrap_or("")).unwrap_or_default()))
+    ///         .collect();
+    ///     Ok(Arc::new(ListObject::new(names)) as Arc<dyn Referent>)
+    /// })).exposed(&["__len__"]));
+    /// let (d, _) = reg.create("dict", &[], &Kwargs::new()).unwrap();
+    /// let (t, _) = reg.create("typeids", &[Value::str(&d)], &Kwargs::new()).unwrap();
+    /// assert_eq!(reg.get(&t).unwrap().repr().unwrap(), "['dict']");
+    /// ```
+    pub fn with_registry(typeid: &str, constructor: RegistryConstructor) -> TypeSpec {
+        TypeSpec {
+            constructor: Some(Ctor::WithRegistry(constructor)),
+            ..TypeSpec::without_constructor(typeid)
         }
     }
 
@@ -444,7 +483,11 @@ impl Registry {
         if has_proxies {
             self.proxy_calls_started.fetch_add(1, Ordering::SeqCst);
         }
-        let result = ctor(args, kwargs).map_err(|e| CallError::traceback(&e, "create"));
+        let result = match ctor {
+            Ctor::Plain(f) => f(args, kwargs),
+            Ctor::WithRegistry(f) => f(self, args, kwargs),
+        }
+        .map_err(|e| CallError::traceback(&e, "create"));
         let out = result.map(|object| {
             let ident = self.insert(object, spec.clone(), Arc::new(AtomicBool::new(has_proxies)));
             (ident, spec.exposed.clone())

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mpmanager_connection::Address;
 use mpmanager_objects::types::{
-    ArrayObject, DictObject, EventObject, ListObject, NamespaceObject, QueueObject, SetObject,
-    ValueObject,
+    ArrayObject, BarrierObject, ConditionObject, DictObject, EventObject, ListObject,
+    LockObject, NamespaceObject, QueueObject, SemaphoreObject, SetObject, ValueObject,
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
@@ -148,21 +148,35 @@ pub enum SharedKind {
     },
     /// A `threading.Event()`, not set.
     Event,
+    /// A `threading.Lock()`.
+    Lock,
+    /// A `threading.RLock()`.
+    RLock,
+    /// `threading.Semaphore(value)` (default 1).
+    Semaphore {
+        /// The initial value.
+        value: i64,
+    },
+    /// `threading.BoundedSemaphore(value)` (default 1).
+    BoundedSemaphore {
+        /// The initial (and largest) value.
+        value: i64,
+    },
+    /// A `threading.Condition()` (over its own `RLock`).
+    Condition,
+    /// `threading.Barrier(parties)`.
+    Barrier {
+        /// The number of parties (at least 1).
+        parties: i64,
+    },
 }
 
-/// Types CPython's `SyncManager` has that this server cannot host yet.
-const NOT_YET: &[&str] = &[
-    "Lock",
-    "RLock",
-    "Semaphore",
-    "BoundedSemaphore",
-    "Condition",
-    "Barrier",
-    "Pool",
-];
+/// Types CPython's `SyncManager` has whose objects are Python code: refused.
+const PYTHON_ONLY: &[&str] = &["Pool"];
 
 const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TYPECODE[:LEN]], \
-     Queue[:MAXSIZE], JoinableQueue[:MAXSIZE], Event";
+                         Queue[:MAXSIZE], JoinableQueue[:MAXSIZE], Event, Lock, RLock, Semaphore[:VALUE], BoundedSemaphore[:VALUE], Condition, \
+                         Barrier:PARTIES";
 
 /// A named shared object: a typeid `name` whose `create` always returns one
 /// and the same object, like CPython's `register('get_queue', callable=lambda:
@@ -177,10 +191,15 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// | `Queue[:MAXSIZE]`         | `queue.Queue(MAXSIZE)`, unbounded by default |
 /// | `JoinableQueue[:MAXSIZE]` | the same (CPython's class is the same)   |
 /// | `Event`                   | `threading.Event()`                      |
+/// | `Lock`, `RLock`           | an unlocked lock                         |
+/// | `Semaphore[:VALUE]`       | `Semaphore(VALUE)`, 1 by default         |
+/// | `BoundedSemaphore[:VALUE]`| `BoundedSemaphore(VALUE)`, 1 by default  |
+/// | `Condition`               | `Condition()` (over its own RLock)       |
+/// | `Barrier:PARTIES`         | `Barrier(PARTIES)`                       |
 ///
 /// `NAME` must be a Python identifier not starting with `_` (the client
-/// calls it as a manager method) and not a built-in typeid. Lock and the
-/// other lock-like types are refused until they are implemented.
+/// calls it as a manager method) and not a built-in typeid. `Pool` is
+/// refused: a pool runs Python code.
 ///
 /// A queue named this way is the "Using a remote manager" example of the
 /// `multiprocessing` docs, `QueueManager.register('get_queue', callable=lambda:
@@ -192,8 +211,11 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 ///
 /// ```python
 /// from multiprocessing.managers import SyncManager, ListProxy, NamespaceProxy
+/// from multiprocessing.managers import AcquirerProxy, BarrierProxy
 /// SyncManager.register('shared', proxytype=ListProxy)
 /// SyncManager.register('board', proxytype=NamespaceProxy)
+/// SyncManager.register('mutex', proxytype=AcquirerProxy)   # --object mutex=Lock
+/// SyncManager.register('start', proxytype=BarrierProxy)    # --object start=Barrier:3
 /// m = SyncManager(address=('127.0.0.1', 50000), authkey=KEY); m.connect()
 /// m.shared().append(1)      # the same list for every client
 /// ```
@@ -207,8 +229,15 @@ const AVAILABLE: &str = "list, dict, set, Namespace, Value[:TYPECODE], Array[:TY
 /// let q: SharedObject = "get_queue=Queue:5".parse().unwrap();
 /// assert_eq!(q.kind, SharedKind::Queue { maxsize: 5 });
 /// assert_eq!(q.to_string(), "get_queue=Queue:5");
-/// let e = "l=Lock".parse::<SharedObject>().unwrap_err();
-/// assert!(e.to_string().contains("not supported yet"), "{e}");
+/// let s: SharedObject = "slots=BoundedSemaphore:4".parse().unwrap();
+/// assert_eq!(s.kind, SharedKind::BoundedSemaphore { value: 4 });
+/// let b: SharedObject = "start=Barrier:3".parse().unwrap();
+/// assert_eq!(b.kind, SharedKind::Barrier { parties: 3 });
+/// assert!("start=Barrier".parse::<SharedObject>().is_err());
+/// assert!("start=Barrier:0".parse::<SharedObject>().is_err());
+/// assert_eq!("mutex=Lock".parse::<SharedObject>().unwrap().to_string(), "mutex=Lock");
+/// let e = "p=Pool".parse::<SharedObject>().unwrap_err();
+/// assert!(e.to_string().contains("runs no Python code"), "{e}");
 /// assert!("q=Queue:x".parse::<SharedObject>().is_err());
 /// assert!("e=Event:1".parse::<SharedObject>().is_err());
 /// assert!("list=list".parse::<SharedObject>().is_err());
@@ -298,9 +327,40 @@ impl FromStr for SharedObject {
                     len,
                 }
             }
-            t if NOT_YET.contains(&t) => {
+            "Lock" => no_params(SharedKind::Lock)?,
+            "RLock" => no_params(SharedKind::RLock)?,
+            "Condition" => no_params(SharedKind::Condition)?,
+            "Semaphore" | "BoundedSemaphore" => {
+                let value = match rest.as_slice() {
+                    [] => 1,
+                    [v] => v
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|v| *v >= 0)
+                        .ok_or_else(|| bad(format!("bad semaphore value {v:?}")))?,
+                    _ => return Err(bad(format!("expected {base}[:VALUE]"))),
+                };
+                if base == "Semaphore" {
+                    SharedKind::Semaphore { value }
+                } else {
+                    SharedKind::BoundedSemaphore { value }
+                }
+            }
+            "Barrier" => match rest.as_slice() {
+                [p] => SharedKind::Barrier {
+                    parties: p
+                        .parse::<i64>()
+                        .ok()
+                        .filter(|p| *p >= 1)
+                        .ok_or_else(|| bad(format!("bad number of parties {p:?}")))?,
+                },
+                _ => return Err(bad("expected Barrier:PARTIES".into())),
+            },
+            t if PYTHON_ONLY.contains(&t) => {
                 return Err(bad(format!(
-                    "type {t} is not supported yet (available: {AVAILABLE})"
+                    "type {t} cannot be hosted: its objects run Python code (a pool of \
+                     Python worker processes), and this server runs no Python code \
+                     (available: {AVAILABLE})"
                 )))
             }
             t => return Err(bad(format!("unknown type {t:?} (available: {AVAILABLE})"))),
@@ -338,9 +398,15 @@ fn check_name(name: &str) -> Result<(), String> {
         "Value",
         "Array",
         "Iterator",
+        "Lock",
+        "RLock",
+        "Semaphore",
+        "BoundedSemaphore",
+        "Condition",
+        "Barrier",
     ];
     if builtin.contains(&name)
-        || NOT_YET.contains(&name)
+        || PYTHON_ONLY.contains(&name)
         || mpmanager_protocol::registry::lookup(name).is_some()
     {
         return Err(format!("the name {name:?} is a built-in typeid"));
@@ -379,6 +445,12 @@ impl SharedObject {
                 Arc::new(QueueObject::with_maxsize(*maxsize as i64))
             }
             SharedKind::Event => Arc::new(EventObject::new()),
+            SharedKind::Lock => Arc::new(LockObject::construct_lock(&[], &kw)?),
+            SharedKind::RLock => Arc::new(LockObject::construct_rlock(&[], &kw)?),
+            SharedKind::Semaphore { value } => Arc::new(SemaphoreObject::new(*value, false)),
+            SharedKind::BoundedSemaphore { value } => Arc::new(SemaphoreObject::new(*value, true)),
+            SharedKind::Condition => Arc::new(ConditionObject::new()),
+            SharedKind::Barrier { parties } => Arc::new(BarrierObject::new(*parties, None)),
         })
     }
 
@@ -406,6 +478,12 @@ impl SharedObject {
             SharedKind::Queue { .. } => "Queue",
             SharedKind::JoinableQueue { .. } => "JoinableQueue",
             SharedKind::Event => "Event",
+            SharedKind::Lock => "Lock",
+            SharedKind::RLock => "RLock",
+            SharedKind::Semaphore { .. } => "Semaphore",
+            SharedKind::BoundedSemaphore { .. } => "BoundedSemaphore",
+            SharedKind::Condition => "Condition",
+            SharedKind::Barrier { .. } => "Barrier",
         };
         let table =
             mpmanager_protocol::registry::lookup(typeid).expect("a SyncManager built-in typeid");
@@ -434,6 +512,14 @@ impl fmt::Display for SharedObject {
                 write!(f, "{}=JoinableQueue:{maxsize}", self.name)
             }
             SharedKind::Event => write!(f, "{}=Event", self.name),
+            SharedKind::Lock => write!(f, "{}=Lock", self.name),
+            SharedKind::RLock => write!(f, "{}=RLock", self.name),
+            SharedKind::Semaphore { value } => write!(f, "{}=Semaphore:{value}", self.name),
+            SharedKind::BoundedSemaphore { value } => {
+                write!(f, "{}=BoundedSemaphore:{value}", self.name)
+            }
+            SharedKind::Condition => write!(f, "{}=Condition", self.name),
+            SharedKind::Barrier { parties } => write!(f, "{}=Barrier:{parties}", self.name),
         }
     }
 }

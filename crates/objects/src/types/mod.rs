@@ -17,17 +17,21 @@ use crate::registry::{Registry, TypeSpec};
 use crate::Referent;
 
 mod array;
+mod barrier;
 mod dict;
 mod event;
 mod list;
+mod locks;
 mod namespace;
 mod queue;
 mod set;
 
 pub use array::ArrayObject;
+pub use barrier::{broken_barrier_error, BarrierObject};
 pub use dict::{DictKeyIterator, DictObject};
 pub use event::EventObject;
 pub use list::ListObject;
+pub use locks::{ConditionObject, LockObject, SemaphoreObject};
 pub use namespace::{NamespaceObject, ValueObject};
 pub use queue::{queue_empty, queue_full, queue_shutdown, QueueObject};
 pub use set::SetObject;
@@ -39,7 +43,9 @@ fn ctor<T: Referent>(
 }
 
 /// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set`,
-/// `Iterator`, `Queue`, `JoinableQueue` and `Event` with CPython's exposed
+/// `Iterator`, `Queue`, `JoinableQueue`, `Event` and the synchronisation
+/// types `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition` and
+/// `Barrier` with CPython's exposed
 /// lists.
 ///
 /// ```
@@ -71,4 +77,40 @@ pub fn register_builtin_types(reg: &Registry) {
     reg.register(spec("Queue", ctor(QueueObject::construct)));
     reg.register(spec("JoinableQueue", ctor(QueueObject::construct)));
     reg.register(spec("Event", ctor(EventObject::construct)));
+    // Synchronisation types (locks.rs, barrier.rs).
+    reg.register(spec("Lock", ctor(LockObject::construct_lock)));
+    reg.register(spec("RLock", ctor(LockObject::construct_rlock)));
+    reg.register(spec(
+        "Semaphore",
+        ctor(SemaphoreObject::construct_semaphore),
+    ));
+    reg.register(spec(
+        "BoundedSemaphore",
+        ctor(SemaphoreObject::construct_bounded),
+    ));
+    reg.register(
+        TypeSpec::with_registry(
+            "Condition",
+            Arc::new(|reg, a, k| {
+                Ok(Arc::new(ConditionObject::construct_in(reg, a, k)?) as Arc<dyn Referent>)
+            }),
+        )
+        .builtin(table("Condition")),
+    );
+    reg.register(spec("Barrier", ctor(BarrierObject::construct)));
+
+    // `Pool` is registered so that creating one fails with the reason (a
+    // pool runs Python callables in Python worker processes) rather than
+    // an unknown-typeid KeyError.
+    reg.register(spec(
+        "Pool",
+        Arc::new(|_, _| {
+            Err(mpmanager_pickle::PyErr::new(
+                mpmanager_pickle::ExcType::NotImplementedError,
+                "mpmanager's server cannot host a Pool: a multiprocessing.pool.Pool runs \
+                 Python callables in Python worker processes, and this server runs no \
+                 Python code (use multiprocessing.Pool in the client instead)",
+            ))
+        }),
+    ));
 }
