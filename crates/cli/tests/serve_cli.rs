@@ -86,7 +86,9 @@ fn empty_key_refused_on_a_network_address() {
 #[test]
 fn unsupported_and_bad_objects_fail_at_startup() {
     for (spec, expect) in [
-        ("q=Queue", "not supported yet"),
+        ("p=Pool", "not supported yet"),
+        ("q=Queue:x", "maxsize"),
+        ("e=Event:1", "takes no parameters"),
         ("x=Frobnicator", "unknown type"),
         ("list=list", "built-in typeid"),
         ("nameonly", "NAME=TYPE"),
