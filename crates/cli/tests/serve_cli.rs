@@ -87,6 +87,8 @@ fn empty_key_refused_on_a_network_address() {
 fn unsupported_and_bad_objects_fail_at_startup() {
     for (spec, expect) in [
         ("p=Pool", "runs no Python code"),
+        ("q=Queue:x", "maxsize"),
+        ("e=Event:1", "takes no parameters"),
         ("x=Frobnicator", "unknown type"),
         ("list=list", "built-in typeid"),
         ("nameonly", "NAME=TYPE"),
