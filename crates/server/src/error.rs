@@ -14,7 +14,7 @@ use mpmanager_connection::ConnectionError;
 /// let err = Server::bind(config).unwrap_err();
 /// assert!(matches!(err, ServerError::EmptyAuthkey { .. }));
 ///
-/// let err = "q=Queue".parse::<SharedObject>().unwrap_err();
+/// let err = "q=Queue:many".parse::<SharedObject>().unwrap_err();
 /// assert!(matches!(err, ServerError::InvalidObject { .. }));
 /// ```
 #[derive(Debug, thiserror::Error)]

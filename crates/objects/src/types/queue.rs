@@ -182,11 +182,11 @@ struct QueueState {
 /// let q = QueueObject::construct(&[Value::Int(1)], &Kwargs::new()).unwrap();
 /// let cx = CallContext::new(0);
 /// q.call(&cx, "put", &[Value::str("a")], &Kwargs::new()).unwrap();
-/// let e = q.call(&cx, "put_nowait", &[Value::str("b")], &Kwargs::new()).unwrap_err();
+/// let Err(e) = q.call(&cx, "put_nowait", &[Value::str("b")], &Kwargs::new()) else { panic!() };
 /// assert_eq!(e.to_string(), "Full");
 /// let Outcome::Return(v) = q.call(&cx, "get", &[], &Kwargs::new()).unwrap() else { panic!() };
 /// assert_eq!(v.as_str(), Some("a"));
-/// let e = q.call(&cx, "get", &[Value::Bool(false)], &Kwargs::new()).unwrap_err();
+/// let Err(e) = q.call(&cx, "get", &[Value::Bool(false)], &Kwargs::new()) else { panic!() };
 /// assert_eq!(e.to_string(), "Empty");
 /// assert!(q.repr().unwrap().starts_with("<queue.Queue object at 0x"));
 /// ```
