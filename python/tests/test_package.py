@@ -207,6 +207,22 @@ class ManagerTest(unittest.TestCase):
             m.start(initializer=print)
 
 
+class ReadmeTest(unittest.TestCase):
+    def test_readme_python_quick_start_runs_as_written(self):
+        readme = os.path.join(HERE, "..", "..", "README.md")
+        with open(readme, encoding="utf-8") as f:
+            text = f.read()
+        start = text.index("**As a drop-in replacement**")
+        block = text[text.index("```python\n", start) + 10:]
+        block = block[:block.index("```")]
+        env = dict(os.environ, PYTHONPATH=os.path.dirname(HERE))
+        out = subprocess.run([sys.executable, "-c", block], env=env,
+                             stdout=subprocess.PIPE, timeout=60,
+                             universal_newlines=True)
+        self.assertEqual(out.returncode, 0)
+        self.assertEqual(out.stdout, "{'x': [1, 2]}\n")
+
+
 class Maths(object):
     def add(self, a, b):
         return a + b
