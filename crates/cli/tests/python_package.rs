@@ -129,7 +129,11 @@ fn package_tests(version: (u32, u32)) {
         .find(|l| l.starts_with("Ran "))
         .unwrap_or("")
         .to_string();
-    assert!(ran.contains(" tests"), "no unittest summary:\n{}", run.stderr);
+    assert!(
+        ran.contains(" tests"),
+        "no unittest summary:\n{}",
+        run.stderr
+    );
     eprintln!("python {}: {ran}", py.label());
 }
 

@@ -105,8 +105,20 @@ fn run_client(py: &Python, server: Server, script: &Path) -> String {
         if let Some(st) = child.0.try_wait().unwrap() {
             let mut out = String::new();
             let mut err = String::new();
-            child.0.stdout.take().unwrap().read_to_string(&mut out).unwrap();
-            child.0.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+            child
+                .0
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
             assert!(
                 st.success(),
                 "{} ({server:?} server, Python {}) failed: {st}\n{err}",
@@ -115,11 +127,7 @@ fn run_client(py: &Python, server: Server, script: &Path) -> String {
             );
             return out;
         }
-        assert!(
-            Instant::now() < deadline,
-            "{} timed out",
-            script.display()
-        );
+        assert!(Instant::now() < deadline, "{} timed out", script.display());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -145,7 +153,10 @@ fn scenario(py: &Python, server: Server, server_script: &str, clients: &[&str]) 
     let deadline = Instant::now() + Duration::from_secs(30);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Some(st) = srv.0.try_wait().unwrap() {
-            panic!("{server_script} ({server:?}, Python {}) exited: {st}", py.label());
+            panic!(
+                "{server_script} ({server:?}, Python {}) exited: {st}",
+                py.label()
+            );
         }
         assert!(Instant::now() < deadline, "{server_script} never listened");
         std::thread::sleep(Duration::from_millis(50));
@@ -153,9 +164,9 @@ fn scenario(py: &Python, server: Server, server_script: &str, clients: &[&str]) 
     if server == Server::Mpmanager {
         // The listening process is the mpmanager binary, a child of Python.
         let bin = std::fs::canonicalize(env!("CARGO_BIN_EXE_mpmanager")).unwrap();
-        let ours = children_of(srv.0.id()).into_iter().any(|c| {
-            std::fs::read_link(format!("/proc/{c}/exe")).is_ok_and(|exe| exe == bin)
-        });
+        let ours = children_of(srv.0.id())
+            .into_iter()
+            .any(|c| std::fs::read_link(format!("/proc/{c}/exe")).is_ok_and(|exe| exe == bin));
         assert!(ours, "no mpmanager binary under the server script");
     }
     let mut out = String::new();

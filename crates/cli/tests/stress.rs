@@ -108,12 +108,18 @@ fn queue_lock_and_barrier_under_four_client_processes() {
                 .to_string()
         };
         let num = |name: &str| -> u64 { field(name).parse().unwrap() };
-        assert!(line.contains(&format!("\"exitcodes\": [{}]", vec!["0"; PROCESSES].join(", "))), "{line}");
+        assert!(
+            line.contains(&format!("\"exitcodes\": [{}]", ["0"; PROCESSES].join(", "))),
+            "{line}"
+        );
         assert_eq!(field("items_exactly_once"), "true", "{line}");
         assert_eq!(num("items_got"), num("items_put"), "{line}");
         assert!(num("items_put") > 0);
         assert_eq!(num("lock_violations"), 0, "{line}");
-        assert!(num("lock_entries") > 100, "the lock was hardly used: {line}");
+        assert!(
+            num("lock_entries") > 100,
+            "the lock was hardly used: {line}"
+        );
         assert_eq!(num("barrier_broken"), 0, "{line}");
         assert_eq!(num("barrier_bad_rounds"), 0, "{line}");
         assert_eq!(num("barrier_rounds"), 200, "{line}");

@@ -262,7 +262,10 @@ fn lock_getvalue_is_unserializable_and_exposed_list() {
     // ('#UNSERIALIZABLE', traceback) instead.
     match r.call(&CallContext::new(1), &l, "#GETVALUE", &[], &Kwargs::new()) {
         Ok(Reply::Unserializable(e)) => {
-            assert_eq!(e.to_string(), "TypeError: cannot pickle '_thread.lock' object")
+            assert_eq!(
+                e.to_string(),
+                "TypeError: cannot pickle '_thread.lock' object"
+            )
         }
         Ok(_) => panic!("#GETVALUE of a Lock returned a value"),
         Err(e) => panic!("{e}"),

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use mpmanager_connection::Address;
 use mpmanager_objects::types::{
-    ArrayObject, BarrierObject, ConditionObject, DictObject, EventObject, ListObject,
-    LockObject, NamespaceObject, QueueObject, SemaphoreObject, SetObject, ValueObject,
+    ArrayObject, BarrierObject, ConditionObject, DictObject, EventObject, ListObject, LockObject,
+    NamespaceObject, QueueObject, SemaphoreObject, SetObject, ValueObject,
 };
 use mpmanager_objects::{Kwargs, Referent, Registry, TypeSpec};
 use mpmanager_pickle::Value;
