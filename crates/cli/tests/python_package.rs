@@ -18,81 +18,40 @@
 //! Each Python runs in its own process group, killed when the test ends or
 //! times out.
 
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, ScriptOptions, ScriptRun};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-struct Run {
-    success: bool,
-    status: String,
-    stdout: String,
-    stderr: String,
-}
-
-/// Runs `python script args…` from `python/tests` with a timeout.
-fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> Run {
-    let dir = std::env::temp_dir().join(format!(
-        "mpm-pkg-{}-{}-{}",
-        std::process::id(),
-        py.label(),
-        script.replace('/', "_")
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    let out_path = dir.join("stdout");
-    let err_path = dir.join("stderr");
+/// Runs `python python/tests/<script> args…` with the package importable
+/// from the source tree and the binary of this build.
+fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> ScriptRun {
     let root = repo_root();
-    let mut child = Command::new(&py.path)
-        .arg(root.join("python/tests").join(script))
-        .args(args)
-        .current_dir(&dir)
-        .env("MPMANAGER_BIN", env!("CARGO_BIN_EXE_mpmanager"))
-        .env("PYTHONPATH", root.join("python"))
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONUNBUFFERED", "1")
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).unwrap())
-        .stderr(std::fs::File::create(&err_path).unwrap())
-        .process_group(0)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {}: {e}", py.path.display()));
-    let pgid = child.id() as i32;
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(100));
+    let opts = ScriptOptions {
+        env: vec![
+            (
+                "MPMANAGER_BIN".into(),
+                env!("CARGO_BIN_EXE_mpmanager").into(),
+            ),
+            (
+                "PYTHONPATH".into(),
+                root.join("python").display().to_string(),
+            ),
+            ("PYTHONUNBUFFERED".into(), "1".into()),
+        ],
+        cwd: Some(std::env::temp_dir()),
+        ..ScriptOptions::default()
     };
-    // SAFETY: kill(2) on our own child's process group: no memory is touched.
-    unsafe { libc::kill(-pgid, libc::SIGKILL) };
-    let _ = child.wait();
-    let stdout = std::fs::read_to_string(&out_path).unwrap_or_default();
-    let stderr = std::fs::read_to_string(&err_path).unwrap_or_default();
-    let _ = std::fs::remove_dir_all(&dir);
-    match status {
-        Some(st) => Run {
-            success: st.success(),
-            status: st.to_string(),
-            stdout,
-            stderr,
-        },
-        None => Run {
-            success: false,
-            status: format!("timed out after {timeout:?}"),
-            stdout,
-            stderr,
-        },
-    }
+    py.run_script(
+        &root.join("python/tests").join(script),
+        args,
+        &opts,
+        timeout,
+    )
 }
 
 fn python(version: (u32, u32)) -> Option<Python> {
@@ -115,8 +74,8 @@ fn package_tests(version: (u32, u32)) {
     let Some(py) = python(version) else { return };
     let run = run_python(&py, "test_package.py", &["-v"], Duration::from_secs(300));
     assert!(
-        run.success,
-        "python/tests/test_package.py on {} ({}):\n{}\n{}",
+        run.success(),
+        "python/tests/test_package.py on {} ({:?}):\n{}\n{}",
         py.label(),
         run.status,
         run.stdout,
@@ -160,8 +119,8 @@ fn cpython_suite(version: (u32, u32)) {
         .find(|l| l.starts_with("SUMMARY "))
         .map(str::to_string);
     assert!(
-        run.success,
-        "CPython's manager tests with mpmanager.install() on {} ({}): {:?}\n{}\n{}",
+        run.success(),
+        "CPython's manager tests with mpmanager.install() on {} ({:?}): {:?}\n{}\n{}",
         py.label(),
         run.status,
         summary,

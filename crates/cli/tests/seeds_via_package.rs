@@ -7,14 +7,13 @@
 //! Only the addresses are replaced (`('', 50000)`, `('foo.bar.org', 50000)`
 //! → a free loopback port): tests bind to loopback only.
 
-use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, ScriptOptions};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -92,44 +91,18 @@ fn children_of(pid: u32) -> Vec<u32> {
 
 fn run_client(py: &Python, server: Server, script: &Path) -> String {
     // Clients are plain CPython programs in both runs.
-    let _ = server;
-    let mut child = Group(
-        python_command(py, Server::CPython, script)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap(),
+    let run = py.run_script(
+        script,
+        &[],
+        &ScriptOptions::default(),
+        Duration::from_secs(60),
     );
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.0.try_wait().unwrap() {
-            let mut out = String::new();
-            let mut err = String::new();
-            child
-                .0
-                .stdout
-                .take()
-                .unwrap()
-                .read_to_string(&mut out)
-                .unwrap();
-            child
-                .0
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            assert!(
-                st.success(),
-                "{} ({server:?} server, Python {}) failed: {st}\n{err}",
-                script.display(),
-                py.label()
-            );
-            return out;
-        }
-        assert!(Instant::now() < deadline, "{} timed out", script.display());
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    run.into_result(&format!(
+        "{} ({server:?} server, Python {})",
+        script.display(),
+        py.label()
+    ))
+    .unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Starts `server_script`, runs `clients` in order, returns their output.

@@ -29,13 +29,10 @@
 
 mod serve_common;
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
-use std::process::{Command, Stdio};
-use std::sync::{mpsc, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
 
 const PRELUDE: &str = include_str!("scenarios/prelude.py");
@@ -99,66 +96,8 @@ fn run_python(
 ) -> Result<String, String> {
     let path = dir.path(name);
     std::fs::write(&path, source).map_err(|e| e.to_string())?;
-    let mut cmd = Command::new(&py.path);
-    cmd.arg(&path)
-        .args(args)
-        .current_dir(&dir.0)
-        .env("PYTHONHASHSEED", "0")
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PYTHONPATH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0);
-    let mut child = cmd
-        .spawn()
-        .map_err(|e| format!("cannot start {cmd:?}: {e}"))?;
-    let pgid = child.id();
-    let reader = |s: Option<Box<dyn Read + Send>>| {
-        let (tx, rx) = mpsc::channel();
-        if let Some(mut s) = s {
-            std::thread::spawn(move || {
-                let mut buf = Vec::new();
-                let _ = s.read_to_end(&mut buf);
-                let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
-            });
-        }
-        rx
-    };
-    let out = reader(child.stdout.take().map(|s| Box::new(s) as _));
-    let err = reader(child.stderr.take().map(|s| Box::new(s) as _));
-    let deadline = Instant::now() + RUN_TIMEOUT;
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break Some(st),
-            Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
-            _ => break None,
-        }
-    };
-    // Whatever the run left in its process group (CPython's manager
-    // server, children) goes too; this also closes the pipes.
-    let _ = Command::new("kill")
-        .args(["-KILL", "--", &format!("-{pgid}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    let _ = child.wait();
-    let stdout = out
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_default();
-    let stderr = err
-        .recv_timeout(Duration::from_secs(10))
-        .unwrap_or_default();
-    match status {
-        Some(st) if st.success() => Ok(stdout),
-        Some(st) => Err(format!(
-            "{name} exited with {st}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
-        )),
-        None => Err(format!(
-            "{name} timed out after {RUN_TIMEOUT:?}\n--- stdout:\n{stdout}\n--- stderr:\n{stderr}"
-        )),
-    }
+    py.run_script(&path, args, &ScriptOptions::default(), RUN_TIMEOUT)
+        .into_result(name)
 }
 
 /// `0x7f3a…` → `0x…`; the socket path → `<address>`.

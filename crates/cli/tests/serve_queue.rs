@@ -16,13 +16,10 @@
 
 mod serve_common;
 
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
 
 const PRELUDE: &str = include_str!("scenarios/prelude.py");
@@ -40,54 +37,14 @@ fn script_in(dir: &TempDir) -> std::path::PathBuf {
 /// Runs `python script kind address KEY`; the normalised stdout, or an
 /// error with the status and both streams.
 fn run(py: &Python, script: &Path, kind: &str, address: &str) -> Result<String, String> {
-    let mut child = Command::new(&py.path)
-        .arg(script)
-        .args([kind, address, KEY])
-        .current_dir(script.parent().unwrap())
-        .env("PYTHONHASHSEED", "0")
-        .env("PYTHONIOENCODING", "utf-8")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env_remove("PYTHONPATH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", py.path.display()))?;
-    let pgid = child.id() as i32;
-    let reader = |mut r: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut s = Vec::new();
-            let _ = r.read_to_end(&mut s);
-            String::from_utf8_lossy(&s).into_owned()
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().unwrap()));
-    let err = reader(Box::new(child.stderr.take().unwrap()));
-    let start = Instant::now();
-    let status = loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            break Some(st);
-        }
-        if start.elapsed() > RUN_TIMEOUT {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    // SAFETY: kill(2) on the process group of our own child.
-    unsafe {
-        libc::kill(-pgid, libc::SIGKILL);
-    }
-    let _ = child.wait();
-    let (out, err) = (out.join().unwrap(), err.join().unwrap());
-    match status {
-        Some(st) if st.success() => Ok(normalize(&out)),
-        other => Err(format!(
-            "{kind} run: {} after {:.1}s\n--- stdout:\n{out}\n--- stderr:\n{err}",
-            other.map_or("timed out".to_string(), |s| s.to_string()),
-            start.elapsed().as_secs_f64()
-        )),
-    }
+    py.run_script(
+        script,
+        &[kind, address, KEY],
+        &ScriptOptions::default(),
+        RUN_TIMEOUT,
+    )
+    .into_result(&format!("{kind} run"))
+    .map(|out| normalize(&out))
 }
 
 /// `0x7f3a…` → `0x…`.

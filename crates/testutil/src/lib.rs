@@ -6,8 +6,11 @@
 //! (or `~/.pyenv`); otherwise `python3` on `PATH`. Tests iterate over
 //! [`pythons`] and so skip versions that are missing.
 
-use std::path::PathBuf;
-use std::process::{Command, Output, Stdio};
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
 
 /// One CPython interpreter.
 #[derive(Clone, Debug)]
@@ -59,6 +62,120 @@ impl Python {
             String::from_utf8_lossy(&out.stderr)
         );
         out.stdout
+    }
+}
+
+/// What [`Python::run_script`] saw.
+#[derive(Debug)]
+pub struct ScriptRun {
+    /// The exit status, `None` if the script was killed at the timeout.
+    pub status: Option<ExitStatus>,
+    /// Everything it wrote on stdout (lossy UTF-8).
+    pub stdout: String,
+    /// Everything it wrote on stderr (lossy UTF-8).
+    pub stderr: String,
+}
+
+impl ScriptRun {
+    /// True if it exited 0 before the timeout.
+    pub fn success(&self) -> bool {
+        self.status.is_some_and(|s| s.success())
+    }
+
+    /// `Ok(stdout)` on success, else an error naming `what`, the status and
+    /// both streams.
+    pub fn into_result(self, what: &str) -> Result<String, String> {
+        match self.status {
+            Some(st) if st.success() => Ok(self.stdout),
+            Some(st) => Err(format!(
+                "{what} exited with {st}\n--- stdout:\n{}\n--- stderr:\n{}",
+                self.stdout, self.stderr
+            )),
+            None => Err(format!(
+                "{what} timed out\n--- stdout:\n{}\n--- stderr:\n{}",
+                self.stdout, self.stderr
+            )),
+        }
+    }
+}
+
+/// How [`Python::run_script`] runs a script.
+#[derive(Clone, Debug, Default)]
+pub struct ScriptOptions {
+    /// Extra environment variables (PYTHONHASHSEED=0, PYTHONIOENCODING=utf-8
+    /// and PYTHONDONTWRITEBYTECODE=1 are always set; PYTHONPATH is removed
+    /// unless given here).
+    pub env: Vec<(String, String)>,
+    /// The working directory (default: the script's folder).
+    pub cwd: Option<PathBuf>,
+    /// Arguments before the script (e.g. `-m mpmanager`).
+    pub interpreter_args: Vec<String>,
+}
+
+impl Python {
+    /// Runs `python [interpreter_args] script args…` in its own process
+    /// group with stdin closed; after it exits, or at `timeout`, the whole
+    /// group is killed (CPython manager servers and children it left
+    /// behind included).
+    pub fn run_script(
+        &self,
+        script: &Path,
+        args: &[&str],
+        opts: &ScriptOptions,
+        timeout: Duration,
+    ) -> ScriptRun {
+        let mut cmd = Command::new(&self.path);
+        cmd.args(&opts.interpreter_args)
+            .arg(script)
+            .args(args)
+            .current_dir(
+                opts.cwd
+                    .clone()
+                    .unwrap_or_else(|| script.parent().unwrap_or(Path::new(".")).to_path_buf()),
+            )
+            .env("PYTHONHASHSEED", "0")
+            .env("PYTHONIOENCODING", "utf-8")
+            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .env_remove("PYTHONPATH")
+            .envs(opts.env.iter().map(|(k, v)| (k, v)))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run {}: {e}", self.path.display()));
+        let pgid = child.id() as i32;
+        let reader = |r: Option<Box<dyn Read + Send>>| {
+            std::thread::spawn(move || {
+                let mut buf = Vec::new();
+                if let Some(mut r) = r {
+                    let _ = r.read_to_end(&mut buf);
+                }
+                String::from_utf8_lossy(&buf).into_owned()
+            })
+        };
+        let out = reader(child.stdout.take().map(|s| Box::new(s) as _));
+        let err = reader(child.stderr.take().map(|s| Box::new(s) as _));
+        let deadline = Instant::now() + timeout;
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(st)) => break Some(st),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10))
+                }
+                _ => break None,
+            }
+        };
+        // SAFETY: kill(2) on the process group of our own child; no memory
+        // is touched. This also closes the pipes left open by descendants.
+        unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        let _ = child.wait();
+        ScriptRun {
+            status,
+            stdout: out.join().unwrap_or_default(),
+            stderr: err.join().unwrap_or_default(),
+        }
     }
 }
 
