@@ -1,0 +1,85 @@
+//! # mpmanager-client
+//!
+//! A native Rust client for `multiprocessing.managers` servers: mpmanager's
+//! own (`mpmanager serve`, or one started in this process) **and CPython's**
+//! (`SyncManager`, any `BaseManager` using the `pickle` serializer,
+//! CPython 3.8–3.14). Section numbers (§) refer to the project's
+//! `PROTOCOL.md`.
+//!
+//! * [`Manager`]: [`connect`](Manager::connect) to a server, or
+//!   [`start_in_background`](Manager::start_in_background) one;
+//!   [`create`](Manager::create) objects, [`number_of_objects`](Manager::number_of_objects),
+//!   [`debug_info`](Manager::debug_info), [`shutdown`](Manager::shutdown).
+//! * [`Proxy`]: CPython's `BaseProxy`: [`call`](Proxy::call)
+//!   (`_callmethod`), [`call_with_deadline`](Proxy::call_with_deadline),
+//!   [`get_value`](Proxy::get_value) (`_getvalue`), the [`token`](Proxy::token),
+//!   a [string form](Proxy::to_proxy_string) for other processes.
+//! * Typed proxies: [`Namespace`], [`ListProxy`], [`DictProxy`],
+//!   [`ValueProxy`], [`QueueProxy`], [`LockProxy`] (with [`LockGuard`]),
+//!   [`EventProxy`]. Values cross through serde
+//!   ([`mpmanager_pickle::to_value`] / [`from_value`](mpmanager_pickle::from_value));
+//!   use [`Value`](mpmanager_pickle::Value) for raw Python values.
+//! * [`Pipeline`]: several calls on one connection, replies read in order.
+//! * [`ClientError`]: remote exceptions with their Python type
+//!   ([`RemoteException`]), `queue.Empty`/`Full`, remote errors, transport
+//!   failures (with [`reconnect_may_help`](ClientError::reconnect_may_help)).
+//!
+//! ## References and connections
+//!
+//! Each [`Proxy`] owns one reference on the server, given back when its
+//! last clone is dropped (§5). Proxies stored inside other objects (a list
+//! of lists) come back as live proxies, each with its own reference. Calls
+//! go over a pool of served connections per manager (see [`Proxy`]);
+//! `incref`, `decref` and the other public operations use one-shot
+//! connections, as CPython does. All types are `Send + Sync`.
+//!
+//! ```
+//! use mpmanager_client::{ListProxy, Manager};
+//!
+//! let m = Manager::start_in_background(b"secret").unwrap();
+//! let inner = m.list(&[1, 2]).unwrap();
+//! let outer = m.list::<ListProxy<i64>>(&[]).unwrap();
+//! outer.push(&inner).unwrap();                   // a nested proxy
+//! let again: ListProxy<i64> = outer.get(0).unwrap(); // a live proxy
+//! again.push(&3).unwrap();
+//! assert_eq!(inner.to_vec().unwrap(), [1, 2, 3]);
+//! ```
+#![warn(missing_docs)]
+
+mod client;
+mod error;
+mod manager;
+mod pipeline;
+mod proxy;
+mod typed;
+
+pub use error::{ClientError, RemoteException, Result};
+pub use manager::Manager;
+pub use pipeline::{Pipeline, PIPELINE_WINDOW};
+pub use proxy::{Proxy, Response, PROXY_STRING_PREFIX};
+pub use typed::{DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy, ValueProxy};
+
+pub use mpmanager_connection::Address;
+pub use mpmanager_pickle::Value;
+pub use mpmanager_protocol::Token;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        fn is<T: Send + Sync>() {}
+        is::<Manager>();
+        is::<Proxy>();
+        is::<Response>();
+        is::<Namespace>();
+        is::<ListProxy<String>>();
+        is::<DictProxy<String, Value>>();
+        is::<QueueProxy<Value>>();
+        is::<LockProxy>();
+        is::<LockGuard<'static>>();
+        is::<EventProxy>();
+        is::<ClientError>();
+    }
+}
