@@ -108,7 +108,7 @@ fn queue_lock_and_barrier_under_four_client_processes() {
                 .to_string()
         };
         let num = |name: &str| -> u64 { field(name).parse().unwrap() };
-        assert!(line.contains(&format!("\"exitcodes\": [{}]", vec!["0"; PROCESSES].join(", "))), "{line}");
+        assert!(line.contains(&format!("\"exitcodes\": [{}]", ["0"; PROCESSES].join(", "))), "{line}");
         assert_eq!(field("items_exactly_once"), "true", "{line}");
         assert_eq!(num("items_got"), num("items_put"), "{line}");
         assert!(num("items_put") > 0);

@@ -57,7 +57,11 @@ pub(crate) fn address_of(a: &PyAddress) -> Result<Address> {
         },
         PyAddress::Path(s) => PythonAddress::Str(s.clone()),
         PyAddress::Abstract(b) => PythonAddress::Bytes(b.clone()),
-        other => return Err(ClientError::Protocol(format!("unsupported address {other}"))),
+        other => {
+            return Err(ClientError::Protocol(format!(
+                "unsupported address {other}"
+            )))
+        }
     };
     Ok(Address::from_python(&p)?)
 }
@@ -127,7 +131,12 @@ impl Client {
     }
 
     /// A public one-shot operation on a new connection.
-    pub(crate) fn oneshot(&self, op: PublicOp, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Value> {
+    pub(crate) fn oneshot(
+        &self,
+        op: PublicOp,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<Value> {
         let mut req = Request::public(op, args);
         req.kwargs = kwargs;
         let bytes = encode_request(&req)?;
@@ -186,18 +195,28 @@ impl Client {
                     method: method.to_string(),
                 });
             }
-            c.stream().set_write_timeout(Some(left)).map_err(ConnectionError::Io)?;
+            c.stream()
+                .set_write_timeout(Some(left))
+                .map_err(ConnectionError::Io)?;
         }
         c.send(bytes).map_err(|e| deadline_err(e, method))?;
         let frame = Self::recv_by(c, method, deadline)?;
         if deadline.is_some() {
-            c.stream().set_read_timeout(None).map_err(ConnectionError::Io)?;
-            c.stream().set_write_timeout(None).map_err(ConnectionError::Io)?;
+            c.stream()
+                .set_read_timeout(None)
+                .map_err(ConnectionError::Io)?;
+            c.stream()
+                .set_write_timeout(None)
+                .map_err(ConnectionError::Io)?;
         }
         decode_reply(&frame)
     }
 
-    pub(crate) fn recv_by(c: &mut Connection, method: &str, deadline: Option<Instant>) -> Result<Vec<u8>> {
+    pub(crate) fn recv_by(
+        c: &mut Connection,
+        method: &str,
+        deadline: Option<Instant>,
+    ) -> Result<Vec<u8>> {
         if let Some(d) = deadline {
             let left = d.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -205,7 +224,9 @@ impl Client {
                     method: method.to_string(),
                 });
             }
-            c.stream().set_read_timeout(Some(left)).map_err(ConnectionError::Io)?;
+            c.stream()
+                .set_read_timeout(Some(left))
+                .map_err(ConnectionError::Io)?;
         }
         c.recv(MAX_REPLY).map_err(|e| deadline_err(e, method))
     }

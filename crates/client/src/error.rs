@@ -175,7 +175,9 @@ impl ClientError {
     pub fn exception(&self) -> Option<RemoteException> {
         match self {
             ClientError::Exception(e) => Some(e.clone()),
-            ClientError::Empty => Some(PyErr::with_args(queue_exc("_queue", "Empty"), vec![]).into()),
+            ClientError::Empty => {
+                Some(PyErr::with_args(queue_exc("_queue", "Empty"), vec![]).into())
+            }
             ClientError::Full => Some(PyErr::with_args(queue_exc("queue", "Full"), vec![]).into()),
             _ => None,
         }
@@ -202,7 +204,9 @@ impl ClientError {
     /// answer of the server (exceptions, remote errors).
     pub fn reconnect_may_help(&self) -> bool {
         match self {
-            ClientError::Connection(e) => !e.is_auth_failure() && !matches!(e, ConnectionError::BadAddress { .. }),
+            ClientError::Connection(e) => {
+                !e.is_auth_failure() && !matches!(e, ConnectionError::BadAddress { .. })
+            }
             ClientError::DeadlineExceeded { .. } => true,
             _ => false,
         }
@@ -219,7 +223,9 @@ impl ClientError {
 }
 
 fn queue_exc(module: &str, name: &str) -> ExcType {
-    ExcType::Other(std::sync::Arc::new(mpmanager_pickle::Global::new(module, name)))
+    ExcType::Other(std::sync::Arc::new(mpmanager_pickle::Global::new(
+        module, name,
+    )))
 }
 
 pub(crate) fn pickle_err(e: impl fmt::Display) -> ClientError {

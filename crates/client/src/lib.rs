@@ -57,7 +57,9 @@ pub use error::{ClientError, RemoteException, Result};
 pub use manager::Manager;
 pub use pipeline::{Pipeline, PIPELINE_WINDOW};
 pub use proxy::{Proxy, Response, PROXY_STRING_PREFIX};
-pub use typed::{DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy, ValueProxy};
+pub use typed::{
+    DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy, ValueProxy,
+};
 
 pub use mpmanager_connection::Address;
 pub use mpmanager_pickle::Value;

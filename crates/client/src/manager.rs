@@ -11,7 +11,9 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::proxy::{val, Proxy};
-use crate::typed::{DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy};
+use crate::typed::{
+    DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
+};
 use crate::Pipeline;
 
 /// A manager: CPython's `BaseManager`/`SyncManager` seen from Rust.
@@ -69,7 +71,10 @@ impl Manager {
     pub fn connect_to(address: Address, authkey: &[u8]) -> Result<Manager> {
         let client = Arc::new(Client::new(address, authkey));
         client.oneshot(PublicOp::Dummy, vec![], vec![])?;
-        Ok(Manager { client, server: None })
+        Ok(Manager {
+            client,
+            server: None,
+        })
     }
 
     /// Runs an mpmanager server on `127.0.0.1` (a free port) in a
@@ -127,12 +132,22 @@ impl Manager {
     ///
     /// An unknown typeid or bad arguments give [`ClientError::RemoteError`]
     /// (CPython sends `#TRACEBACK` for failures of `create`).
-    pub fn create(&self, typeid: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Proxy> {
+    pub fn create(
+        &self,
+        typeid: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<Proxy> {
         let mut all = Vec::with_capacity(args.len() + 1);
         all.push(Value::str(typeid));
         all.extend(args);
         let v = self.client.oneshot(PublicOp::Create, all, kwargs)?;
-        let bad = || ClientError::Protocol(format!("create reply is not (ident, exposed): {}", crate::error::py_repr(&v)));
+        let bad = || {
+            ClientError::Protocol(format!(
+                "create reply is not (ident, exposed): {}",
+                crate::error::py_repr(&v)
+            ))
+        };
         let items = match &v {
             Value::Tuple(t) => t.items.clone(),
             Value::List(l) => l.read_recursive().items.clone(),
@@ -150,7 +165,9 @@ impl Manager {
     /// How many objects the server holds references for
     /// (`number_of_objects()`).
     pub fn number_of_objects(&self) -> Result<usize> {
-        let v = self.client.oneshot(PublicOp::NumberOfObjects, vec![], vec![])?;
+        let v = self
+            .client
+            .oneshot(PublicOp::NumberOfObjects, vec![], vec![])?;
         Ok(mpmanager_pickle::from_value(&v)?)
     }
 
@@ -167,7 +184,9 @@ impl Manager {
         let r = if self.client.is_closed() {
             Ok(())
         } else {
-            self.client.oneshot(PublicOp::Shutdown, vec![], vec![]).map(drop)
+            self.client
+                .oneshot(PublicOp::Shutdown, vec![], vec![])
+                .map(drop)
         };
         self.client.close();
         if let Some(s) = &self.server {
@@ -191,7 +210,11 @@ impl Manager {
 
     /// A new `Namespace`.
     pub fn namespace(&self) -> Result<Namespace> {
-        Ok(Namespace::from_proxy(self.create("Namespace", vec![], vec![])?))
+        Ok(Namespace::from_proxy(self.create(
+            "Namespace",
+            vec![],
+            vec![],
+        )?))
     }
 
     /// A new `list` holding `items`.
@@ -202,7 +225,11 @@ impl Manager {
 
     /// A new empty `dict`.
     pub fn dict<K: Serialize, V: Serialize>(&self) -> Result<DictProxy<K, V>> {
-        Ok(DictProxy::from_proxy(self.create("dict", vec![], vec![])?))
+        Ok(DictProxy::from_proxy(self.create(
+            "dict",
+            vec![],
+            vec![],
+        )?))
     }
 
     /// A new `Value(typecode, value)` (the typecode is stored, not
@@ -220,17 +247,29 @@ impl Manager {
 
     /// A new `Lock`.
     pub fn lock(&self) -> Result<LockProxy> {
-        Ok(LockProxy::from_proxy(self.create("Lock", vec![], vec![])?))
+        Ok(LockProxy::from_proxy(self.create(
+            "Lock",
+            vec![],
+            vec![],
+        )?))
     }
 
     /// A new `RLock`.
     pub fn rlock(&self) -> Result<LockProxy> {
-        Ok(LockProxy::from_proxy(self.create("RLock", vec![], vec![])?))
+        Ok(LockProxy::from_proxy(self.create(
+            "RLock",
+            vec![],
+            vec![],
+        )?))
     }
 
     /// A new `Event`.
     pub fn event(&self) -> Result<EventProxy> {
-        Ok(EventProxy::from_proxy(self.create("Event", vec![], vec![])?))
+        Ok(EventProxy::from_proxy(self.create(
+            "Event",
+            vec![],
+            vec![],
+        )?))
     }
 }
 

@@ -57,7 +57,9 @@ pub struct Pipeline {
 
 impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pipeline").field("calls", &self.calls.len()).finish()
+        f.debug_struct("Pipeline")
+            .field("calls", &self.calls.len())
+            .finish()
     }
 }
 
@@ -72,8 +74,15 @@ impl Pipeline {
 
     /// Queues `proxy.method(*args, **kwargs)`. The proxy must belong to
     /// the same server as the pipeline (checked by [`run`](Self::run)).
-    pub fn call(&mut self, proxy: &Proxy, method: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> &mut Self {
-        self.calls.push((proxy.clone(), proxy.request(method, args, kwargs)));
+    pub fn call(
+        &mut self,
+        proxy: &Proxy,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> &mut Self {
+        self.calls
+            .push((proxy.clone(), proxy.request(method, args, kwargs)));
         self
     }
 

@@ -28,11 +28,9 @@ impl Drop for State {
     /// gone. Errors are ignored, as CPython's finalizer does.
     fn drop(&mut self) {
         if !self.client.is_closed() {
-            let _ = self.client.oneshot(
-                PublicOp::Decref,
-                vec![Value::str(&self.token.id)],
-                vec![],
-            );
+            let _ = self
+                .client
+                .oneshot(PublicOp::Decref, vec![Value::str(&self.token.id)], vec![]);
         }
     }
 }
@@ -129,7 +127,12 @@ impl Proxy {
         &self.state.client
     }
 
-    pub(crate) fn request(&self, method: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Request {
+    pub(crate) fn request(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Request {
         Request::call(self.state.token.id.clone(), method, args, kwargs)
     }
 
@@ -140,7 +143,12 @@ impl Proxy {
     /// [`Empty`](ClientError::Empty), [`Full`](ClientError::Full)), a
     /// server-side failure ([`ClientError::RemoteError`]), or a transport
     /// failure.
-    pub fn call(&self, method: &str, args: Vec<Value>, kwargs: Vec<(String, Value)>) -> Result<Response> {
+    pub fn call(
+        &self,
+        method: &str,
+        args: Vec<Value>,
+        kwargs: Vec<(String, Value)>,
+    ) -> Result<Response> {
         self.call_inner(method, args, kwargs, None)
     }
 
@@ -188,7 +196,11 @@ impl Proxy {
         match reply {
             Reply::Proxy { exposed, mut token } => {
                 token.address = self.state.token.address.clone();
-                Response::proxy(Proxy::adopt(self.state.client.clone(), token, Some(exposed)))
+                Response::proxy(Proxy::adopt(
+                    self.state.client.clone(),
+                    token,
+                    Some(exposed),
+                ))
             }
             Reply::Return(v) => Response::value(v, self.state.client.clone()),
             // reply_result() let only these two through
@@ -287,7 +299,10 @@ impl Proxy {
     pub fn from_proxy_string(s: &str, authkey: &[u8]) -> Result<Proxy> {
         let v = parse_proxy_string(s)?;
         let p = ProxyRef::from_value(&v).map_err(|e| ClientError::NotAProxy(e.to_string()))?;
-        let client = Arc::new(Client::new(crate::client::address_of(&p.token.address)?, authkey));
+        let client = Arc::new(Client::new(
+            crate::client::address_of(&p.token.address)?,
+            authkey,
+        ));
         Proxy::with_incref(client, p.token, p.exposed)
     }
 
@@ -307,15 +322,20 @@ impl Proxy {
     /// True if both proxies refer to the same object of the same server.
     pub fn same_object(&self, other: &Proxy) -> bool {
         self.state.token.id == other.state.token.id
-            && self.state.token.address.same_endpoint(&other.state.token.address)
+            && self
+                .state
+                .token
+                .address
+                .same_endpoint(&other.state.token.address)
     }
 }
 
 pub(crate) fn parse_proxy_string(s: &str) -> Result<Value> {
-    let hex = s
-        .trim()
-        .strip_prefix(PROXY_STRING_PREFIX)
-        .ok_or_else(|| ClientError::NotAProxy(format!("a proxy string starts with {PROXY_STRING_PREFIX:?}")))?;
+    let hex = s.trim().strip_prefix(PROXY_STRING_PREFIX).ok_or_else(|| {
+        ClientError::NotAProxy(format!(
+            "a proxy string starts with {PROXY_STRING_PREFIX:?}"
+        ))
+    })?;
     if hex.len() % 2 != 0 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(ClientError::NotAProxy("bad hex in the proxy string".into()));
     }

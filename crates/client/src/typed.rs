@@ -124,7 +124,9 @@ impl Namespace {
     /// `del ns.name` (missing: an `AttributeError` exception).
     pub fn del(&self, name: &str) -> Result<()> {
         public_name(name)?;
-        self.proxy.call("__delattr__", vec![Value::str(name)], vec![]).map(drop)
+        self.proxy
+            .call("__delattr__", vec![Value::str(name)], vec![])
+            .map(drop)
     }
 
     /// `hasattr(ns, name)`.
@@ -176,24 +178,36 @@ impl<T: Serialize + DeserializeOwned> ListProxy<T> {
     /// `l[index] = value`.
     pub fn set(&self, index: isize, value: &T) -> Result<()> {
         self.proxy
-            .call("__setitem__", vec![Value::Int(index as i64), val(value)?], vec![])
+            .call(
+                "__setitem__",
+                vec![Value::Int(index as i64), val(value)?],
+                vec![],
+            )
             .map(drop)
     }
 
     /// `l.append(value)`.
     pub fn push(&self, value: &T) -> Result<()> {
-        self.proxy.call("append", vec![val(value)?], vec![]).map(drop)
+        self.proxy
+            .call("append", vec![val(value)?], vec![])
+            .map(drop)
     }
 
     /// `l.extend(values)`.
     pub fn extend(&self, values: &[T]) -> Result<()> {
-        self.proxy.call("extend", vec![val(values)?], vec![]).map(drop)
+        self.proxy
+            .call("extend", vec![val(values)?], vec![])
+            .map(drop)
     }
 
     /// `l.insert(index, value)`.
     pub fn insert(&self, index: isize, value: &T) -> Result<()> {
         self.proxy
-            .call("insert", vec![Value::Int(index as i64), val(value)?], vec![])
+            .call(
+                "insert",
+                vec![Value::Int(index as i64), val(value)?],
+                vec![],
+            )
             .map(drop)
     }
 
@@ -375,13 +389,19 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     /// after `timeout`.
     pub fn put_timeout(&self, item: &T, timeout: Duration) -> Result<()> {
         self.proxy
-            .call("put", vec![val(item)?, Value::Bool(true), secs(timeout)], vec![])
+            .call(
+                "put",
+                vec![val(item)?, Value::Bool(true), secs(timeout)],
+                vec![],
+            )
             .map(drop)
     }
 
     /// `q.put_nowait(item)`: [`ClientError::Full`] at once if full.
     pub fn put_nowait(&self, item: &T) -> Result<()> {
-        self.proxy.call("put_nowait", vec![val(item)?], vec![]).map(drop)
+        self.proxy
+            .call("put_nowait", vec![val(item)?], vec![])
+            .map(drop)
     }
 
     /// `q.get()`, waiting for an item.

@@ -29,15 +29,30 @@ fn typed_round_trips() {
         assert_eq!(ns.to_string(), "Namespace(name='Bob', x=10)", "{who}");
         ns.del("x").unwrap();
         assert!(!ns.contains("x").unwrap(), "{who}");
-        assert!(matches!(ns.get::<i64>("_x"), Err(ClientError::PrivateName(_))), "{who}");
+        assert!(
+            matches!(ns.get::<i64>("_x"), Err(ClientError::PrivateName(_))),
+            "{who}"
+        );
         // list of structs
-        let job = Job { id: 1, name: "a".into(), weights: vec![0.5, 1.5] };
-        let l = m.list(&[job.clone()]).unwrap();
-        let job2 = Job { id: 2, name: "b".into(), weights: vec![] };
+        let job = Job {
+            id: 1,
+            name: "a".into(),
+            weights: vec![0.5, 1.5],
+        };
+        let l = m.list(std::slice::from_ref(&job)).unwrap();
+        let job2 = Job {
+            id: 2,
+            name: "b".into(),
+            weights: vec![],
+        };
         l.push(&job2).unwrap();
         assert_eq!(l.len().unwrap(), 2, "{who}");
         assert_eq!(l.get(-1).unwrap(), job2, "{who}");
-        assert_eq!(l.to_vec().unwrap(), vec![job.clone(), job2.clone()], "{who}");
+        assert_eq!(
+            l.to_vec().unwrap(),
+            vec![job.clone(), job2.clone()],
+            "{who}"
+        );
         assert_eq!(l.pop(0).unwrap(), job, "{who}");
         assert_eq!(l.index(&job2).unwrap(), 0, "{who}");
         // dict
@@ -51,7 +66,16 @@ fn typed_round_trips() {
         assert_eq!(d.remove(&"z".into()).unwrap(), 0, "{who}");
         assert_eq!(d.to_string(), "{'a': 1, 'm': 2}", "{who}");
         // raw values
-        let raw = m.create("dict", vec![], vec![("k".into(), Value::tuple(vec![Value::None, Value::Float(2.5)]))]).unwrap();
+        let raw = m
+            .create(
+                "dict",
+                vec![],
+                vec![(
+                    "k".into(),
+                    Value::tuple(vec![Value::None, Value::Float(2.5)]),
+                )],
+            )
+            .unwrap();
         let got: Value = raw.get_value().unwrap();
         assert_eq!(mpmanager_pickle::repr(&got), "{'k': (None, 2.5)}", "{who}");
         // Value
@@ -75,9 +99,17 @@ fn typed_round_trips() {
         // Lock and RLock (reentrant on the guard's connection)
         let lock = m.lock().unwrap();
         let g = lock.acquire().unwrap();
-        assert!(lock.try_acquire_for(Duration::from_millis(20)).unwrap().is_none(), "{who}");
+        assert!(
+            lock.try_acquire_for(Duration::from_millis(20))
+                .unwrap()
+                .is_none(),
+            "{who}"
+        );
         g.release().unwrap();
-        assert!(lock.try_acquire_for(Duration::ZERO).unwrap().is_some(), "{who}");
+        assert!(
+            lock.try_acquire_for(Duration::ZERO).unwrap().is_some(),
+            "{who}"
+        );
         let rlock = m.rlock().unwrap();
         {
             let _g = rlock.acquire().unwrap();
@@ -96,7 +128,11 @@ fn remote_exceptions_carry_python_types() {
         let l = m.list::<i64>(&[1]).unwrap();
         let e = l.get(7).unwrap_err();
         let exc = e.exception().unwrap_or_else(|| panic!("{who}: {e}"));
-        assert_eq!((exc.module(), exc.type_name()), ("builtins", "IndexError"), "{who}");
+        assert_eq!(
+            (exc.module(), exc.type_name()),
+            ("builtins", "IndexError"),
+            "{who}"
+        );
         assert_eq!(exc.message(), Some("list index out of range"), "{who}");
         assert!(!e.is_transport() && !e.reconnect_may_help(), "{who}");
         let e = l.index(&5).unwrap_err();
@@ -115,16 +151,27 @@ fn remote_exceptions_carry_python_types() {
         let q = m.queue::<i64>(1).unwrap();
         assert!(matches!(q.get_nowait(), Err(ClientError::Empty)), "{who}");
         let t = Instant::now();
-        assert!(matches!(q.get_timeout(Duration::from_millis(100)), Err(ClientError::Empty)), "{who}");
+        assert!(
+            matches!(
+                q.get_timeout(Duration::from_millis(100)),
+                Err(ClientError::Empty)
+            ),
+            "{who}"
+        );
         assert!(t.elapsed() >= Duration::from_millis(90), "{who}");
         q.put(&1).unwrap();
         assert!(matches!(q.put_nowait(&2), Err(ClientError::Full)), "{who}");
         assert!(ClientError::Empty.is_exception("_queue.Empty"));
 
         // Failures outside the referent's call: RemoteError (#TRACEBACK).
-        let e = l.proxy().call("no_such_method", vec![], vec![]).unwrap_err();
+        let e = l
+            .proxy()
+            .call("no_such_method", vec![], vec![])
+            .unwrap_err();
         match &e {
-            ClientError::RemoteError(text) => assert!(text.contains("no_such_method"), "{who}: {text}"),
+            ClientError::RemoteError(text) => {
+                assert!(text.contains("no_such_method"), "{who}: {text}")
+            }
             other => panic!("{who}: {other:?}"),
         }
         let e = m.create("NoSuchType", vec![], vec![]).unwrap_err();
@@ -146,7 +193,10 @@ fn wrong_authkey_is_an_auth_failure() {
     if let Some(p) = test_pythons().pop() {
         let s = PyServer::start(&p);
         let e = Manager::connect(&s.address, b"wrong").unwrap_err();
-        assert!(matches!(&e, ClientError::Connection(c) if c.is_auth_failure()), "{e:?}");
+        assert!(
+            matches!(&e, ClientError::Connection(c) if c.is_auth_failure()),
+            "{e:?}"
+        );
     }
 }
 
@@ -161,11 +211,16 @@ fn unreachable_server_says_reconnect_may_help() {
 
 #[test]
 fn python_processes_see_rust_changes() {
-    let Some(py) = test_pythons().pop() else { return };
+    let Some(py) = test_pythons().pop() else {
+        return;
+    };
     for peer in peers() {
         let m = &peer.manager;
         let who = &peer.name;
-        let address = peer.py.as_ref().map_or_else(|| m.address().to_string(), |s| s.address.clone());
+        let address = peer
+            .py
+            .as_ref()
+            .map_or_else(|| m.address().to_string(), |s| s.address.clone());
         let ns = m.namespace().unwrap();
         ns.set("x", &42).unwrap();
         ns.set("greeting", &"hi from Rust").unwrap();
@@ -181,7 +236,10 @@ l.append(99.0)
             &py,
             &address,
             code,
-            &[&ns.proxy().to_proxy_string().unwrap(), &l.proxy().to_proxy_string().unwrap()],
+            &[
+                &ns.proxy().to_proxy_string().unwrap(),
+                &l.proxy().to_proxy_string().unwrap(),
+            ],
         );
         assert_eq!(out.trim(), "42 hi from Rust [1.5, 2.5]", "{who}");
         assert_eq!(ns.get::<String>("y").unwrap(), "set by Python", "{who}");
@@ -201,7 +259,9 @@ fn refcounts_return_to_start_after_clone_and_drop_storms() {
             assert_eq!(m.number_of_objects().unwrap(), start + 2, "{who}");
             // Cheap clones share one reference; new_reference takes more.
             let clones: Vec<_> = (0..100).map(|_| l.clone()).collect();
-            let refs: Vec<Proxy> = (0..20).map(|_| ns.proxy().new_reference().unwrap()).collect();
+            let refs: Vec<Proxy> = (0..20)
+                .map(|_| ns.proxy().new_reference().unwrap())
+                .collect();
             assert_eq!(m.number_of_objects().unwrap(), start + 2, "{who}");
             drop(ns);
             // The namespace lives on through the other references.
@@ -225,7 +285,12 @@ fn refcounts_return_to_start_after_clone_and_drop_storms() {
             });
             assert_eq!(m.number_of_objects().unwrap(), start + 2, "{who}");
         }
-        assert_eq!(m.number_of_objects().unwrap(), start, "{who}: {}", m.debug_info().unwrap());
+        assert_eq!(
+            m.number_of_objects().unwrap(),
+            start,
+            "{who}: {}",
+            m.debug_info().unwrap()
+        );
     }
 }
 
@@ -257,7 +322,10 @@ fn nested_proxies_are_live_and_counted() {
             assert_eq!(all.len(), 2, "{who}");
             assert_eq!(all[1].len().unwrap(), 2, "{who}");
             // Raw access: the pickled proxy inside a returned value.
-            let r = outer.proxy().call("__getitem__", vec![Value::Int(0)], vec![]).unwrap();
+            let r = outer
+                .proxy()
+                .call("__getitem__", vec![Value::Int(0)], vec![])
+                .unwrap();
             let found = r.proxies().unwrap();
             assert_eq!(found.len(), 1, "{who}");
             assert_eq!(found[0].typeid(), "list", "{who}");
@@ -271,7 +339,12 @@ fn nested_proxies_are_live_and_counted() {
             let e = it.call("__next__", vec![], vec![]).unwrap_err();
             assert!(e.is_exception("StopIteration"), "{who}: {e}");
         }
-        assert_eq!(m.number_of_objects().unwrap(), start, "{who}: {}", m.debug_info().unwrap());
+        assert_eq!(
+            m.number_of_objects().unwrap(),
+            start,
+            "{who}: {}",
+            m.debug_info().unwrap()
+        );
     }
 }
 
@@ -284,19 +357,38 @@ fn deadlines_expire_and_the_proxy_stays_usable() {
         let t = Instant::now();
         let e = q
             .proxy()
-            .call_with_deadline("get", vec![], vec![], Instant::now() + Duration::from_millis(150))
+            .call_with_deadline(
+                "get",
+                vec![],
+                vec![],
+                Instant::now() + Duration::from_millis(150),
+            )
             .unwrap_err();
         let took = t.elapsed();
-        assert!(matches!(e, ClientError::DeadlineExceeded { ref method } if method == "get"), "{who}: {e:?}");
-        assert!(took >= Duration::from_millis(140) && took < Duration::from_secs(5), "{who}: {took:?}");
+        assert!(
+            matches!(e, ClientError::DeadlineExceeded { ref method } if method == "get"),
+            "{who}: {e:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(140) && took < Duration::from_secs(5),
+            "{who}: {took:?}"
+        );
         assert!(e.is_transport() && e.reconnect_may_help());
         // A deadline in the past fails at once, without sending.
-        let e = q.proxy().call_with_deadline("qsize", vec![], vec![], Instant::now()).unwrap_err();
+        let e = q
+            .proxy()
+            .call_with_deadline("qsize", vec![], vec![], Instant::now())
+            .unwrap_err();
         assert!(matches!(e, ClientError::DeadlineExceeded { .. }), "{who}");
         // Calls that answer in time are unaffected.
         let n: usize = q
             .proxy()
-            .call_with_deadline("qsize", vec![], vec![], Instant::now() + Duration::from_secs(5))
+            .call_with_deadline(
+                "qsize",
+                vec![],
+                vec![],
+                Instant::now() + Duration::from_secs(5),
+            )
             .unwrap()
             .get()
             .unwrap();
@@ -321,8 +413,16 @@ fn pipelined_results_equal_sequential_ones() {
                 if i % 7 == 0 {
                     v.push((l.clone(), "__getitem__", vec![Value::Int(i / 2)]));
                     v.push((l.clone(), "__getitem__", vec![Value::Int(10_000)])); // IndexError
-                    v.push((d.proxy().clone(), "get", vec![Value::str("k"), Value::Int(-1)]));
-                    v.push((d.proxy().clone(), "__setitem__", vec![Value::str("k"), Value::Int(i)]));
+                    v.push((
+                        d.proxy().clone(),
+                        "get",
+                        vec![Value::str("k"), Value::Int(-1)],
+                    ));
+                    v.push((
+                        d.proxy().clone(),
+                        "__setitem__",
+                        vec![Value::str("k"), Value::Int(i)],
+                    ));
                 }
             }
             v.push((l.clone(), "__len__", vec![]));
@@ -331,7 +431,12 @@ fn pipelined_results_equal_sequential_ones() {
         };
         let show = |r: mpmanager_client::Result<mpmanager_client::Response>| match r {
             Ok(v) => mpmanager_pickle::repr(&v.into_value()),
-            Err(e) => format!("error {}", e.exception().map(|x| x.to_string()).unwrap_or(e.to_string())),
+            Err(e) => format!(
+                "error {}",
+                e.exception()
+                    .map(|x| x.to_string())
+                    .unwrap_or(e.to_string())
+            ),
         };
         let sequential: Vec<String> = ops(seq.proxy())
             .into_iter()
@@ -345,14 +450,25 @@ fn pipelined_results_equal_sequential_ones() {
         assert_eq!(batch.len(), sequential.len());
         let piped: Vec<String> = batch.run().unwrap().into_iter().map(show).collect();
         assert_eq!(piped, sequential, "{who}");
-        assert!(piped.iter().any(|s| s.starts_with("error IndexError")), "{who}");
+        assert!(
+            piped.iter().any(|s| s.starts_with("error IndexError")),
+            "{who}"
+        );
         assert_eq!(seq.to_vec().unwrap().len(), 150, "{who}");
-        assert_eq!(mpmanager_pickle::repr(&pip.proxy().get_value::<Value>().unwrap()),
-                   mpmanager_pickle::repr(&seq.proxy().get_value::<Value>().unwrap()), "{who}");
+        assert_eq!(
+            mpmanager_pickle::repr(&pip.proxy().get_value::<Value>().unwrap()),
+            mpmanager_pickle::repr(&seq.proxy().get_value::<Value>().unwrap()),
+            "{who}"
+        );
         // Manager::batch works the same way and the connection is reused after.
         let mut b = m.batch();
         b.call(pip.proxy(), "__len__", vec![], vec![]);
-        let r: Vec<usize> = b.run().unwrap().into_iter().map(|r| r.unwrap().get().unwrap()).collect();
+        let r: Vec<usize> = b
+            .run()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.unwrap().get().unwrap())
+            .collect();
         assert_eq!(r, [150], "{who}");
     }
 }
@@ -374,7 +490,9 @@ fn proxies_are_shared_across_threads() {
         });
         let mut all = l.to_vec().unwrap();
         all.sort();
-        let mut want: Vec<i64> = (0..8).flat_map(|t| (0..25).map(move |i| t * 100 + i)).collect();
+        let mut want: Vec<i64> = (0..8)
+            .flat_map(|t| (0..25).map(move |i| t * 100 + i))
+            .collect();
         want.sort();
         assert_eq!(all, want, "{}", peer.name);
     }
@@ -382,7 +500,9 @@ fn proxies_are_shared_across_threads() {
 
 #[test]
 fn shutdown_stops_a_cpython_server() {
-    let Some(p) = test_pythons().pop() else { return };
+    let Some(p) = test_pythons().pop() else {
+        return;
+    };
     let mut s = PyServer::start(&p);
     let m = s.connect();
     let ns = m.namespace().unwrap();
@@ -392,16 +512,24 @@ fn shutdown_stops_a_cpython_server() {
         if s.child.try_wait().unwrap().is_some() {
             break;
         }
-        assert!(t.elapsed() < Duration::from_secs(10), "CPython server still running");
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "CPython server still running"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(matches!(ns.get::<i64>("x"), Err(ClientError::ManagerShutDown)));
+    assert!(matches!(
+        ns.get::<i64>("x"),
+        Err(ClientError::ManagerShutDown)
+    ));
     drop(ns); // no decref attempted
 }
 
 #[test]
 fn cpython_server_on_a_unix_socket() {
-    let Some(p) = test_pythons().into_iter().next() else { return };
+    let Some(p) = test_pythons().into_iter().next() else {
+        return;
+    };
     let dir = std::env::temp_dir().join(format!("mpm-client-unix-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("mgr");
@@ -443,19 +571,38 @@ fn proxy_string_rebuilt_in_a_child_process() {
         let s = ns.proxy().to_proxy_string().unwrap();
         assert!(!s.contains(std::str::from_utf8(KEY).unwrap()));
         let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", "proxy_string_rebuilt_in_a_child_process", "--test-threads=1"])
+            .args([
+                "--exact",
+                "proxy_string_rebuilt_in_a_child_process",
+                "--test-threads=1",
+            ])
             .env("MPM_CLIENT_CHILD_PROXY", &s)
             .env("MPM_CLIENT_CHILD_KEY", std::str::from_utf8(KEY).unwrap())
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}: {}", peer.name, String::from_utf8_lossy(&out.stdout));
+        assert!(
+            out.status.success(),
+            "{}: {}",
+            peer.name,
+            String::from_utf8_lossy(&out.stdout)
+        );
         assert_eq!(ns.get::<i64>("from_child").unwrap(), 42, "{}", peer.name);
         // The child's reference was given back when it exited.
         drop(ns);
         assert_eq!(m.number_of_objects().unwrap(), start, "{}", peer.name);
         // Without the right key the child cannot connect.
-        let e = Proxy::from_proxy_string(&m.namespace().unwrap().proxy().to_proxy_string().unwrap(), b"bad").unwrap_err();
-        assert!(matches!(&e, ClientError::Connection(c) if c.is_auth_failure()), "{e:?}");
-        assert!(matches!(Proxy::from_proxy_string("garbage", KEY), Err(ClientError::NotAProxy(_))));
+        let e = Proxy::from_proxy_string(
+            &m.namespace().unwrap().proxy().to_proxy_string().unwrap(),
+            b"bad",
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&e, ClientError::Connection(c) if c.is_auth_failure()),
+            "{e:?}"
+        );
+        assert!(matches!(
+            Proxy::from_proxy_string("garbage", KEY),
+            Err(ClientError::NotAProxy(_))
+        ));
     }
 }

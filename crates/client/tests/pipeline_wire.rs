@@ -23,7 +23,9 @@ fn serve_one(mut c: Connection, key: &[u8]) -> Option<bool> {
         }
         "accept_connection" => {
             send(&mut c, Reply::none());
-            c.stream().set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            c.stream()
+                .set_read_timeout(Some(Duration::from_secs(2)))
+                .unwrap();
             let mut reqs = Vec::new();
             for _ in 0..N {
                 match c.recv(1 << 20) {
@@ -66,7 +68,12 @@ fn pipeline_sends_all_requests_before_reading() {
     for i in 0..N {
         batch.call(&p, "echo", vec![Value::Int(i as i64)], vec![]);
     }
-    let out: Vec<i64> = batch.run().unwrap().into_iter().map(|r| r.unwrap().get().unwrap()).collect();
+    let out: Vec<i64> = batch
+        .run()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.unwrap().get().unwrap())
+        .collect();
     assert_eq!(out, (0..N as i64).collect::<Vec<_>>());
     assert_eq!(server.join().unwrap(), Some(true));
     std::mem::forget(p); // the fake server is gone: no decref

@@ -54,7 +54,11 @@ impl PyServer {
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut line)
             .unwrap();
-        assert!(!line.is_empty(), "python {} server printed no address", python.label());
+        assert!(
+            !line.is_empty(),
+            "python {} server printed no address",
+            python.label()
+        );
         PyServer {
             child,
             address: line.trim().to_string(),
