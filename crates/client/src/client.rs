@@ -125,8 +125,41 @@ impl Client {
 
     /// A new authenticated connection.
     pub(crate) fn open(&self) -> Result<Connection> {
-        let mut c = Connection::connect(&self.address, self.connect_timeout)?;
-        auth::client_handshake(&mut c, &self.authkey)?;
+        self.open_by(None, "connect")
+    }
+
+    /// A new authenticated connection, connecting and authenticating
+    /// within `deadline` too.
+    fn open_by(&self, deadline: Option<Instant>, method: &str) -> Result<Connection> {
+        let left = match deadline {
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(ClientError::DeadlineExceeded {
+                        method: method.to_string(),
+                    });
+                }
+                Some(left)
+            }
+            None => None,
+        };
+        let connect_timeout = match (left, self.connect_timeout) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        let mut c = Connection::connect(&self.address, connect_timeout)?;
+        let hs = match left {
+            Some(_) => deadline.map(|d| d.saturating_duration_since(Instant::now())),
+            None => Some(auth::DEFAULT_HANDSHAKE_TIMEOUT),
+        };
+        match hs {
+            Some(t) if t.is_zero() => {
+                return Err(ClientError::DeadlineExceeded {
+                    method: method.to_string(),
+                })
+            }
+            _ => auth::client_handshake_timeout(&mut c, &self.authkey, hs)?,
+        }
         Ok(c)
     }
 
@@ -154,17 +187,33 @@ impl Client {
 
     /// An idle served connection, or a new one (`accept_connection`).
     pub(crate) fn served(&self) -> Result<Connection> {
+        self.served_by(None, "accept_connection")
+    }
+
+    /// [`served`](Self::served), opening a new connection within `deadline`.
+    pub(crate) fn served_by(&self, deadline: Option<Instant>, method: &str) -> Result<Connection> {
         if self.is_closed() {
             return Err(ClientError::ManagerShutDown);
         }
         if let Some(c) = self.idle.lock().pop() {
             return Ok(c);
         }
-        let mut c = self.open()?;
+        let mut c = self.open_by(deadline, method).map_err(|e| match e {
+            ClientError::Connection(ConnectionError::Timeout { .. }) if deadline.is_some() => {
+                ClientError::DeadlineExceeded {
+                    method: method.to_string(),
+                }
+            }
+            e => e,
+        })?;
         let name = format!("mpmanager-client-{}", std::process::id());
         let req = Request::public(PublicOp::AcceptConnection, vec![Value::str(&name)]);
-        c.send(&encode_request(&req)?)?;
-        reply_result(decode_reply(&c.recv(MAX_REPLY)?)?)?;
+        reply_result(Self::exchange(
+            &mut c,
+            &encode_request(&req)?,
+            method,
+            deadline,
+        )?)?;
         Ok(c)
     }
 
@@ -234,7 +283,7 @@ impl Client {
     /// One method call on a pooled served connection.
     pub(crate) fn call(&self, req: &Request, deadline: Option<Instant>) -> Result<Reply> {
         let bytes = encode_request(req)?;
-        let mut c = self.served()?;
+        let mut c = self.served_by(deadline, &req.method)?;
         match Self::exchange(&mut c, &bytes, &req.method, deadline) {
             Ok(r) => {
                 self.put_back(c);

@@ -1,6 +1,4 @@
-//! The pipeline really sends every request before reading a reply: a fake
-//! server reads all of them first (a client that waited for each reply
-//! would time it out), then answers in order.
+//! The client against fake servers that misbehave on purpose.
 
 use std::time::Duration;
 
@@ -77,4 +75,39 @@ fn pipeline_sends_all_requests_before_reading() {
     assert_eq!(out, (0..N as i64).collect::<Vec<_>>());
     assert_eq!(server.join().unwrap(), Some(true));
     std::mem::forget(p); // the fake server is gone: no decref
+}
+
+/// A deadline also bounds opening a new connection: a server that accepts
+/// the TCP connection (in its backlog) but never authenticates.
+#[test]
+fn deadline_covers_connecting_and_authenticating() {
+    let key = b"k".to_vec();
+    let listener = Listener::bind(&"127.0.0.1:0".parse().unwrap()).unwrap();
+    let address = listener.local_address().to_string();
+    let k2 = key.clone();
+    // Serve `dummy` and `create`, then stop accepting.
+    let server = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let s = listener.accept().unwrap();
+            serve_one(Connection::new(s), &k2);
+        }
+        listener // keep listening (connections wait in the backlog)
+    });
+    let m = Manager::connect(&address, &key).unwrap();
+    let p = m.create("list", vec![], vec![]).unwrap();
+    let _listener = server.join().unwrap();
+    let t = std::time::Instant::now();
+    let e = p
+        .call_with_deadline("__len__", vec![], vec![], t + Duration::from_millis(200))
+        .unwrap_err();
+    let took = t.elapsed();
+    assert!(
+        matches!(e, mpmanager_client::ClientError::DeadlineExceeded { .. }),
+        "{e:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(190) && took < Duration::from_secs(2),
+        "{took:?}"
+    );
+    std::mem::forget(p); // no decref to a server that does not answer
 }
