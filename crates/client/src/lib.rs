@@ -84,4 +84,59 @@ mod tests {
         is::<EventProxy>();
         is::<ClientError>();
     }
+
+    #[test]
+    fn a_proxy_cannot_be_read_outside_a_reply() {
+        use mpmanager_protocol::{ProxyRef, PyAddress};
+        let token = Token::new("list", PyAddress::tcp("127.0.0.1", 1), "ab");
+        let v = ProxyRef::class_proxy("ListProxy", token).to_value();
+        let e = mpmanager_pickle::from_value::<Proxy>(&v).unwrap_err();
+        assert!(e.to_string().contains("manager's reply"), "{e}");
+    }
+
+    #[test]
+    fn exception_names_and_queue_errors() {
+        use mpmanager_pickle::{ExcType, Global, PyErr};
+        let empty = PyErr::with_args(
+            ExcType::Other(std::sync::Arc::new(Global::new("_queue", "Empty"))),
+            vec![],
+        );
+        assert!(matches!(
+            ClientError::from_remote(empty),
+            ClientError::Empty
+        ));
+        let full = PyErr::with_args(
+            ExcType::Other(std::sync::Arc::new(Global::new("queue", "Full"))),
+            vec![],
+        );
+        assert!(matches!(ClientError::from_remote(full), ClientError::Full));
+        let e = ClientError::from_remote(PyErr::index_error("list index out of range"));
+        assert!(e.is_exception("IndexError") && e.is_exception("builtins.IndexError"));
+        assert!(!e.is_exception("KeyError") && !e.is_exception("queue.IndexError"));
+        assert_eq!(
+            e.exception().unwrap().message(),
+            Some("list index out of range")
+        );
+        assert!(ClientError::Full.is_exception("queue.Full"));
+        assert!(!e.is_transport() && !e.reconnect_may_help());
+    }
+
+    #[test]
+    fn bad_proxy_strings_are_refused() {
+        for s in [
+            "",
+            "mpproxy:zz",
+            "mpproxy:0",
+            "other:00",
+            "mpproxy:80044e2e",
+        ] {
+            assert!(
+                matches!(
+                    Proxy::from_proxy_string(s, b"k"),
+                    Err(ClientError::NotAProxy(_))
+                ),
+                "{s:?}"
+            );
+        }
+    }
 }

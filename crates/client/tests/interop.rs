@@ -248,6 +248,53 @@ l.append(99.0)
 }
 
 #[test]
+fn nested_proxies_cross_between_rust_and_python() {
+    let Some(py) = test_pythons().pop() else {
+        return;
+    };
+    for peer in peers() {
+        let m = &peer.manager;
+        let who = &peer.name;
+        let address = peer
+            .py
+            .as_ref()
+            .map_or_else(|| m.address().to_string(), |s| s.address.clone());
+        let start = m.number_of_objects().unwrap();
+        {
+            // Rust nests a proxy; Python reads it as a live proxy and nests
+            // one of its own (whose only Python reference dies on exit).
+            let inner = m.list(&[1i64]).unwrap();
+            let outer = m.list::<ListProxy<i64>>(&[]).unwrap();
+            outer.push(&inner).unwrap();
+            let code = r#"
+outer = rebuild(sys.argv[3])
+first = outer[0]
+print(type(first).__name__, list(first[:]))
+first.append(2)
+outer.append(m.list([7, 8]))
+"#;
+            let out = python_client(
+                &py,
+                &address,
+                code,
+                &[&outer.proxy().to_proxy_string().unwrap()],
+            );
+            assert_eq!(out.trim(), "ListProxy [1]", "{who}");
+            assert_eq!(inner.to_vec().unwrap(), [1, 2], "{who}");
+            // The list Python made lives on inside `outer`; reading it revives it.
+            let made_by_python = outer.get(1).unwrap();
+            assert_eq!(made_by_python.to_vec().unwrap(), [7, 8], "{who}");
+        }
+        assert_eq!(
+            m.number_of_objects().unwrap(),
+            start,
+            "{who}: {}",
+            m.debug_info().unwrap()
+        );
+    }
+}
+
+#[test]
 fn refcounts_return_to_start_after_clone_and_drop_storms() {
     for peer in peers() {
         let m = &peer.manager;
