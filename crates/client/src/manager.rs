@@ -245,6 +245,13 @@ impl Manager {
         Ok(QueueProxy::from_proxy(p))
     }
 
+    /// A new `JoinableQueue(maxsize)` (0: unbounded), for
+    /// [`QueueProxy::task_done`] and [`QueueProxy::join`].
+    pub fn joinable_queue<T: Serialize>(&self, maxsize: usize) -> Result<QueueProxy<T>> {
+        let p = self.create("JoinableQueue", vec![val(&maxsize)?], vec![])?;
+        Ok(QueueProxy::from_proxy(p))
+    }
+
     /// A new `Lock`.
     pub fn lock(&self) -> Result<LockProxy> {
         Ok(LockProxy::from_proxy(self.create(

@@ -433,6 +433,18 @@ impl<T: Serialize + DeserializeOwned> QueueProxy<T> {
     pub fn is_full(&self) -> Result<bool> {
         call_get(&self.proxy, "full", vec![])
     }
+
+    /// `q.task_done()` (a `ValueError` exception if called more times
+    /// than there were items).
+    pub fn task_done(&self) -> Result<()> {
+        self.proxy.call("task_done", vec![], vec![]).map(drop)
+    }
+
+    /// `q.join()`: waits until every item put has been marked done with
+    /// [`task_done`](Self::task_done).
+    pub fn join(&self) -> Result<()> {
+        self.proxy.call("join", vec![], vec![]).map(drop)
+    }
 }
 
 /// A proxy to a `Lock` or `RLock` (CPython's `AcquirerProxy`), with an

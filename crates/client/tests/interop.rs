@@ -91,6 +91,22 @@ fn typed_round_trips() {
         assert_eq!(q.get().unwrap(), job, "{who}");
         assert_eq!(q.get_nowait().unwrap(), job2, "{who}");
         assert!(q.is_empty().unwrap(), "{who}");
+        let jq = m.joinable_queue::<i64>(0).unwrap();
+        jq.put(&1).unwrap();
+        let worker = {
+            let jq = jq.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(50));
+                assert_eq!(jq.get().unwrap(), 1);
+                jq.task_done().unwrap();
+            })
+        };
+        jq.join().unwrap(); // returns once the worker marked the item done
+        worker.join().unwrap();
+        assert!(
+            jq.task_done().unwrap_err().is_exception("ValueError"),
+            "{who}"
+        );
         // Event
         let e = m.event().unwrap();
         assert!(!e.is_set().unwrap(), "{who}");
@@ -652,4 +668,19 @@ fn proxy_string_rebuilt_in_a_child_process() {
             Err(ClientError::NotAProxy(_))
         ));
     }
+}
+
+#[test]
+fn proxies_outliving_an_in_process_manager_fail_cleanly() {
+    let m = Manager::start_in_background(KEY).unwrap();
+    let l = m.list(&[1]).unwrap();
+    let addr = m.address().to_string();
+    drop(m); // stops the server
+    assert!(matches!(l.len(), Err(ClientError::ManagerShutDown)));
+    let t = Instant::now();
+    drop(l); // no decref attempted
+    assert!(t.elapsed() < Duration::from_millis(500));
+    assert!(Manager::connect(&addr, KEY)
+        .unwrap_err()
+        .reconnect_may_help());
 }
