@@ -18,7 +18,7 @@
 //!   [`ValueProxy`], [`QueueProxy`], [`LockProxy`] (with [`LockGuard`]),
 //!   [`EventProxy`]. Values cross through serde
 //!   ([`mpmanager_pickle::to_value`] / [`from_value`](mpmanager_pickle::from_value));
-//!   use [`Value`](mpmanager_pickle::Value) for raw Python values.
+//!   use [`Value`] for raw Python values.
 //! * [`Pipeline`]: several calls on one connection, replies read in order.
 //! * [`ClientError`]: remote exceptions with their Python type
 //!   ([`RemoteException`]), `queue.Empty`/`Full`, remote errors, transport
