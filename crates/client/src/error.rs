@@ -199,14 +199,25 @@ impl ClientError {
     }
 
     /// Could trying again, on a new connection, succeed? True when the
-    /// server was unreachable or slow (refused, timed out, connection reset
-    /// or closed), false for a wrong authkey, a shut-down manager or any
-    /// answer of the server (exceptions, remote errors).
+    /// server was unreachable or slow (connection refused, no socket file
+    /// yet, timed out, connection reset or closed mid-call), false for a
+    /// wrong authkey, a bad address, an oversized or malformed frame, a
+    /// shut-down manager, and any answer of the server (exceptions, remote
+    /// errors).
+    ///
+    /// A call that failed mid-way may or may not have run on the server:
+    /// retry only what is safe to repeat.
     pub fn reconnect_may_help(&self) -> bool {
         match self {
-            ClientError::Connection(e) => {
-                !e.is_auth_failure() && !matches!(e, ConnectionError::BadAddress { .. })
-            }
+            ClientError::Connection(e) => match e {
+                ConnectionError::Connect { .. } => e.is_retryable(),
+                ConnectionError::Io(_)
+                | ConnectionError::Closed
+                | ConnectionError::Truncated { .. }
+                | ConnectionError::Timeout { .. }
+                | ConnectionError::Poisoned => true,
+                _ => false,
+            },
             ClientError::DeadlineExceeded { .. } => true,
             _ => false,
         }
