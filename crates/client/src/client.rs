@@ -195,8 +195,13 @@ impl Client {
         if self.is_closed() {
             return Err(ClientError::ManagerShutDown);
         }
-        if let Some(c) = self.idle.lock().pop() {
-            return Ok(c);
+        loop {
+            let Some(c) = self.idle.lock().pop() else {
+                break;
+            };
+            if !is_stale(&c) {
+                return Ok(c);
+            }
         }
         let mut c = self.open_by(deadline, method).map_err(|e| match e {
             ClientError::Connection(ConnectionError::Timeout { .. }) if deadline.is_some() => {
@@ -301,6 +306,25 @@ impl Client {
         }
         Ok(Arc::new(Client::new(address_of(a)?, &self.authkey)))
     }
+}
+
+/// An idle served connection is stale if anything can be read from it: the
+/// server closed it (end of file) or sent something unasked. Such a
+/// connection is dropped before use, so a request is never sent on a
+/// connection the server has already closed (e.g. after a restart).
+fn is_stale(c: &Connection) -> bool {
+    use std::os::fd::AsRawFd;
+    if c.is_poisoned() || c.buffered_len() != 0 {
+        return true;
+    }
+    let mut pfd = libc::pollfd {
+        fd: c.stream().as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, zero timeout.
+    let n = unsafe { libc::poll(&mut pfd, 1, 0) };
+    n != 0
 }
 
 fn deadline_err(e: ConnectionError, method: &str) -> ClientError {

@@ -684,3 +684,29 @@ fn proxies_outliving_an_in_process_manager_fail_cleanly() {
         .unwrap_err()
         .reconnect_may_help());
 }
+
+/// After the server restarts at the same address, the idle pooled
+/// connection to the old one is noticed and dropped before use: the next
+/// call reaches the new server (which does not know the object) instead of
+/// failing on the dead connection.
+#[test]
+fn stale_pooled_connections_are_not_used() {
+    let Some(p) = test_pythons().pop() else {
+        return;
+    };
+    let dir = std::env::temp_dir().join(format!("mpm-client-stale-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("mgr");
+    let s1 = PyServer::start_at(&p, path.to_str().unwrap());
+    let m = s1.connect();
+    let l = m.list(&[1]).unwrap();
+    assert_eq!(l.len().unwrap(), 1); // leaves one idle served connection
+    drop(s1); // killed
+    let _ = std::fs::remove_file(&path);
+    let _s2 = PyServer::start_at(&p, path.to_str().unwrap());
+    std::thread::sleep(Duration::from_millis(50));
+    let e = l.len().unwrap_err();
+    assert!(matches!(e, ClientError::RemoteError(_)), "{e:?}");
+    drop(l);
+    let _ = std::fs::remove_dir_all(&dir);
+}
