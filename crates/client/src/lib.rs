@@ -58,7 +58,8 @@ pub use manager::Manager;
 pub use pipeline::{Pipeline, PIPELINE_WINDOW};
 pub use proxy::{Proxy, Response, PROXY_STRING_PREFIX};
 pub use typed::{
-    DictProxy, EventProxy, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy, ValueProxy,
+    DictProxy, EventProxy, KeyIter, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy,
+    ValueProxy,
 };
 
 pub use mpmanager_connection::Address;
@@ -82,6 +83,7 @@ mod tests {
         is::<LockProxy>();
         is::<LockGuard<'static>>();
         is::<EventProxy>();
+        is::<KeyIter<String>>();
         is::<ClientError>();
     }
 

@@ -51,7 +51,10 @@ impl Drop for State {
 /// connections shared by every proxy of the same manager address and every
 /// thread: a call takes an idle connection (or opens one: connect,
 /// authenticate, `accept_connection`), sends its request, reads the reply
-/// and puts the connection back (at most 8 idle ones are kept). So a call
+/// and puts the connection back (at most 8 idle ones are kept; one the
+/// server has closed meanwhile is noticed and dropped before use). A call
+/// that fails mid-way is not retried automatically: it may have run on
+/// the server. So a call
 /// blocked on the server (a queue `get`, a lock `acquire`) never holds up
 /// the calls of other threads. `incref`/`decref` and the other public
 /// operations use one-shot connections, as in CPython. Because a call may

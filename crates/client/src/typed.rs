@@ -325,6 +325,62 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy
     pub fn clear(&self) -> Result<()> {
         self.proxy.call("clear", vec![], vec![]).map(drop)
     }
+
+    /// `iter(d)`: a live iterator over the keys, held by the server (the
+    /// `Iterator` object a `#PROXY` reply gives). Changing the dict's size
+    /// meanwhile makes the next step fail with a `RuntimeError` exception.
+    ///
+    /// ```
+    /// use mpmanager_client::{DictProxy, Manager};
+    /// let m = Manager::start_in_background(b"key").unwrap();
+    /// let d: DictProxy<String, i64> = m.dict().unwrap();
+    /// d.insert(&"a".into(), &1).unwrap();
+    /// d.insert(&"b".into(), &2).unwrap();
+    /// let keys: Vec<String> = d.iter().unwrap().collect::<Result<_, _>>().unwrap();
+    /// assert_eq!(keys, ["a", "b"]);
+    /// ```
+    pub fn iter(&self) -> Result<KeyIter<K>> {
+        let it = self.proxy.call("__iter__", vec![], vec![])?.into_proxy()?;
+        Ok(KeyIter {
+            proxy: Some(it),
+            _t: PhantomData,
+        })
+    }
+}
+
+/// The keys of a [`DictProxy`], fetched one `__next__` call at a time
+/// from an `Iterator` object on the server (dropped with the iterator).
+pub struct KeyIter<K> {
+    proxy: Option<Proxy>,
+    _t: PhantomData<fn() -> K>,
+}
+
+impl<K> fmt::Debug for KeyIter<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeyIter")
+            .field("proxy", &self.proxy)
+            .finish()
+    }
+}
+
+impl<K: DeserializeOwned> Iterator for KeyIter<K> {
+    type Item = Result<K>;
+
+    /// The next key; `None` after `StopIteration` or an error.
+    fn next(&mut self) -> Option<Result<K>> {
+        let p = self.proxy.as_ref()?;
+        match p.call("__next__", vec![], vec![]).and_then(|r| r.get()) {
+            Ok(k) => Some(Ok(k)),
+            Err(e) => {
+                self.proxy = None;
+                if e.is_exception("StopIteration") {
+                    None
+                } else {
+                    Some(Err(e))
+                }
+            }
+        }
+    }
 }
 
 /// A proxy to a `Value` (CPython's `ValueProxy`).

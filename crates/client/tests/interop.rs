@@ -384,6 +384,14 @@ fn nested_proxies_are_live_and_counted() {
             let all = outer.to_vec().unwrap();
             assert_eq!(all.len(), 2, "{who}");
             assert_eq!(all[1].len().unwrap(), 2, "{who}");
+            let keys: Vec<String> = d.iter().unwrap().collect::<Result<_, _>>().unwrap();
+            assert_eq!(keys, ["in"], "{who}");
+            let mut it = d.iter().unwrap();
+            d.insert(&"new".into(), &outer.get(0).unwrap()).unwrap();
+            let e = it.next().unwrap().unwrap_err();
+            assert!(e.is_exception("RuntimeError"), "{who}: {e}");
+            assert!(it.next().is_none(), "{who}");
+            d.remove(&"new".into()).unwrap();
             // Raw access: the pickled proxy inside a returned value.
             let r = outer
                 .proxy()
