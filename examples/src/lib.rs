@@ -1,0 +1,11 @@
+//! Runnable examples of mpmanager's Rust API, one per scenario of the
+//! project's seeds (run them from the repository root):
+//!
+//! | command | what it shows |
+//! |---|---|
+//! | `cargo run --example bulletin_board` | a `Namespace` as a bulletin board across processes; names starting with `_` stay local |
+//! | `cargo run --example remote_queue` | the docs' remote manager: a server with one shared queue (`get_queue`) and two client processes |
+//! | `cargo run --example nested_proxies` | what propagates through proxies and what does not (seed 003) |
+//!
+//! Each prints what its Python counterpart prints (proxy addresses aside);
+//! `tests/examples.rs` checks that.
