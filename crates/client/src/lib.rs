@@ -142,3 +142,9 @@ mod tests {
         }
     }
 }
+
+/// The README's Rust quick start, compiled and run as a doctest (here, the
+/// crate that sees every layer).
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

@@ -87,7 +87,3 @@ pub use mpmanager_connection::Address;
 pub use mpmanager_objects::Registry;
 pub use mpmanager_protocol::{Serializer, UnknownSerializer};
 
-/// The README's Rust quick start, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../../../README.md")]
-pub struct ReadmeDoctests;
