@@ -521,10 +521,16 @@ def main():
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--transports', default='unix,tcp')
     ap.add_argument('--ops', default=','.join(OPS), help='comma-separated subset of: ' + ', '.join(OPS))
+    ap.add_argument('--procs', help='comma-separated client process counts (default: by mode)')
+    ap.add_argument('--reps', type=int, help='runs per figure (default: by mode)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'bench-results'))
     args = ap.parse_args()
     mode = args.mode or 'quick'
-    cfg = MODES[mode]
+    cfg = dict(MODES[mode])
+    if args.procs:
+        cfg['procs'] = [int(x) for x in args.procs.split(',')]
+    if args.reps:
+        cfg['reps'] = args.reps
     if mode == 'smoke':
         args.no_redis = args.no_chart = True
     multiprocessing.current_process().authkey = KEY
