@@ -521,6 +521,8 @@ def main():
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--transports', default='unix,tcp')
     ap.add_argument('--ops', default=','.join(OPS), help='comma-separated subset of: ' + ', '.join(OPS))
+    ap.add_argument('--servers', default='cpython,mpmanager,echo,redis',
+                    help='comma-separated subset of: cpython, mpmanager, echo, redis')
     ap.add_argument('--procs', help='comma-separated client process counts (default: by mode)')
     ap.add_argument('--reps', type=int, help='runs per figure (default: by mode)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'bench-results'))
@@ -540,10 +542,17 @@ def main():
 
     notes = []
     bins = find_binaries(args)
+    wanted = args.servers.split(',')
+    if 'redis' not in wanted:
+        args.no_redis = True
+    servers = [s for s in ('cpython', 'mpmanager', 'echo') if s in wanted]
+    for s in servers:
+        if s in bins and not os.path.exists(bins[s]):
+            sys.exit('bench.py: %s binary not found: %s (build it, or pass --%s)' % (s, bins[s], s))
     redis_path = setup_redis(args, notes)
     if redis_path:
         bins['redis'] = redis_path
-    servers = ['cpython', 'mpmanager', 'echo'] + (['redis'] if redis_path else [])
+        servers.append('redis')
     transports = args.transports.split(',')
     ops = [o for o in args.ops.split(',') if o]
     tmp = tempfile.mkdtemp(prefix='mpm-bench-')
