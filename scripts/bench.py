@@ -48,11 +48,15 @@ REDIS_OPS = {'dict_set': "SET k 1", 'dict_get': 'GET k', 'big_1mib': 'SET + GET 
 SIMPLE = ['ns_set', 'ns_get', 'list_append', 'dict_set', 'dict_get']
 
 MODES = {
-    #        iterations per op per process, reps, procs, objects, idle conns
-    'smoke': dict(n=60, slow=6, big=4, reps=1, procs=[1, 2], objects=300, conns=50),
-    'quick': dict(n=1500, slow=40, big=30, reps=3, procs=[1, 2, 4], objects=10000, conns=1000),
-    'full': dict(n=5000, slow=150, big=100, reps=5, procs=[1, 2, 4, 16], objects=10000, conns=1000),
+    # seconds per timed loop (each op, each client process), runs per
+    # figure, client process counts, live objects, idle connections
+    'smoke': dict(secs=0.02, reps=1, procs=[1, 2], objects=300, conns=50),
+    'quick': dict(secs=0.25, reps=3, procs=[1, 2, 4], objects=10000, conns=1000),
+    'full': dict(secs=1.0, reps=5, procs=[1, 2, 4, 16], objects=10000, conns=1000),
 }
+# Slow operations (milliseconds each, and ~180 ms for CPython's server over
+# TCP): fewer warm-up and minimum iterations.
+SLOW = {'proxy_create', 'big_1mib'}
 
 CHILDREN = []
 
@@ -246,20 +250,26 @@ def worker(kind, addr, plan, b_ready, b_go, b_done, pipe):
     except Exception as e:  # still take part in the barriers
         ops, keep, err = {}, None, repr(e)
     clock = time.perf_counter_ns
-    for op, n in plan:
+    for op, secs in plan:
         fn = ops.get(op)
+        few = op in SLOW
         if fn is not None:
-            for _ in range(min(20, n)):
+            for _ in range(2 if few else 50):
                 fn()
         b_ready.wait()
         b_go.wait()
         lat = []
         t0 = clock()
+        deadline = t0 + int(secs * 1e9)
+        least = 3 if few else 20
         if fn is not None:
-            for _ in range(n):
+            while True:
                 s = clock()
                 fn()
-                lat.append(clock() - s)
+                e = clock()
+                lat.append(e - s)
+                if e >= deadline and len(lat) >= least:
+                    break
         t1 = clock()
         b_done.wait()
         pipe.send((op, t0, t1, lat, err))
@@ -267,7 +277,7 @@ def worker(kind, addr, plan, b_ready, b_go, b_done, pipe):
 
 
 def run_clients(server, nprocs, plan):
-    """Runs `plan` ([(op, iterations)]) in `nprocs` client processes
+    """Runs `plan` ([(op, seconds)]) in `nprocs` client processes
     against `server`; returns {op: figures}."""
     ctx = multiprocessing.get_context('fork')
     bs = [ctx.Barrier(nprocs + 1) for _ in range(3)]
@@ -281,7 +291,7 @@ def run_clients(server, nprocs, plan):
         procs.append(p)
     out = {}
     timeout = 600
-    for op, n in plan:
+    for op, _ in plan:
         bs[0].wait(timeout)
         c0 = cpu_seconds(server.pid)
         bs[1].wait(timeout)
@@ -559,7 +569,7 @@ def main():
     R = {'mode': mode, 'reps': cfg['reps'], 'procs': cfg['procs'], 'servers': servers,
          'transports': transports, 'ops': {o: OPS[o][0] for o in ops}, 'notes': notes,
          'machine': {'nproc': os.cpu_count(), 'python': sys.version.split()[0],
-                     'kernel': os.uname().release}, 'throughput': {}, 'memory': {}}
+                     'kernel': os.uname().release}, 'throughput': {}, 'runs': {}, 'memory': {}}
     try:
         for transport in transports:
             running = {s: start_server(s, transport, tmp, bins) for s in servers}
@@ -571,13 +581,11 @@ def main():
                         for op in ops:
                             if s == 'redis' and op not in REDIS_OPS:
                                 continue
-                            it = cfg['big'] if op == 'big_1mib' else cfg['slow'] if op == 'proxy_create' else cfg['n']
-                            if transport == 'tcp' and op == 'proxy_create':
-                                it = max(2, it // 4)  # CPython stalls 40 ms per one-shot over TCP
-                            plan.append((op, max(1, it // n) if n > 4 else it))
+                            plan.append((op, cfg['secs']))
                         log('%s %s procs=%d rep=%d' % (transport, s, n, rep + 1))
                         runs[s].append(run_clients(running[s], n, plan))
                 R['throughput']['%s/%d' % (transport, n)] = {s: median_runs(runs[s]) for s in servers}
+                R['runs']['%s/%d' % (transport, n)] = runs
             for s in running.values():
                 stop(s)
         if not args.no_memory:
