@@ -60,13 +60,36 @@ impl Canned {
             ]))
         };
         let queue = [
-            "empty", "full", "get", "get_nowait", "join", "put", "put_nowait", "qsize",
+            "empty",
+            "full",
+            "get",
+            "get_nowait",
+            "join",
+            "put",
+            "put_nowait",
+            "qsize",
             "task_done",
         ];
         let list = [
-            "__add__", "__contains__", "__delitem__", "__getitem__", "__len__", "__mul__",
-            "__reversed__", "__rmul__", "__setitem__", "append", "count", "extend", "index",
-            "insert", "pop", "remove", "reverse", "sort", "__imul__",
+            "__add__",
+            "__contains__",
+            "__delitem__",
+            "__getitem__",
+            "__len__",
+            "__mul__",
+            "__reversed__",
+            "__rmul__",
+            "__setitem__",
+            "append",
+            "count",
+            "extend",
+            "index",
+            "insert",
+            "pop",
+            "remove",
+            "reverse",
+            "sort",
+            "__imul__",
         ];
         Canned {
             none: pickle(Value::None),

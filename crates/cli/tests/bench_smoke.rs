@@ -17,7 +17,11 @@ fn bench_script_smoke_run_prints_the_tables() {
     // filtered run (`--test bench_smoke`) it may not have: then the run
     // is without the echo floor.
     let echo: PathBuf = Path::new(BIN).with_file_name("examples").join("echo_floor");
-    let servers = if echo.exists() { "cpython,mpmanager,echo" } else { "cpython,mpmanager" };
+    let servers = if echo.exists() {
+        "cpython,mpmanager,echo"
+    } else {
+        "cpython,mpmanager"
+    };
     let out_dir = std::env::temp_dir().join(format!("mpm-bench-smoke-{}", std::process::id()));
     let out = Command::new(&py.path)
         .arg(root.join("scripts/bench.py"))
@@ -32,7 +36,10 @@ fn bench_script_smoke_run_prints_the_tables() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "bench.py failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(
+        out.status.success(),
+        "bench.py failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     for want in [
         "== Latency, 1 client process, unix socket",
         "== Latency, 1 client process, tcp socket",
@@ -41,11 +48,21 @@ fn bench_script_smoke_run_prints_the_tables() {
         "live objects",
         "idle connections",
     ] {
-        assert!(stdout.contains(want), "no {want:?} in\n{stdout}\nstderr:\n{stderr}");
+        assert!(
+            stdout.contains(want),
+            "no {want:?} in\n{stdout}\nstderr:\n{stderr}"
+        );
     }
     for op in [
-        "ns_set", "ns_get", "list_append", "dict_set", "dict_get", "queue_putget", "lock",
-        "proxy_create", "big_1mib",
+        "ns_set",
+        "ns_get",
+        "list_append",
+        "dict_set",
+        "dict_get",
+        "queue_putget",
+        "lock",
+        "proxy_create",
+        "big_1mib",
     ] {
         for transport in ["unix", "tcp"] {
             for procs in [1, 2] {

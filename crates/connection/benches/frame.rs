@@ -15,7 +15,11 @@ fn bench(c: &mut Criterion) {
     // 54 bytes: a pickled `(ident, 'append', (1,), {})` request; 25 bytes:
     // `('#RETURN', None)`; 4 KiB: a mid-size value (fits in the socket
     // buffer, so one thread can write then read it).
-    for (name, len) in [("reply_25B", 25usize), ("request_54B", 54), ("value_4KiB", 4096)] {
+    for (name, len) in [
+        ("reply_25B", 25usize),
+        ("request_54B", 54),
+        ("value_4KiB", 4096),
+    ] {
         let payload = vec![0x5au8; len];
         let mut g = c.benchmark_group(name);
         g.throughput(Throughput::Bytes(len as u64));

@@ -20,23 +20,40 @@ fn bench(c: &mut Criterion) {
     let (dict, _) = reg.create("dict", &[], &kw).unwrap();
     let (ns, _) = reg.create("Namespace", &[], &kw).unwrap();
     let (list, _) = reg.create("list", &[], &kw).unwrap();
-    reg.call(&cx, &ns, "__setattr__", &[Value::str("x"), Value::Int(1)], &kw).unwrap();
-    reg.call(&cx, &list, "append", &[Value::Int(1)], &kw).unwrap();
+    reg.call(
+        &cx,
+        &ns,
+        "__setattr__",
+        &[Value::str("x"), Value::Int(1)],
+        &kw,
+    )
+    .unwrap();
+    reg.call(&cx, &list, "append", &[Value::Int(1)], &kw)
+        .unwrap();
     // some other objects, so that the lookup is not in a one-entry map
     for _ in 0..1000 {
         reg.create("list", &[], &kw).unwrap();
     }
     let k = [Value::str("k"), Value::Int(1)];
     c.bench_function("call/dict.__setitem__", |b| {
-        b.iter(|| reg.call(&cx, black_box(&dict), "__setitem__", &k, &kw).unwrap())
+        b.iter(|| {
+            reg.call(&cx, black_box(&dict), "__setitem__", &k, &kw)
+                .unwrap()
+        })
     });
     let x = [Value::str("x")];
     c.bench_function("call/Namespace.__getattribute__", |b| {
-        b.iter(|| reg.call(&cx, black_box(&ns), "__getattribute__", &x, &kw).unwrap())
+        b.iter(|| {
+            reg.call(&cx, black_box(&ns), "__getattribute__", &x, &kw)
+                .unwrap()
+        })
     });
     let zero = [Value::Int(0)];
     c.bench_function("call/list.__getitem__", |b| {
-        b.iter(|| reg.call(&cx, black_box(&list), "__getitem__", &zero, &kw).unwrap())
+        b.iter(|| {
+            reg.call(&cx, black_box(&list), "__getitem__", &zero, &kw)
+                .unwrap()
+        })
     });
 
     // `(ident, '__setitem__', ('k', 1), {})` as CPython pickles it.
