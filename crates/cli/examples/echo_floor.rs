@@ -1,0 +1,199 @@
+//! The "echo floor" of `scripts/bench.py`: a manager server that does no
+//! work at all. It authenticates like `mpmanager serve` (same connection
+//! crate, one thread per connection, mimalloc), then answers each request
+//! with a canned pickled reply of the shape the real server would send
+//! (`('#RETURN', None)` for a setter, `('#RETURN', 1)` for a getter, a 1 MiB
+//! bytes for the benchmark's big value, `(ident, exposed)` for `create`),
+//! picked by a byte search for the method name in the request: no
+//! unpickling, no objects, no encoding. No server that speaks the protocol
+//! over the same sockets can answer faster, so it measures the floor that
+//! the client's own work and the kernel set.
+//!
+//! Only good for the unmodified Python proxies of `scripts/bench.py` (it
+//! keeps no state: `d['k']` is always 1).
+//!
+//! ```text
+//! cargo build --release -p mpmanager-cli --example echo_floor
+//! MPMANAGER_AUTHKEY=key target/release/examples/echo_floor unix:/tmp/s
+//! ```
+//! Prints the bound address on stdout (as `mpmanager serve --print-address`)
+//! and serves until killed.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use mpmanager_connection::{auth, Address, Connection, Listener};
+use mpmanager_pickle::{encode_with, EncodeOptions, Value};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Size of the big value (`d['big']` in the benchmark).
+const BIG: usize = 1 << 20;
+
+struct Canned {
+    none: Vec<u8>,
+    one: Vec<u8>,
+    truth: Vec<u8>,
+    big: Vec<u8>,
+    create: Vec<u8>,
+    create_queue: Vec<u8>,
+}
+
+fn pickle(v: Value) -> Vec<u8> {
+    encode_with(
+        &Value::tuple(vec![Value::str("#RETURN"), v]),
+        &EncodeOptions::protocol(4),
+    )
+    .expect("canned reply")
+}
+
+impl Canned {
+    fn new() -> Canned {
+        // Only the AutoProxy of a Queue reads `exposed` (it becomes its
+        // methods): CPython's list for queue.Queue. The other proxy types
+        // have fixed methods; they get a list's, as long as a real one.
+        let create = |exposed: &[&str]| {
+            pickle(Value::tuple(vec![
+                Value::str("7f0000000001"),
+                Value::tuple(exposed.iter().map(|m| Value::str(m)).collect()),
+            ]))
+        };
+        let queue = [
+            "empty",
+            "full",
+            "get",
+            "get_nowait",
+            "join",
+            "put",
+            "put_nowait",
+            "qsize",
+            "task_done",
+        ];
+        let list = [
+            "__add__",
+            "__contains__",
+            "__delitem__",
+            "__getitem__",
+            "__len__",
+            "__mul__",
+            "__reversed__",
+            "__rmul__",
+            "__setitem__",
+            "append",
+            "count",
+            "extend",
+            "index",
+            "insert",
+            "pop",
+            "remove",
+            "reverse",
+            "sort",
+            "__imul__",
+        ];
+        Canned {
+            none: pickle(Value::None),
+            one: pickle(Value::Int(1)),
+            truth: pickle(Value::Bool(true)),
+            big: pickle(Value::bytes(&vec![b'x'; BIG])),
+            create: create(&list),
+            create_queue: create(&queue),
+        }
+    }
+
+    /// The reply to a pickled request `(ident, method, args, kwds)`.
+    fn reply(&self, req: &[u8]) -> &[u8] {
+        // SHORT_BINUNICODE (0x8c), length, name: the method name, or in
+        // args the key/attribute name.
+        if has_str(req, b"create") {
+            if has_str(req, b"Queue") {
+                &self.create_queue
+            } else {
+                &self.create
+            }
+        } else if has_str(req, b"big") {
+            // d['big'] = blob (a big request) gets None, d['big'] the blob.
+            if req.len() > BIG / 2 {
+                &self.none
+            } else {
+                &self.big
+            }
+        } else if has_str(req, b"__getattribute__")
+            || has_str(req, b"__getitem__")
+            || has_str(req, b"get")
+            || has_str(req, b"__len__")
+        {
+            &self.one
+        } else if has_str(req, b"acquire") {
+            &self.truth
+        } else {
+            &self.none
+        }
+    }
+}
+
+fn has_str(hay: &[u8], s: &[u8]) -> bool {
+    let n = s.len() + 2;
+    hay.windows(n)
+        .any(|w| w[0] == 0x8c && w[1] as usize == s.len() && &w[2..] == s)
+}
+
+fn quickack(stream: &mpmanager_connection::Stream) {
+    use std::os::fd::AsRawFd;
+    if stream.is_tcp() {
+        let one: libc::c_int = 1;
+        // SAFETY: a valid open descriptor and a c_int option value.
+        unsafe {
+            libc::setsockopt(
+                stream.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_QUICKACK,
+                (&one as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            );
+        }
+    }
+}
+
+fn serve(mut conn: Connection, key: &[u8], canned: &Canned) {
+    if auth::server_handshake(&mut conn, key).is_err() {
+        return;
+    }
+    let mut buf = Vec::new();
+    loop {
+        // As `mpmanager serve` does: ACK at once on TCP (no ~40 ms
+        // delayed-ACK stall behind the client's Nagle).
+        quickack(conn.stream());
+        if conn.recv_into(&mut buf, 1 << 30).is_err() {
+            return;
+        }
+        if conn.send(canned.reply(&buf)).is_err() {
+            return;
+        }
+    }
+}
+
+fn main() {
+    let addr: Address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:0".into())
+        .parse()
+        .expect("address");
+    let key: Arc<[u8]> = std::env::var("MPMANAGER_AUTHKEY")
+        .expect("MPMANAGER_AUTHKEY")
+        .into_bytes()
+        .into();
+    let canned = Arc::new(Canned::new());
+    let listener = Listener::bind(&addr).expect("bind");
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", listener.local_address()).unwrap();
+    out.flush().unwrap();
+    drop(out);
+    loop {
+        let Ok(stream) = listener.accept() else {
+            continue;
+        };
+        let (key, canned) = (key.clone(), canned.clone());
+        std::thread::spawn(move || serve(Connection::new(stream), &key, &canned));
+    }
+}
