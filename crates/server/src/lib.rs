@@ -86,4 +86,3 @@ pub use server::{BackgroundServer, Server, ServerHandle};
 pub use mpmanager_connection::Address;
 pub use mpmanager_objects::Registry;
 pub use mpmanager_protocol::{Serializer, UnknownSerializer};
-

@@ -1,0 +1,39 @@
+//! Memory regression: an idle client connection must stay cheap. With
+//! mimalloc's huge-page advice and THP in `madvise` mode, each connection
+//! thread used to cost ~1.2 MB resident (found by `scripts/bench.py`'s
+//! 1,000-idle-connections figure); `mpmanager` now turns THP off for
+//! itself and a connection costs ~0.1 MB.
+
+mod serve_common;
+
+use serve_common::{served, Key, ServeProc, TempDir};
+
+fn rss_kib(pid: i32) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .expect("VmRSS")
+}
+
+#[test]
+fn idle_connections_cost_little_memory_with_transparent_huge_pages() {
+    const CONNS: u64 = 200;
+    let dir = TempDir::new("memory");
+    let sock = format!("unix:{}", dir.path("sock").display());
+    let server = ServeProc::start(&sock, Key::Env("k"), &["--log-level", "error"]);
+    // Warm up: the first connections allocate the server's shared tables.
+    let warm: Vec<_> = (0..4).map(|_| served(&server.address, b"k")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let before = rss_kib(server.pid());
+    let conns: Vec<_> = (0..CONNS).map(|_| served(&server.address, b"k")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let after = rss_kib(server.pid());
+    let per_conn = (after.saturating_sub(before)) / CONNS;
+    eprintln!("{CONNS} idle connections: {before} KiB -> {after} KiB, {per_conn} KiB each");
+    assert!(
+        per_conn < 400,
+        "an idle connection costs {per_conn} KiB of server memory (was ~1,200 with THP)"
+    );
+    drop((warm, conns));
+}
