@@ -58,8 +58,8 @@ pub use manager::Manager;
 pub use pipeline::{Pipeline, PIPELINE_WINDOW};
 pub use proxy::{Proxy, Response, PROXY_STRING_PREFIX};
 pub use typed::{
-    DictProxy, EventProxy, KeyIter, ListProxy, LockGuard, LockProxy, Namespace, QueueProxy,
-    ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionGuard, ConditionProxy, DictProxy, EventProxy, KeyIter,
+    ListProxy, LockGuard, LockProxy, Namespace, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 
 pub use mpmanager_connection::Address;

@@ -12,7 +12,8 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::proxy::{val, Proxy};
 use crate::typed::{
-    DictProxy, EventProxy, ListProxy, LockProxy, Namespace, QueueProxy, ValueProxy,
+    ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
+    Namespace, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 use crate::Pipeline;
 
@@ -257,6 +258,51 @@ impl Manager {
         Ok(LockProxy::from_proxy(self.create(
             "Lock",
             vec![],
+            vec![],
+        )?))
+    }
+
+    /// A new `Semaphore(value)`.
+    pub fn semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_proxy(self.create(
+            "Semaphore",
+            vec![Value::Int(value as i64)],
+            vec![],
+        )?))
+    }
+
+    /// A new `BoundedSemaphore(value)`.
+    pub fn bounded_semaphore(&self, value: usize) -> Result<SemaphoreProxy> {
+        Ok(SemaphoreProxy::from_proxy(self.create(
+            "BoundedSemaphore",
+            vec![Value::Int(value as i64)],
+            vec![],
+        )?))
+    }
+
+    /// A new `Condition()` (over its own `RLock`).
+    pub fn condition(&self) -> Result<ConditionProxy> {
+        Ok(ConditionProxy::from_proxy(self.create(
+            "Condition",
+            vec![],
+            vec![],
+        )?))
+    }
+
+    /// A new `Barrier(parties)`.
+    pub fn barrier(&self, parties: usize) -> Result<BarrierProxy> {
+        Ok(BarrierProxy::from_proxy(self.create(
+            "Barrier",
+            vec![Value::Int(parties as i64)],
+            vec![],
+        )?))
+    }
+
+    /// A new `Array(typecode, items)`.
+    pub fn array<T: Serialize>(&self, typecode: &str, items: &[T]) -> Result<ArrayProxy<T>> {
+        Ok(ArrayProxy::from_proxy(self.create(
+            "Array",
+            vec![Value::str(typecode), val(items)?],
             vec![],
         )?))
     }

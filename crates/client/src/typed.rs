@@ -650,3 +650,330 @@ impl EventProxy {
         call_get(&self.proxy, "wait", vec![t])
     }
 }
+
+/// A proxy to a `Semaphore` or `BoundedSemaphore` (CPython's
+/// `AcquirerProxy`). Unlike a lock, a semaphore has no owner: any
+/// connection may release it, so no guard ties a release to a connection.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpmanager_client::Manager;
+/// let m = Manager::start_in_background(b"key").unwrap();
+/// let s = m.bounded_semaphore(2).unwrap();
+/// s.acquire().unwrap();
+/// assert!(s.try_acquire_for(Duration::ZERO).unwrap());
+/// assert!(!s.try_acquire_for(Duration::from_millis(10)).unwrap());
+/// s.release().unwrap();
+/// s.release().unwrap();
+/// let err = s.release().unwrap_err();          // BoundedSemaphore: ValueError
+/// assert!(matches!(err, mpmanager_client::ClientError::Exception(ref e) if e.is("ValueError")));
+/// ```
+pub struct SemaphoreProxy {
+    proxy: Proxy,
+}
+typed_common!(SemaphoreProxy, "a `Semaphore` or `BoundedSemaphore`");
+
+impl SemaphoreProxy {
+    /// `s.acquire()`, waiting as long as it takes.
+    pub fn acquire(&self) -> Result<()> {
+        let got: bool = call_get(&self.proxy, "acquire", vec![Value::Bool(true)])?;
+        if got {
+            Ok(())
+        } else {
+            Err(ClientError::Protocol(
+                "acquire() without timeout returned False".into(),
+            ))
+        }
+    }
+
+    /// `s.acquire(True, timeout)` (`Duration::ZERO`: `acquire(False)`):
+    /// true if acquired.
+    pub fn try_acquire_for(&self, timeout: Duration) -> Result<bool> {
+        let args = if timeout.is_zero() {
+            vec![Value::Bool(false)]
+        } else {
+            vec![Value::Bool(true), secs(timeout)]
+        };
+        call_get(&self.proxy, "acquire", args)
+    }
+
+    /// `s.release()`.
+    pub fn release(&self) -> Result<()> {
+        self.proxy.call("release", vec![], vec![]).map(drop)
+    }
+}
+
+/// A proxy to a `Condition` (CPython's `ConditionProxy`).
+///
+/// [`acquire`](ConditionProxy::acquire) returns a [`ConditionGuard`] that
+/// keeps the served connection it acquired on: `wait`, `notify` and the
+/// release go over that same connection, so the server sees one owner of
+/// the condition's lock, as with a Python thread.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpmanager_client::Manager;
+/// let m = Manager::start_in_background(b"key").unwrap();
+/// let cond = m.condition().unwrap();
+/// let ready = m.value("i", &0).unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(|| {
+///         let g = cond.acquire().unwrap();
+///         ready.set(&1).unwrap();
+///         g.notify_all().unwrap();
+///     });
+///     let g = cond.acquire().unwrap();
+///     let ok = g.wait_for(|| ready.get().map(|v| v == 1).unwrap_or(false),
+///                         Some(Duration::from_secs(10))).unwrap();
+///     assert!(ok);
+/// });
+/// ```
+pub struct ConditionProxy {
+    proxy: Proxy,
+}
+typed_common!(ConditionProxy, "a `Condition`");
+
+/// Holds a [`ConditionProxy`]'s lock; dropping it releases the lock.
+///
+/// Not `Sync`: the guard's calls go one at a time over its connection.
+#[must_use = "the condition's lock is released when the guard is dropped"]
+pub struct ConditionGuard<'a> {
+    cond: &'a ConditionProxy,
+    conn: std::cell::RefCell<Option<Connection>>,
+}
+
+impl fmt::Debug for ConditionGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConditionGuard({})", self.cond.proxy.token())
+    }
+}
+
+/// Sends `method(args)` for `proxy` on `conn` and returns the result.
+fn call_on(proxy: &Proxy, conn: &mut Connection, method: &str, args: Vec<Value>) -> Result<Value> {
+    let req = proxy.request(method, args, vec![]);
+    let bytes = crate::client::encode_request(&req)?;
+    let reply = Client::exchange(conn, &bytes, method, None)?;
+    Ok(match crate::client::reply_result(reply)? {
+        mpmanager_protocol::Reply::Return(v) => v,
+        other => other.to_value(),
+    })
+}
+
+impl ConditionProxy {
+    /// `cond.acquire()`, waiting as long as it takes.
+    pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
+        let client: &Client = self.proxy.client();
+        let mut conn = client.served()?;
+        let got = call_on(&self.proxy, &mut conn, "acquire", vec![Value::Bool(true)])?;
+        if !matches!(got, Value::Bool(true)) {
+            client.put_back(conn);
+            return Err(ClientError::Protocol(
+                "acquire() without timeout did not return True".into(),
+            ));
+        }
+        Ok(ConditionGuard {
+            cond: self,
+            conn: std::cell::RefCell::new(Some(conn)),
+        })
+    }
+}
+
+impl ConditionGuard<'_> {
+    fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
+        let mut slot = self.conn.borrow_mut();
+        let conn = slot
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("the condition guard was released".into()))?;
+        call_on(&self.cond.proxy, conn, method, args)
+    }
+
+    /// `cond.wait(timeout)`: releases the lock until notified (or the
+    /// timeout passes; `None` waits forever), then re-acquires it. True
+    /// unless it timed out.
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<bool> {
+        let t = timeout.map_or(Value::None, secs);
+        Ok(matches!(self.call("wait", vec![t])?, Value::Bool(true)))
+    }
+
+    /// `cond.wait_for(predicate, timeout)`: waits until `predicate()` is
+    /// true (checked with the lock held), as CPython's `ConditionProxy`
+    /// does on the client side. Returns the last value of the predicate.
+    pub fn wait_for(
+        &self,
+        mut predicate: impl FnMut() -> bool,
+        timeout: Option<Duration>,
+    ) -> Result<bool> {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        let mut result = predicate();
+        while !result {
+            let wait = match deadline {
+                Some(d) => {
+                    let left = d.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    Some(left)
+                }
+                None => None,
+            };
+            self.wait(wait)?;
+            result = predicate();
+        }
+        Ok(result)
+    }
+
+    /// `cond.notify(n)`: wakes up to `n` waiters.
+    pub fn notify(&self, n: usize) -> Result<()> {
+        self.call("notify", vec![Value::Int(n as i64)]).map(drop)
+    }
+
+    /// `cond.notify_all()`.
+    pub fn notify_all(&self) -> Result<()> {
+        self.call("notify_all", vec![]).map(drop)
+    }
+
+    fn release_inner(&mut self) -> Result<()> {
+        let Some(mut conn) = self.conn.get_mut().take() else {
+            return Ok(());
+        };
+        call_on(&self.cond.proxy, &mut conn, "release", vec![])?;
+        self.cond.proxy.client().put_back(conn);
+        Ok(())
+    }
+
+    /// Releases the lock now, reporting errors.
+    pub fn release(mut self) -> Result<()> {
+        self.release_inner()
+    }
+}
+
+impl Drop for ConditionGuard<'_> {
+    fn drop(&mut self) {
+        let _ = self.release_inner();
+    }
+}
+
+/// A proxy to a `Barrier` (CPython's `BarrierProxy`).
+/// `threading.BrokenBarrierError` comes back as a
+/// [`ClientError::Exception`] whose type is `BrokenBarrierError`.
+///
+/// ```
+/// use std::time::Duration;
+/// use mpmanager_client::Manager;
+/// let m = Manager::start_in_background(b"key").unwrap();
+/// let b = m.barrier(2).unwrap();
+/// assert_eq!(b.parties().unwrap(), 2);
+/// let indices: Vec<usize> = std::thread::scope(|s| {
+///     let h = s.spawn(|| b.wait(None).unwrap());
+///     let mine = b.wait(None).unwrap();
+///     vec![mine, h.join().unwrap()]
+/// });
+/// assert_eq!(indices.iter().sum::<usize>(), 1);   // arrival indices 0 and 1
+/// let err = b.wait(Some(Duration::from_millis(20))).unwrap_err(); // alone: times out
+/// assert!(matches!(err, mpmanager_client::ClientError::Exception(ref e) if e.is("BrokenBarrierError")));
+/// assert!(b.broken().unwrap());
+/// b.reset().unwrap();
+/// assert!(!b.broken().unwrap());
+/// ```
+pub struct BarrierProxy {
+    proxy: Proxy,
+}
+typed_common!(BarrierProxy, "a `Barrier`");
+
+impl BarrierProxy {
+    /// `b.wait(timeout)`: the arrival index (0 … parties-1).
+    pub fn wait(&self, timeout: Option<Duration>) -> Result<usize> {
+        let t = timeout.map_or(Value::None, secs);
+        call_get(&self.proxy, "wait", vec![t])
+    }
+
+    /// `b.abort()`: breaks the barrier.
+    pub fn abort(&self) -> Result<()> {
+        self.proxy.call("abort", vec![], vec![]).map(drop)
+    }
+
+    /// `b.reset()`: back to the initial state.
+    pub fn reset(&self) -> Result<()> {
+        self.proxy.call("reset", vec![], vec![]).map(drop)
+    }
+
+    fn attr<T: DeserializeOwned>(&self, name: &str) -> Result<T> {
+        call_get(&self.proxy, "__getattribute__", vec![Value::str(name)])
+    }
+
+    /// `b.parties`.
+    pub fn parties(&self) -> Result<usize> {
+        self.attr("parties")
+    }
+
+    /// `b.n_waiting`.
+    pub fn n_waiting(&self) -> Result<usize> {
+        self.attr("n_waiting")
+    }
+
+    /// `b.broken`.
+    pub fn broken(&self) -> Result<bool> {
+        self.attr("broken")
+    }
+}
+
+/// A proxy to an `Array` (CPython's `ArrayProxy`).
+///
+/// ```
+/// use mpmanager_client::Manager;
+/// let m = Manager::start_in_background(b"key").unwrap();
+/// let a = m.array::<f64>("d", &[0.5, 1.5]).unwrap();
+/// a.set(1, &2.5).unwrap();
+/// assert_eq!(a.len().unwrap(), 2);
+/// assert_eq!(a.to_vec().unwrap(), [0.5, 2.5]);
+/// assert_eq!(a.to_string(), "array('d', [0.5, 2.5])");
+/// ```
+pub struct ArrayProxy<T> {
+    proxy: Proxy,
+    _t: PhantomData<fn() -> (T,)>,
+}
+typed_common!(ArrayProxy<T>, "an `Array`");
+
+impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
+    /// `len(a)`.
+    pub fn len(&self) -> Result<usize> {
+        call_get(&self.proxy, "__len__", vec![])
+    }
+
+    /// `len(a) == 0`.
+    pub fn is_empty(&self) -> Result<bool> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `a[index]` (negative counts from the end).
+    pub fn get(&self, index: isize) -> Result<T> {
+        call_get(&self.proxy, "__getitem__", vec![Value::Int(index as i64)])
+    }
+
+    /// `a[index] = value`.
+    pub fn set(&self, index: isize, value: &T) -> Result<()> {
+        self.proxy
+            .call(
+                "__setitem__",
+                vec![Value::Int(index as i64), val(value)?],
+                vec![],
+            )
+            .map(drop)
+    }
+
+    /// Every item, as a `Vec`: `a[i]` for each index, pipelined on one
+    /// connection (`a[:]` would return an `array.array`, packed bytes).
+    pub fn to_vec(&self) -> Result<Vec<T>> {
+        let n = self.len()?;
+        let mut p = self.proxy.pipeline();
+        for i in 0..n {
+            p.call(
+                &self.proxy,
+                "__getitem__",
+                vec![Value::Int(i as i64)],
+                vec![],
+            );
+        }
+        p.run()?.into_iter().map(|r| r?.get()).collect()
+    }
+}

@@ -718,3 +718,70 @@ fn stale_pooled_connections_are_not_used() {
     drop(l);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn synchronisation_proxies_on_both_servers() {
+    for peer in peers() {
+        let m = &peer.manager;
+        let who = &peer.name;
+        let start = m.number_of_objects().unwrap();
+        // Semaphore / BoundedSemaphore
+        let s = m.bounded_semaphore(1).unwrap();
+        s.acquire().unwrap();
+        assert!(
+            !s.try_acquire_for(Duration::from_millis(20)).unwrap(),
+            "{who}"
+        );
+        s.release().unwrap();
+        match s.release() {
+            Err(ClientError::Exception(e)) => assert!(e.is("ValueError"), "{who}: {e}"),
+            other => panic!("{who}: {other:?}"),
+        }
+        // Condition: a notifier thread, a waiter with wait_for.
+        let cond = m.condition().unwrap();
+        let flag = m.value("i", &0).unwrap();
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                std::thread::sleep(Duration::from_millis(50));
+                let g = cond.acquire().unwrap();
+                flag.set(&1).unwrap();
+                g.notify_all().unwrap();
+            });
+            let g = cond.acquire().unwrap();
+            let ok = g
+                .wait_for(
+                    || flag.get().map(|v| v == 1).unwrap_or(false),
+                    Some(Duration::from_secs(20)),
+                )
+                .unwrap();
+            assert!(ok, "{who}");
+            assert!(!g.wait(Some(Duration::from_millis(20))).unwrap(), "{who}");
+        });
+        // Barrier: three threads; then a lone waiter times out and breaks it.
+        let b = m.barrier(3).unwrap();
+        let mut idx: Vec<usize> = std::thread::scope(|sc| {
+            let hs: Vec<_> = (0..3).map(|_| sc.spawn(|| b.wait(None).unwrap())).collect();
+            hs.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        idx.sort();
+        assert_eq!(idx, [0, 1, 2], "{who}");
+        match b.wait(Some(Duration::from_millis(30))) {
+            Err(ClientError::Exception(e)) => assert!(e.is("BrokenBarrierError"), "{who}: {e}"),
+            other => panic!("{who}: {other:?}"),
+        }
+        assert!(b.broken().unwrap(), "{who}");
+        b.reset().unwrap();
+        assert_eq!(
+            (b.parties().unwrap(), b.n_waiting().unwrap()),
+            (3, 0),
+            "{who}"
+        );
+        // Array
+        let a = m.array::<i64>("i", &[1, 2, 3]).unwrap();
+        a.set(-1, &30).unwrap();
+        assert_eq!(a.to_vec().unwrap(), [1, 2, 30], "{who}");
+        assert_eq!(a.to_string(), "array('i', [1, 2, 30])", "{who}");
+        drop((s, cond, flag, b, a));
+        assert_eq!(m.number_of_objects().unwrap(), start, "{who}");
+    }
+}
