@@ -44,9 +44,19 @@ pub mod args;
 pub mod proxy;
 mod referent;
 mod registry;
+mod shared;
 pub mod types;
+
+#[doc(hidden)]
+pub use shared::__private;
+pub use shared::SharedType;
 
 pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
 pub use registry::{
     CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,
 };
+
+pub use mpmanager_pickle::{ExcType, PyErr, Value};
+
+#[doc = include_str!("shared_type.md")]
+pub use mpmanager_derive::shared_type;
