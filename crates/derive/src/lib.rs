@@ -24,6 +24,66 @@
 //! let reg = Registry::new();
 //! reg.register_type::<Maths>("Maths");
 //! ```
+//!
+//! Mistakes are compile errors. A method taking `&mut self` (calls run
+//! concurrently: use interior mutability):
+//!
+//! ```compile_fail
+//! use mpmanager_objects::shared_type;
+//! #[derive(Default)]
+//! struct Counter(i64);
+//! #[shared_type]
+//! impl Counter {
+//!     fn incr(&mut self) -> i64 { self.0 += 1; self.0 }
+//! }
+//! ```
+//!
+//! A borrowed parameter (arguments are converted into owned values):
+//!
+//! ```compile_fail
+//! use mpmanager_objects::shared_type;
+//! #[derive(Default)]
+//! struct Greeter;
+//! #[shared_type]
+//! impl Greeter {
+//!     fn hello(&self, name: &str) -> String { format!("hello {name}") }
+//! }
+//! ```
+//!
+//! An unknown option:
+//!
+//! ```compile_fail
+//! use mpmanager_objects::shared_type;
+//! #[derive(Default)]
+//! struct A;
+//! #[shared_type(name = "B", colour = "red")]
+//! impl A {}
+//! ```
+//!
+//! A parameter type that cannot be read from a Python value:
+//!
+//! ```compile_fail
+//! use mpmanager_objects::shared_type;
+//! #[derive(Default)]
+//! struct A;
+//! struct NotSerde;
+//! #[shared_type]
+//! impl A {
+//!     fn f(&self, x: NotSerde) {}
+//! }
+//! ```
+//!
+//! The same type without the mistake compiles:
+//!
+//! ```
+//! use mpmanager_objects::shared_type;
+//! #[derive(Default)]
+//! struct A;
+//! #[shared_type(name = "B")]
+//! impl A {
+//!     fn f(&self, x: Option<i64>) -> i64 { x.unwrap_or(0) }
+//! }
+//! ```
 
 use proc_macro::TokenStream;
 use proc_macro2::{Span, TokenStream as TokenStream2};
@@ -242,7 +302,9 @@ fn bind_code(
     for p in params {
         match p {
             Param::Context => call_args.push(quote!(__cx)),
-            Param::Python { ident, name, ty, .. } => {
+            Param::Python {
+                ident, name, ty, ..
+            } => {
                 lets.push(quote_spanned! {ty.span()=>
                     let #ident: #ty = #pr::arg(&__bound[#i], #qualname, #name)?;
                 });
@@ -259,7 +321,12 @@ fn bind_code(
 }
 
 /// How a method's return value becomes a reply.
-fn return_code(krate: &syn::Path, qualname: &str, out: &ReturnType, call: TokenStream2) -> TokenStream2 {
+fn return_code(
+    krate: &syn::Path,
+    qualname: &str,
+    out: &ReturnType,
+    call: TokenStream2,
+) -> TokenStream2 {
     let pr = quote!(#krate::__private);
     let ok = |inner: Option<&Type>, v: TokenStream2| -> TokenStream2 {
         match inner {
@@ -271,7 +338,9 @@ fn return_code(krate: &syn::Path, qualname: &str, out: &ReturnType, call: TokenS
         }
     };
     match out {
-        ReturnType::Default => quote! {{ #call; ::core::result::Result::Ok(#krate::Outcome::none()) }},
+        ReturnType::Default => {
+            quote! {{ #call; ::core::result::Result::Ok(#krate::Outcome::none()) }}
+        }
         ReturnType::Type(_, ty) => match last_segment(ty) {
             Some((n, inner)) if n == "Result" => {
                 let okv = ok(inner, quote!(__v));
@@ -328,12 +397,18 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
                 ));
             }
             if constructor.is_some() {
-                return Err(syn::Error::new(f.sig.span(), "a second #[mpmanager(constructor)]"));
+                return Err(syn::Error::new(
+                    f.sig.span(),
+                    "a second #[mpmanager(constructor)]",
+                ));
             }
             let qualname = format!("{short}.__init__");
             let ps = params(f, false)?;
             if ps.iter().any(|p| matches!(p, Param::Context)) {
-                return Err(syn::Error::new(f.sig.span(), "a constructor gets no &CallContext"));
+                return Err(syn::Error::new(
+                    f.sig.span(),
+                    "a constructor gets no &CallContext",
+                ));
             }
             let (bind, call_args) = bind_code(krate, &qualname, &ps);
             let is_result = match &f.sig.output {

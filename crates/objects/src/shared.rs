@@ -226,9 +226,8 @@ pub mod __private {
     }
     impl<T: Serialize + SharedType> GetValueSerialize<T> for &Probe<T> {
         fn __mpm_get_value(&self, obj: &T) -> Result<Value, PyErr> {
-            mpmanager_pickle::to_value(obj).map_err(|e| {
-                PyErr::type_error(format!("cannot pickle '{}' object: {e}", T::NAME))
-            })
+            mpmanager_pickle::to_value(obj)
+                .map_err(|e| PyErr::type_error(format!("cannot pickle '{}' object: {e}", T::NAME)))
         }
     }
 
@@ -249,16 +248,10 @@ pub mod __private {
     /// `construct` through `Default`.
     pub trait ConstructDefault<T> {
         /// `T::default()`, refusing arguments.
-        fn __mpm_construct(&self, name: &str, args: &[Value], kwargs: &Kwargs)
-            -> Result<T, PyErr>;
+        fn __mpm_construct(&self, name: &str, args: &[Value], kwargs: &Kwargs) -> Result<T, PyErr>;
     }
     impl<T: Default> ConstructDefault<T> for &Probe<T> {
-        fn __mpm_construct(
-            &self,
-            name: &str,
-            args: &[Value],
-            kwargs: &Kwargs,
-        ) -> Result<T, PyErr> {
+        fn __mpm_construct(&self, name: &str, args: &[Value], kwargs: &Kwargs) -> Result<T, PyErr> {
             if !args.is_empty() || !kwargs.is_empty() {
                 return Err(PyErr::type_error(format!("{name}() takes no arguments")));
             }
@@ -269,8 +262,7 @@ pub mod __private {
     /// `construct` of a type with neither a constructor nor `Default`.
     pub trait ConstructNone<T> {
         /// Always a `TypeError`.
-        fn __mpm_construct(&self, name: &str, args: &[Value], kwargs: &Kwargs)
-            -> Result<T, PyErr>;
+        fn __mpm_construct(&self, name: &str, args: &[Value], kwargs: &Kwargs) -> Result<T, PyErr>;
     }
     impl<T> ConstructNone<T> for Probe<T> {
         fn __mpm_construct(&self, name: &str, _: &[Value], _: &Kwargs) -> Result<T, PyErr> {

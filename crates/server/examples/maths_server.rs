@@ -88,7 +88,10 @@ impl Counter {
         let old = self.0.fetch_add(by, Ordering::SeqCst);
         old.checked_add(by).ok_or_else(|| {
             self.0.fetch_sub(by, Ordering::SeqCst);
-            PyErr::new(mpmanager_server::objects::ExcType::OverflowError, "counter overflow")
+            PyErr::new(
+                mpmanager_server::objects::ExcType::OverflowError,
+                "counter overflow",
+            )
         })
     }
 
@@ -98,7 +101,9 @@ impl Counter {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let address = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:50000".into());
+    let address = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:50000".into());
     let authkey = std::env::var("MPMANAGER_AUTHKEY").unwrap_or_else(|_| "abracadabra".into());
 
     let registry = Registry::new();
@@ -116,6 +121,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         authkey
     );
     server.serve()?;
-    println!("maths_server: stopped; the shared counter ended at {}", counter.value());
+    println!(
+        "maths_server: stopped; the shared counter ended at {}",
+        counter.value()
+    );
     Ok(())
 }

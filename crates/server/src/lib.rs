@@ -118,10 +118,10 @@ pub use error::ServerError;
 pub use server::{BackgroundServer, Server, ServerHandle};
 
 pub use mpmanager_connection::Address;
-pub use mpmanager_objects::{shared_type, Registry, SharedType};
 /// The object crate (`mpmanager-objects`), for custom types without a
 /// separate dependency: `#[shared_type(crate = "mpmanager_server::objects")]`.
 pub use mpmanager_objects as objects;
+pub use mpmanager_objects::{shared_type, Registry, SharedType};
 pub use mpmanager_protocol::{Serializer, UnknownSerializer};
 
 /// The README's Rust quick start, compiled and run as a doctest.

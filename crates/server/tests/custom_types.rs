@@ -115,7 +115,11 @@ impl Counter {
         // Python's floor division.
         let v = self.value();
         let q = v / d;
-        Ok(if v % d != 0 && ((v < 0) != (d < 0)) { q - 1 } else { q })
+        Ok(if v % d != 0 && ((v < 0) != (d < 0)) {
+            q - 1
+        } else {
+            q
+        })
     }
 
     fn set(&self, value: i64, label: Option<String>) -> Option<String> {
@@ -326,7 +330,13 @@ fn expected_client_lines(module: &str) -> Vec<String> {
     ]
 }
 
-fn run(py: &mpmanager_testutil::Python, dir: &TempDir, name: &str, body: &str, args: &[&str]) -> String {
+fn run(
+    py: &mpmanager_testutil::Python,
+    dir: &TempDir,
+    name: &str,
+    body: &str,
+    args: &[&str],
+) -> String {
     let script = dir.0.join(format!("{name}.py"));
     std::fs::write(&script, format!("{PRELUDE}\n{body}")).unwrap();
     py.run_script(&script, args, &ScriptOptions::default(), TIMEOUT)
@@ -360,7 +370,11 @@ fn cpython_autoproxy_calls_rust_types() {
             } else {
                 got == want
             };
-            assert!(ok, "python {}: got {got:?}, want {want:?}\n{out}", py.label());
+            assert!(
+                ok,
+                "python {}: got {got:?}, want {want:?}\n{out}",
+                py.label()
+            );
         }
         // str(proxy) is CPython's default repr shape.
         let repr = lines[4];
@@ -368,7 +382,10 @@ fn cpython_autoproxy_calls_rust_types() {
             .strip_prefix(&format!("<{module}.Maths object at 0x"))
             .and_then(|r| r.strip_suffix('>'))
             .unwrap_or_else(|| panic!("{repr}"));
-        assert!(!hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()), "{repr}");
+        assert!(
+            !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()),
+            "{repr}"
+        );
         assert_eq!(srv.registry().number_of_objects(), 0);
     }
 
@@ -420,7 +437,10 @@ print('done')
         })
         .collect();
     for h in handles {
-        assert_eq!(h.join().unwrap().unwrap_or_else(|e| panic!("{e}")), "done\n");
+        assert_eq!(
+            h.join().unwrap().unwrap_or_else(|e| panic!("{e}")),
+            "done\n"
+        );
     }
     assert_eq!(shared.value(), 500);
     assert_eq!(shared.history().len(), 400);
@@ -435,5 +455,8 @@ fn exposed_lists_are_sorted_public_methods() {
         Counter::EXPOSED,
         ["div", "echo", "history", "incr", "reset", "set", "stats", "value"]
     );
-    assert_eq!(Counter::python_class(), format!("{}.Counter", module_path!()));
+    assert_eq!(
+        Counter::python_class(),
+        format!("{}.Counter", module_path!())
+    );
 }
