@@ -6,6 +6,9 @@
 //! * [`Referent`] — one shared object; the server calls
 //!   [`Referent::call`] for each method request. Implement it for custom
 //!   Rust types (the equivalent of `BaseManager.register(typeid, cls)`).
+//! * [`macro@shared_type`] — the easy way: put it on an `impl` block of your
+//!   type, then [`Registry::register_type`] or [`Registry::register_shared`]
+//!   (arguments bound with CPython's rules, converted through serde).
 //! * [`Registry`] — typeid → [`TypeSpec`] (constructor, exposed list,
 //!   `method_to_typeid`), idents, reference counts, `debug_info`,
 //!   `number_of_objects`, named shared objects, the §3.5 method dispatch
@@ -44,9 +47,19 @@ pub mod args;
 pub mod proxy;
 mod referent;
 mod registry;
+mod shared;
 pub mod types;
+
+#[doc(hidden)]
+pub use shared::__private;
+pub use shared::SharedType;
 
 pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
 pub use registry::{
     CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,
 };
+
+pub use mpmanager_pickle::{ExcType, PyErr, Value};
+
+#[doc = include_str!("shared_type.md")]
+pub use mpmanager_derive::shared_type;

@@ -16,6 +16,10 @@
 //!   file removed).
 //! * [`SharedObject`]: `NAME=TYPE` objects that every client shares, like
 //!   CPython's `register('get_list', callable=lambda: the_list)`.
+//! * Custom Rust types: [`macro@shared_type`] on an `impl` block, then
+//!   [`Registry::register_type`] / [`Registry::register_shared`] on the
+//!   registry given in [`ServerConfig::registry`] (see "Custom types" below
+//!   and `examples/maths_server.rs`).
 //!
 //! ## Model
 //!
@@ -69,6 +73,36 @@
 //! server.shutdown();
 //! server.join().unwrap();
 //! ```
+//!
+//! ## Custom types
+//!
+//! The equivalent of `MyManager.register('Maths', MathsClass)`: an unmodified
+//! CPython client's `MyManager.register('Maths'); m.connect();
+//! m.Maths().add(4, 3)` calls this Rust method through its `AutoProxy`.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use mpmanager_server::{shared_type, Registry, Server, ServerConfig};
+//!
+//! #[derive(Default)]
+//! struct Maths;
+//!
+//! #[shared_type(crate = "mpmanager_server::objects")]
+//! impl Maths {
+//!     fn add(&self, x: i64, y: i64) -> i64 { x + y }
+//! }
+//!
+//! let registry = Registry::with_builtin_types(); // or Registry::new(): no built-ins
+//! registry.register_type::<Maths>("Maths");
+//! let mut config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), b"secret".to_vec());
+//! config.registry = Some(Arc::new(registry));
+//! let server = Server::bind(config).unwrap().spawn().unwrap();
+//! let (ident, exposed) = server.registry().create("Maths", &[], &Default::default()).unwrap();
+//! assert_eq!(exposed, ["add"]);
+//! server.registry().decref(&ident).unwrap();
+//! server.shutdown();
+//! server.join().unwrap();
+//! ```
 #![warn(missing_docs)]
 
 mod config;
@@ -84,5 +118,8 @@ pub use error::ServerError;
 pub use server::{BackgroundServer, Server, ServerHandle};
 
 pub use mpmanager_connection::Address;
-pub use mpmanager_objects::Registry;
+/// The object crate (`mpmanager-objects`), for custom types without a
+/// separate dependency: `#[shared_type(crate = "mpmanager_server::objects")]`.
+pub use mpmanager_objects as objects;
+pub use mpmanager_objects::{shared_type, Registry, SharedType};
 pub use mpmanager_protocol::{Serializer, UnknownSerializer};
