@@ -92,3 +92,12 @@ fn nested_proxies_propagate_as_in_the_python_answer() {
 fn remote_queue_server_and_two_client_processes() {
     assert_eq!(run_example("remote_queue"), "'hello'\n");
 }
+
+#[test]
+fn maths_custom_type_prints_what_the_docs_example_prints() {
+    let ours = run_example("maths");
+    assert_eq!(ours, "7\n56\n");
+    if let Some(reference) = python_output("maths.py") {
+        assert_eq!(ours, reference);
+    }
+}
