@@ -75,3 +75,36 @@ fn rust_client_against_mpmanager_serve() {
         "server still running"
     );
 }
+
+#[test]
+fn rust_manager_starts_and_stops_a_server_process() {
+    let bin = env!("CARGO_BIN_EXE_mpmanager");
+    let key = b"\x00\xffbinary key";
+    let m = Manager::start_server_process(bin, "127.0.0.1:0", key).unwrap();
+    let ns = m.namespace().unwrap();
+    ns.set("x", &1).unwrap();
+    assert_eq!(ns.get::<i64>("x").unwrap(), 1);
+    // A second client with the same (binary) key sees the object.
+    let other = Manager::connect_to(m.address().clone(), key).unwrap();
+    assert_eq!(other.number_of_objects().unwrap(), 1);
+    let addr = m.address().clone();
+    drop(ns);
+    drop(other);
+    drop(m); // shuts the process down
+    let err = Manager::connect_to(addr, key).unwrap_err();
+    assert!(err.reconnect_may_help(), "server still there? {err}");
+
+    // A server that cannot start is a clear error, not a hang.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy = taken.local_addr().unwrap().to_string();
+    match Manager::start_server_process(bin, &busy, key) {
+        Err(ClientError::ServerProcess(msg)) => {
+            assert!(msg.contains("did not start listening"), "{msg}")
+        }
+        other => panic!("{other:?}"),
+    }
+    match Manager::start_server_process("/nonexistent/mpmanager", "127.0.0.1:0", key) {
+        Err(ClientError::ServerProcess(msg)) => assert!(msg.contains("cannot run"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+}

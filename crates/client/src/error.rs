@@ -162,6 +162,12 @@ pub enum ClientError {
     #[error("cannot start the server: {0}")]
     Server(#[from] mpmanager_server::ServerError),
 
+    /// The server process of [`Manager::start_server_process`](crate::Manager::start_server_process)
+    /// could not be started, or exited or hung before listening; the
+    /// message includes its stderr. Check the binary path and the address.
+    #[error("cannot start the server process: {0}")]
+    ServerProcess(String),
+
     /// The manager was shut down (by [`Manager::shutdown`](crate::Manager::shutdown)
     /// or by dropping the manager that ran the server).
     #[error("the manager has been shut down")]

@@ -26,7 +26,10 @@ use crate::Pipeline;
 ///   mpmanager server on a thread of this process; dropping the `Manager`
 ///   (or [`Manager::shutdown`]) stops it. Proxies that outlive it then fail
 ///   with [`ClientError::ManagerShutDown`] or a connection error, and stop
-///   sending `decref`.
+///   sending `decref`;
+/// * [`Manager::start_server_process`] runs `mpmanager serve` as a separate
+///   process (CPython's `SyncManager().start()`), stopped when the
+///   `Manager` is dropped or shut down.
 ///
 /// Dropping a *connected* manager does nothing to the server; its proxies
 /// keep working.
@@ -45,6 +48,7 @@ use crate::Pipeline;
 pub struct Manager {
     client: Arc<Client>,
     server: Option<BackgroundServer>,
+    process: Option<std::sync::Mutex<std::process::Child>>,
 }
 
 impl std::fmt::Debug for Manager {
@@ -52,6 +56,7 @@ impl std::fmt::Debug for Manager {
         f.debug_struct("Manager")
             .field("address", &self.client.address)
             .field("in_process_server", &self.server.is_some())
+            .field("server_process", &self.process.is_some())
             .finish()
     }
 }
@@ -73,6 +78,7 @@ impl Manager {
         let client = Arc::new(Client::new(address, authkey));
         client.oneshot(PublicOp::Dummy, vec![], vec![])?;
         Ok(Manager {
+            process: None,
             client,
             server: None,
         })
@@ -110,6 +116,7 @@ impl Manager {
         let server = Server::bind(config)?.spawn()?;
         let client = Arc::new(Client::new(server.address().clone(), &authkey));
         Ok(Manager {
+            process: None,
             client,
             server: Some(server),
         })
@@ -178,6 +185,126 @@ impl Manager {
         Ok(mpmanager_pickle::from_value(&v)?)
     }
 
+    /// Starts `mpmanager serve` (the executable `binary`) as a separate
+    /// process listening on `address` (`127.0.0.1:0` for any free port,
+    /// `unix:/path`, …) and connects to it, as CPython's
+    /// `SyncManager().start()` starts a server process. The authkey goes
+    /// to the server in a temporary file readable only by this user,
+    /// removed as soon as the server is listening. Dropping the manager
+    /// (or [`Manager::shutdown`]) stops the process; the server also stops
+    /// by itself if this process dies (`--parent-pid`).
+    ///
+    /// Fails with [`ClientError::ServerProcess`] if the binary cannot be run or
+    /// exits before listening (its stderr is in the message), or does not
+    /// listen within 30 s.
+    pub fn start_server_process(
+        binary: impl AsRef<std::path::Path>,
+        address: &str,
+        authkey: &[u8],
+    ) -> Result<Manager> {
+        use std::io::{BufRead, BufReader, Read};
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::process::{Command, Stdio};
+
+        let binary = binary.as_ref();
+        let server_err = ClientError::ServerProcess;
+        let dir = std::env::temp_dir().join(format!(
+            "mpmanager-key-{}-{}",
+            std::process::id(),
+            NEXT_KEY_FILE.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| server_err(format!("{}: {e}", dir.display())))?;
+        let key_path = dir.join("authkey");
+        let write_key = || -> std::io::Result<()> {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&key_path)?;
+            f.write_all(authkey)
+        };
+        let cleanup = || {
+            let _ = std::fs::remove_file(&key_path);
+            let _ = std::fs::remove_dir(&dir);
+        };
+        if let Err(e) = write_key() {
+            cleanup();
+            return Err(server_err(format!("cannot write the authkey file: {e}")));
+        }
+        let spawned = Command::new(binary)
+            .args(["serve", "--quiet", "--print-address", "--address", address])
+            .arg("--authkey-file")
+            .arg(&key_path)
+            .args(["--parent-pid", &std::process::id().to_string()])
+            .args(["--log-level", "warn"])
+            .env_remove("MPMANAGER_AUTHKEY")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                cleanup();
+                return Err(server_err(format!("cannot run {}: {e}", binary.display())));
+            }
+        };
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(30))
+            .unwrap_or_default();
+        cleanup();
+        if line.trim().is_empty() {
+            let _ = child.kill();
+            let status = child.wait().ok();
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                let _ = e.read_to_string(&mut err);
+            }
+            return Err(server_err(format!(
+                "{} did not start listening on {address} ({}): {}",
+                binary.display(),
+                status.map_or("no status".into(), |s| s.to_string()),
+                err.trim()
+            )));
+        }
+        let addr: Address = match line.trim().parse() {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(server_err(format!(
+                    "bad address {line:?} from the server: {e}"
+                )));
+            }
+        };
+        // The server's later log lines (warnings) would fill the pipe:
+        // drain them to our stderr.
+        if let Some(mut e) = child.stderr.take() {
+            std::thread::spawn(move || {
+                let _ = std::io::copy(&mut e, &mut std::io::stderr());
+            });
+        }
+        match Manager::connect_to(addr, authkey) {
+            Ok(mut m) => {
+                m.process = Some(std::sync::Mutex::new(child));
+                Ok(m)
+            }
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                Err(e)
+            }
+        }
+    }
+
     /// Asks the server to stop (`shutdown()`), waits for an in-process
     /// server to finish, and marks this manager's proxies as orphaned
     /// (they no longer send `decref`).
@@ -193,6 +320,9 @@ impl Manager {
         if let Some(s) = &self.server {
             s.shutdown();
             s.handle().wait();
+        }
+        if let Some(p) = &self.process {
+            stop_process(&mut p.lock().unwrap_or_else(|e| e.into_inner()));
         }
         r
     }
@@ -332,6 +462,34 @@ impl Drop for Manager {
         if let Some(s) = &self.server {
             self.client.close();
             s.shutdown();
+        }
+        if let Some(p) = &self.process {
+            if !self.client.is_closed() {
+                let _ = self.client.oneshot(PublicOp::Shutdown, vec![], vec![]);
+                self.client.close();
+            }
+            stop_process(&mut p.lock().unwrap_or_else(|e| e.into_inner()));
+        }
+    }
+}
+
+/// Numbers the temporary authkey files of [`Manager::start_server_process`].
+static NEXT_KEY_FILE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Waits up to 5 s for a server process told to shut down, then kills it.
+fn stop_process(child: &mut std::process::Child) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(10))
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return;
+            }
         }
     }
 }
