@@ -73,6 +73,17 @@ fn call_get<T: DeserializeOwned>(p: &Proxy, method: &str, args: Vec<Value>) -> R
     p.call(method, args, vec![])?.get()
 }
 
+/// Sends `method(args)` for `proxy` on `conn` and returns the result.
+fn call_on(proxy: &Proxy, conn: &mut Connection, method: &str, args: Vec<Value>) -> Result<Value> {
+    let req = proxy.request(method, args, vec![]);
+    let bytes = crate::client::encode_request(&req)?;
+    let reply = Client::exchange(conn, &bytes, method, None)?;
+    Ok(match crate::client::reply_result(reply)? {
+        mpmanager_protocol::Reply::Return(v) => v,
+        other => other.to_value(),
+    })
+}
+
 /// A proxy to a `Namespace` (CPython's `NamespaceProxy`): attributes
 /// read, set and deleted on the server.
 ///
@@ -544,15 +555,9 @@ impl LockProxy {
     fn acquire_on(&self, args: Vec<Value>) -> Result<Option<LockGuard<'_>>> {
         let client: &Client = self.proxy.client();
         let mut conn = client.served()?;
-        let req = self.proxy.request("acquire", args, vec![]);
-        let bytes = crate::client::encode_request(&req)?;
-        let reply = Client::exchange(&mut conn, &bytes, "acquire", None)?;
         let got: bool = from_value_in(
             self.proxy.client(),
-            &match crate::client::reply_result(reply)? {
-                mpmanager_protocol::Reply::Return(v) => v,
-                other => other.to_value(),
-            },
+            &call_on(&self.proxy, &mut conn, "acquire", args)?,
         )?;
         if got {
             Ok(Some(LockGuard {
@@ -587,12 +592,8 @@ impl LockGuard<'_> {
         let Some(mut conn) = self.conn.take() else {
             return Ok(());
         };
-        let client = self.lock.proxy.client();
-        let req = self.lock.proxy.request("release", vec![], vec![]);
-        let bytes = crate::client::encode_request(&req)?;
-        let reply = Client::exchange(&mut conn, &bytes, "release", None)?;
-        crate::client::reply_result(reply)?;
-        client.put_back(conn);
+        call_on(&self.lock.proxy, &mut conn, "release", vec![])?;
+        self.lock.proxy.client().put_back(conn);
         Ok(())
     }
 
@@ -746,17 +747,6 @@ impl fmt::Debug for ConditionGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ConditionGuard({})", self.cond.proxy.token())
     }
-}
-
-/// Sends `method(args)` for `proxy` on `conn` and returns the result.
-fn call_on(proxy: &Proxy, conn: &mut Connection, method: &str, args: Vec<Value>) -> Result<Value> {
-    let req = proxy.request(method, args, vec![]);
-    let bytes = crate::client::encode_request(&req)?;
-    let reply = Client::exchange(conn, &bytes, method, None)?;
-    Ok(match crate::client::reply_result(reply)? {
-        mpmanager_protocol::Reply::Return(v) => v,
-        other => other.to_value(),
-    })
 }
 
 impl ConditionProxy {
