@@ -260,7 +260,8 @@ where
 {
     let barrier = Barrier::new(threads);
     let dur = Duration::from_secs_f64(secs);
-    let results: Vec<Result<(usize, f64, Vec<f64>), String>> = std::thread::scope(|s| {
+    type ThreadResult = Result<(usize, f64, Vec<f64>), String>;
+    let results: Vec<ThreadResult> = std::thread::scope(|s| {
         let hs: Vec<_> = (0..threads)
             .map(|i| {
                 let (barrier, make) = (&barrier, &make);
@@ -446,11 +447,10 @@ fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures,
         f.many.push(timed(opts.threads, opts.secs, one)?);
         let pipe = |_| {
             let mut c = connect()?;
+            let batch = vec![req.as_slice(); opts.depth];
             let mut buf = Vec::new();
             Ok(move || {
-                for _ in 0..opts.depth {
-                    c.send(req).map_err(|e| e.to_string())?;
-                }
+                c.send_many(&batch).map_err(|e| e.to_string())?;
                 for _ in 0..opts.depth {
                     c.recv_into(&mut buf, MAX).map_err(|e| e.to_string())?;
                 }
@@ -492,12 +492,11 @@ fn bench_redis(sock: &Path, opts: &Opts) -> Result<[f64; 4], String> {
 /// `GET: 81234.56 requests per second, p50=0.055 msec` → 81234.56 (the
 /// last such line; `-q` rewrites progress lines with `\r`).
 pub fn parse_redis(text: &str) -> Option<f64> {
-    text.split(['\r', '\n'])
-        .filter_map(|l| {
+    text.rsplit(['\r', '\n'])
+        .find_map(|l| {
             let rest = l.trim().strip_prefix("GET:")?;
             rest.split_whitespace().next()?.parse().ok()
         })
-        .last()
 }
 
 fn start_redis(dir: &Path, notes: &mut Vec<String>) -> Option<(Kid, PathBuf)> {
@@ -718,7 +717,8 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         "| op | setup | client | floor | client ÷ floor | Redis GET | client ÷ Redis | target |"
     );
     let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---|");
-    let rows: [(&str, usize, f64, fn(&Figures, usize) -> f64); 4] = [
+    type Pick = fn(&Figures, usize) -> f64;
+    let rows: [(&str, usize, f64, Pick); 4] = [
         ("1 thread", 0, 0.0, |f, i| f.one[i].ops),
         ("{t} threads", 1, 1.0, |f, i| f.many[i].ops),
         ("1 thread, {d} in flight", 2, 0.0, |f, i| f.pipe1[i].ops),

@@ -126,10 +126,12 @@ impl Pipeline {
         let mut sent = 0;
         let mut failed: Option<String> = None;
         while results.len() < n {
-            // Fill the window.
-            while failed.is_none() && sent < n && sent - results.len() < PIPELINE_WINDOW {
-                match conn.send(&frames[sent]) {
-                    Ok(()) => sent += 1,
+            // Fill the window, with one write for all the frames it takes.
+            let upto = n.min(results.len() + PIPELINE_WINDOW);
+            if failed.is_none() && sent < upto {
+                let batch: Vec<&[u8]> = frames[sent..upto].iter().map(Vec::as_slice).collect();
+                match conn.send_many(&batch) {
+                    Ok(()) => sent = upto,
                     Err(e) => failed = Some(e.to_string()),
                 }
             }
