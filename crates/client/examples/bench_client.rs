@@ -397,7 +397,7 @@ fn raw_served(addr: &Address) -> Result<Connection, String> {
 /// Figures of one target (Rust client or floor), one rep.
 #[derive(Clone, Debug, Default)]
 pub struct Figures {
-    /// Per op: 1-thread sample.
+    /// Per op: 1 thread (latency: client and floor alternating).
     pub one: Vec<Sample>,
     /// Per op: `threads` threads.
     pub many: Vec<Sample>,
@@ -410,10 +410,6 @@ pub struct Figures {
 fn bench_client(m: &Manager, objs: &[Objects], opts: &Opts) -> Result<Figures, String> {
     let mut f = Figures::default();
     for op in 0..OPS.len() {
-        f.one.push(timed(1, opts.secs, |i| {
-            let o = &objs[i];
-            Ok(move || o.call(op).map(|_| 1))
-        })?);
         f.many.push(timed(opts.threads, opts.secs, |i| {
             let o = &objs[i];
             Ok(move || o.call(op).map(|_| 1))
@@ -426,6 +422,67 @@ fn bench_client(m: &Manager, objs: &[Objects], opts: &Opts) -> Result<Figures, S
         }
     }
     Ok(f)
+}
+
+/// Single-thread latency, client and floor in alternating slices (ten
+/// each per op), so that a burst of load on the shared machine hits both.
+/// Returns (client, floor) samples per op.
+fn bench_latency(
+    objs: &[Objects],
+    floor: &Address,
+    reqs: &[Vec<u8>],
+    opts: &Opts,
+) -> Result<(Vec<Sample>, Vec<Sample>), String> {
+    const SLICES: usize = 10;
+    let slice = Duration::from_secs_f64(opts.secs / SLICES as f64);
+    let (mut cs, mut fs) = (Vec::new(), Vec::new());
+    for (op, req) in reqs.iter().enumerate() {
+        let o = &objs[0];
+        let mut c = Connection::connect(floor, Some(Duration::from_secs(10)))
+            .map_err(|e| e.to_string())?;
+        let mut buf = Vec::new();
+        let mut floor_call = || -> Result<(), String> {
+            c.send(req).map_err(|e| e.to_string())?;
+            c.recv_into(&mut buf, MAX).map_err(|e| e.to_string())
+        };
+        for _ in 0..20 {
+            o.call(op)?;
+            floor_call()?;
+        }
+        let (mut cl, mut fl) = (Vec::new(), Vec::new());
+        let (mut ct, mut ft) = (0.0, 0.0);
+        for _ in 0..SLICES {
+            for (lat, total, client) in [(&mut cl, &mut ct, true), (&mut fl, &mut ft, false)] {
+                let start = Instant::now();
+                loop {
+                    let t = Instant::now();
+                    if client {
+                        o.call(op)?;
+                    } else {
+                        floor_call()?;
+                    }
+                    let e = t.elapsed();
+                    lat.push(e.as_secs_f64() * 1e6);
+                    if t + e - start >= slice {
+                        break;
+                    }
+                }
+                *total += start.elapsed().as_secs_f64();
+            }
+        }
+        for (lat, total, out) in [(cl, ct, &mut cs), (fl, ft, &mut fs)] {
+            let mut lat = lat;
+            let n = lat.len();
+            lat.sort_by(f64::total_cmp);
+            let pct = |p: f64| lat[((n - 1) as f64 * p) as usize];
+            out.push(Sample {
+                ops: n as f64 / total,
+                p50: pct(0.5),
+                p99: pct(0.99),
+            });
+        }
+    }
+    Ok((cs, fs))
 }
 
 fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures, String> {
@@ -443,7 +500,6 @@ fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures,
                 Ok(1)
             })
         };
-        f.one.push(timed(1, opts.secs, one)?);
         f.many.push(timed(opts.threads, opts.secs, one)?);
         let pipe = |_| {
             let mut c = connect()?;
@@ -661,8 +717,12 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     let (mut cl, mut fl, mut rd) = (Vec::new(), Vec::new(), Vec::new());
     for rep in 0..opts.reps {
         eprintln!("run {}/{}", rep + 1, opts.reps);
-        cl.push(bench_client(&m, &objs, opts)?);
-        fl.push(bench_floor(&floor_sock, &reqs, opts)?);
+        let (c1, f1) = bench_latency(&objs, &floor_sock, &reqs, opts)?;
+        let mut c = bench_client(&m, &objs, opts)?;
+        let mut f = bench_floor(&floor_sock, &reqs, opts)?;
+        (c.one, f.one) = (c1, f1);
+        cl.push(c);
+        fl.push(f);
         if let Some((_, s)) = &redis {
             match bench_redis(s, opts) {
                 Ok(r) => rd.push(r),
