@@ -152,7 +152,11 @@ impl Pipeline {
             }
         }
         if failed.is_none() && results.len() == n {
-            let _ = conn.stream().set_read_timeout(None);
+            if self.deadline.is_some() {
+                // Only recv_by with a deadline sets a read timeout (no
+                // setsockopt per batch otherwise).
+                let _ = conn.stream().set_read_timeout(None);
+            }
             self.client.put_back(conn);
         }
         let why = failed.unwrap_or_default();
