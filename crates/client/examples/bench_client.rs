@@ -30,7 +30,7 @@
 //! from 1 and 4 threads. The floor does the same with its raw bytes. Each
 //! figure is the median of `--reps` runs, servers interleaved.
 //!
-//! Options: `--secs S` (per timed loop, default 0.3), `--reps N` (3),
+//! Options: `--secs S` (per timed loop, default 0.3), `--reps N` (5),
 //! `--threads N` (4), `--depth N` (16), `--redis-n N` (requests per
 //! non-pipelined redis-benchmark run; ×10 when pipelined), `--no-redis`,
 //! `--no-build`, `--mpmanager PATH`, `--in-process`, `--smoke`.
@@ -73,7 +73,7 @@ impl Default for Opts {
     fn default() -> Opts {
         Opts {
             secs: 0.3,
-            reps: 3,
+            reps: 5,
             threads: 4,
             depth: 16,
             redis_n: 30_000,
@@ -619,6 +619,73 @@ pub struct Report {
     pub targets: Vec<(String, bool)>,
 }
 
+/// One rep's client side: a new manager connection (so a new connection
+/// pool: a connection the scheduler treats badly does not last across
+/// reps), `threads` sets of objects, and a floor serving their request
+/// bytes with the replies `mpmanager serve` gave.
+struct RepSetup {
+    m: Manager,
+    objs: Vec<Objects>,
+    floor: Address,
+    reqs: Vec<Vec<u8>>,
+    sizes: Vec<(usize, usize)>,
+    _kid: Option<Kid>,
+}
+
+fn rep_setup(sock: &Address, dir: &Path, rep: usize, opts: &Opts) -> Result<RepSetup, String> {
+    let m = Manager::connect_to(sock.clone(), KEY).map_err(|e| e.to_string())?;
+    let objs = (0..opts.threads.max(1))
+        .map(|_| Objects::new(&m))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut pairs: Pairs = Vec::new();
+    let mut raw = raw_served(sock)?;
+    for o in &objs {
+        for op in 0..OPS.len() {
+            let q = o.request(op);
+            raw.send(&q).map_err(|e| e.to_string())?;
+            let r = raw.recv(MAX).map_err(|e| e.to_string())?;
+            pairs.push((q, r));
+        }
+    }
+    drop(raw);
+    let floor: Address = format!("unix:{}", dir.join(format!("floor{rep}.sock")).display())
+        .parse()
+        .map_err(|e| format!("{e}"))?;
+    let reqs: Vec<Vec<u8>> = pairs[..OPS.len()].iter().map(|p| p.0.clone()).collect();
+    let sizes = pairs[..OPS.len()]
+        .iter()
+        .map(|p| (p.0.len(), p.1.len()))
+        .collect();
+    let kid = if opts.in_process {
+        let l = Listener::bind(&floor).map_err(|e| e.to_string())?;
+        let pairs = Arc::new(pairs);
+        std::thread::spawn(move || floor_accept_loop(l, pairs));
+        None
+    } else {
+        let pf = dir.join(format!("pairs{rep}"));
+        write_pairs(&pf, &pairs).map_err(|e| e.to_string())?;
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        let mut kid = spawn(
+            Command::new(exe)
+                .arg("--floor-server")
+                .arg(floor.to_string())
+                .arg(&pf)
+                .stdout(Stdio::piped()),
+        )
+        .map_err(|e| e.to_string())?;
+        first_line(&mut kid)?;
+        Some(kid)
+    };
+    Ok(RepSetup {
+        m,
+        objs,
+        floor,
+        reqs,
+        sizes,
+        _kid: kid,
+    })
+}
+
 /// Runs everything and prints the tables.
 pub fn run(opts: &Opts) -> Result<Report, String> {
     let mut notes = Vec::new();
@@ -661,52 +728,6 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             format!("`{} serve`", bin.display()),
         )
     };
-    let objs = (0..opts.threads.max(1))
-        .map(|_| Objects::new(&m))
-        .collect::<Result<Vec<_>, _>>()?;
-
-    // The floor: every thread's request bytes, answered as mpmanager did.
-    let mut pairs: Pairs = Vec::new();
-    let mut raw = raw_served(&sock)?;
-    for o in &objs {
-        for op in 0..OPS.len() {
-            let q = o.request(op);
-            raw.send(&q).map_err(|e| e.to_string())?;
-            let r = raw.recv(MAX).map_err(|e| e.to_string())?;
-            pairs.push((q, r));
-        }
-    }
-    drop(raw);
-    let floor_sock: Address = format!("unix:{}", dir.join("floor.sock").display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let reqs: Vec<Vec<u8>> = pairs[..OPS.len()].iter().map(|p| p.0.clone()).collect();
-    let sizes: Vec<(usize, usize)> = pairs[..OPS.len()]
-        .iter()
-        .map(|p| (p.0.len(), p.1.len()))
-        .collect();
-    let floor_kind = if opts.in_process {
-        let l = Listener::bind(&floor_sock).map_err(|e| e.to_string())?;
-        let pairs = Arc::new(pairs);
-        std::thread::spawn(move || floor_accept_loop(l, pairs));
-        "thread of this process"
-    } else {
-        let pf = dir.join("pairs");
-        write_pairs(&pf, &pairs).map_err(|e| e.to_string())?;
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let mut kid = spawn(
-            Command::new(exe)
-                .arg("--floor-server")
-                .arg(floor_sock.to_string())
-                .arg(&pf)
-                .stdout(Stdio::piped()),
-        )
-        .map_err(|e| e.to_string())?;
-        first_line(&mut kid)?;
-        kids.push(kid);
-        "separate process, thread per connection"
-    };
-
     let redis = if opts.redis_n == 0 {
         notes.push("Redis not run (--no-redis / smoke).".into());
         None
@@ -714,13 +735,21 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         start_redis(&dir, &mut notes)
     };
 
+    let floor_kind = if opts.in_process {
+        "thread of this process"
+    } else {
+        "separate process, thread per connection"
+    };
     let (mut cl, mut fl, mut rd) = (Vec::new(), Vec::new(), Vec::new());
+    let mut sizes = Vec::new();
     for rep in 0..opts.reps {
         eprintln!("run {}/{}", rep + 1, opts.reps);
-        let (c1, f1) = bench_latency(&objs, &floor_sock, &reqs, opts)?;
-        let mut c = bench_client(&m, &objs, opts)?;
-        let mut f = bench_floor(&floor_sock, &reqs, opts)?;
+        let r = rep_setup(&sock, &dir, rep, opts)?;
+        let (c1, f1) = bench_latency(&r.objs, &r.floor, &r.reqs, opts)?;
+        let mut c = bench_client(&r.m, &r.objs, opts)?;
+        let mut f = bench_floor(&r.floor, &r.reqs, opts)?;
         (c.one, f.one) = (c1, f1);
+        sizes = r.sizes;
         cl.push(c);
         fl.push(f);
         if let Some((_, s)) = &redis {
@@ -730,7 +759,6 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
             }
         }
     }
-    drop(objs);
     let _ = m.shutdown();
     drop(redis);
     drop(kids);
