@@ -597,4 +597,27 @@ mod tests {
         assert!(e.must_reconnect() && !e.is_retryable());
         assert!(c.is_poisoned());
     }
+
+    #[test]
+    fn send_many_frames_arrive_in_order_small_and_large() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        let small: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; i as usize]).collect();
+        let refs: Vec<&[u8]> = small.iter().map(Vec::as_slice).collect();
+        a.send_many(&refs).unwrap();
+        a.send_many(&[]).unwrap();
+        for s in &small {
+            assert_eq!(&b.recv(1 << 20).unwrap(), s);
+        }
+        // Over the one-buffer limit: sent frame by frame (a reader thread,
+        // since the socket buffer is smaller than the frames).
+        let big = vec![vec![7u8; 40_000], vec![], vec![9u8; 3]];
+        let want = big.clone();
+        let h = std::thread::spawn(move || {
+            (0..3).map(|_| b.recv(1 << 20).unwrap()).collect::<Vec<_>>()
+        });
+        let refs: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();
+        a.send_many(&refs).unwrap();
+        assert_eq!(h.join().unwrap(), want);
+    }
 }
