@@ -399,6 +399,8 @@ fn raw_served(addr: &Address) -> Result<Connection, String> {
 pub struct Figures {
     /// Per op: 1 thread (latency: client and floor alternating).
     pub one: Vec<Sample>,
+    /// Per op, 1 thread: the raw request bytes sent to `mpmanager serve`.
+    pub raw_server: Vec<Sample>,
     /// Per op: `threads` threads.
     pub many: Vec<Sample>,
     /// Per op: pipelined, 1 thread.
@@ -424,65 +426,73 @@ fn bench_client(m: &Manager, objs: &[Objects], opts: &Opts) -> Result<Figures, S
     Ok(f)
 }
 
-/// Single-thread latency, client and floor in alternating slices (ten
-/// each per op), so that a burst of load on the shared machine hits both.
-/// Returns (client, floor) samples per op.
+/// Single-thread latency in alternating slices (ten each per op), so that
+/// a burst of load on the shared machine hits every leg: the Rust client
+/// against `mpmanager serve`; the raw floor; and the floor's raw bytes sent
+/// to `mpmanager serve` itself (a hand-made served connection), which
+/// splits the gap into the server's share and the client's. Returns
+/// (client, floor, raw→server) samples per op.
 fn bench_latency(
     objs: &[Objects],
+    server: &Address,
     floor: &Address,
     reqs: &[Vec<u8>],
     opts: &Opts,
-) -> Result<(Vec<Sample>, Vec<Sample>), String> {
+) -> Result<[Vec<Sample>; 3], String> {
     const SLICES: usize = 10;
     let slice = Duration::from_secs_f64(opts.secs / SLICES as f64);
-    let (mut cs, mut fs) = (Vec::new(), Vec::new());
+    let mut out: [Vec<Sample>; 3] = Default::default();
     for (op, req) in reqs.iter().enumerate() {
         let o = &objs[0];
-        let mut c = Connection::connect(floor, Some(Duration::from_secs(10)))
-            .map_err(|e| e.to_string())?;
+        let mut conns = [
+            Connection::connect(floor, Some(Duration::from_secs(10)))
+                .map_err(|e| e.to_string())?,
+            raw_served(server)?,
+        ];
         let mut buf = Vec::new();
-        let mut floor_call = || -> Result<(), String> {
+        let mut leg = |k: usize| -> Result<(), String> {
+            if k == 0 {
+                return o.call(op);
+            }
+            let c = &mut conns[k - 1];
             c.send(req).map_err(|e| e.to_string())?;
             c.recv_into(&mut buf, MAX).map_err(|e| e.to_string())
         };
         for _ in 0..20 {
-            o.call(op)?;
-            floor_call()?;
+            for k in 0..3 {
+                leg(k)?;
+            }
         }
-        let (mut cl, mut fl) = (Vec::new(), Vec::new());
-        let (mut ct, mut ft) = (0.0, 0.0);
+        let mut lats: [Vec<f64>; 3] = Default::default();
+        let mut totals = [0.0; 3];
         for _ in 0..SLICES {
-            for (lat, total, client) in [(&mut cl, &mut ct, true), (&mut fl, &mut ft, false)] {
+            for k in 0..3 {
                 let start = Instant::now();
                 loop {
                     let t = Instant::now();
-                    if client {
-                        o.call(op)?;
-                    } else {
-                        floor_call()?;
-                    }
+                    leg(k)?;
                     let e = t.elapsed();
-                    lat.push(e.as_secs_f64() * 1e6);
+                    lats[k].push(e.as_secs_f64() * 1e6);
                     if t + e - start >= slice {
                         break;
                     }
                 }
-                *total += start.elapsed().as_secs_f64();
+                totals[k] += start.elapsed().as_secs_f64();
             }
         }
-        for (lat, total, out) in [(cl, ct, &mut cs), (fl, ft, &mut fs)] {
-            let mut lat = lat;
+        for k in 0..3 {
+            let lat = &mut lats[k];
             let n = lat.len();
             lat.sort_by(f64::total_cmp);
             let pct = |p: f64| lat[((n - 1) as f64 * p) as usize];
-            out.push(Sample {
-                ops: n as f64 / total,
+            out[k].push(Sample {
+                ops: n as f64 / totals[k],
                 p50: pct(0.5),
                 p99: pct(0.99),
             });
         }
     }
-    Ok((cs, fs))
+    Ok(out)
 }
 
 fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures, String> {
@@ -745,10 +755,10 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     for rep in 0..opts.reps {
         eprintln!("run {}/{}", rep + 1, opts.reps);
         let r = rep_setup(&sock, &dir, rep, opts)?;
-        let (c1, f1) = bench_latency(&r.objs, &r.floor, &r.reqs, opts)?;
+        let [c1, f1, s1] = bench_latency(&r.objs, &sock, &r.floor, &r.reqs, opts)?;
         let mut c = bench_client(&r.m, &r.objs, opts)?;
         let mut f = bench_floor(&r.floor, &r.reqs, opts)?;
-        (c.one, f.one) = (c1, f1);
+        (c.one, f.one, c.raw_server) = (c1, f1, s1);
         sizes = r.sizes;
         cl.push(c);
         fl.push(f);
@@ -774,21 +784,24 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         "server: {server_kind}; floor: {floor_kind}; unix sockets; {} s loops, median of {} runs\n",
         opts.secs, opts.reps
     );
-    let _ = writeln!(s, "Latency, 1 thread (µs; ratio = client p50 ÷ floor p50, target ≤ 1.25)\n");
+    let _ = writeln!(s, "Latency, 1 thread (µs; ratio = client p50 ÷ floor p50, target ≤ 1.25; raw→mpmanager: \
+         the floor's bytes sent to mpmanager serve, so raw→mpmanager − floor is the server's \
+         share of the gap, client − raw→mpmanager the client's)\n");
     let _ = writeln!(
         s,
-        "| op | request/reply bytes | client p50 | client p99 | floor p50 | floor p99 | ratio | target |"
+        "| op | request/reply bytes | client p50 | client p99 | floor p50 | floor p99 | raw→mpmanager p50 | ratio | target |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---|");
+    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
     for (i, op) in OPS.iter().enumerate() {
         let (c50, c99) = (med(&cl, |f| f.one[i].p50), med(&cl, |f| f.one[i].p99));
         let (f50, f99) = (med(&fl, |f| f.one[i].p50), med(&fl, |f| f.one[i].p99));
+        let s50 = med(&cl, |f| f.raw_server[i].p50);
         let r = c50 / f50;
         let met = r <= 1.25;
         targets.push((format!("{op} latency ≤ 1.25× floor ({r:.2}×)"), met));
         let _ = writeln!(
             s,
-            "| `{op}` | {}/{} | {c50:.1} | {c99:.1} | {f50:.1} | {f99:.1} | {r:.2}× | {} |",
+            "| `{op}` | {}/{} | {c50:.1} | {c99:.1} | {f50:.1} | {f99:.1} | {s50:.1} | {r:.2}× | {} |",
             sizes[i].0,
             sizes[i].1,
             if met { "met" } else { "missed" }
