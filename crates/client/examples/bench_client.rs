@@ -24,7 +24,9 @@
 //!
 //! The Rust client runs `d['k']` (`DictProxy::get_item`), `l.append(1)`
 //! (`ListProxy::push`) and `ns.x` (`Namespace::get`): latency p50/p99 with
-//! one thread; aggregate ops/s with 1 and 4 threads (each thread its own
+//! one thread (alternating with the floor and with the floor's raw bytes
+//! sent to `mpmanager serve`, which splits the gap between server and
+//! client); aggregate ops/s with 1 and 4 threads (each thread its own
 //! objects, calls through the manager's shared connection pool); pipelined
 //! ops/s with 16 calls in flight (`Manager::batch()` of 16, run, repeat),
 //! from 1 and 4 threads. The floor does the same with its raw bytes. Each
@@ -373,9 +375,17 @@ impl Objects {
     /// encodes them).
     fn request(&self, op: usize) -> Vec<u8> {
         let (id, method, args) = match op {
-            0 => (&self.d.proxy().token().id, "__getitem__", vec![Value::str("k")]),
+            0 => (
+                &self.d.proxy().token().id,
+                "__getitem__",
+                vec![Value::str("k")],
+            ),
             1 => (&self.l.proxy().token().id, "append", vec![Value::Int(1)]),
-            _ => (&self.ns.proxy().token().id, "__getattribute__", vec![Value::str("x")]),
+            _ => (
+                &self.ns.proxy().token().id,
+                "__getattribute__",
+                vec![Value::str("x")],
+            ),
         };
         let req = Request::call(id.clone(), method, args, vec![]);
         mpmanager_pickle::encode(&req.to_value()).expect("encode")
@@ -445,8 +455,7 @@ fn bench_latency(
     for (op, req) in reqs.iter().enumerate() {
         let o = &objs[0];
         let mut conns = [
-            Connection::connect(floor, Some(Duration::from_secs(10)))
-                .map_err(|e| e.to_string())?,
+            Connection::connect(floor, Some(Duration::from_secs(10))).map_err(|e| e.to_string())?,
             raw_served(server)?,
         ];
         let mut buf = Vec::new();
@@ -496,9 +505,8 @@ fn bench_latency(
 }
 
 fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures, String> {
-    let connect = || {
-        Connection::connect(addr, Some(Duration::from_secs(10))).map_err(|e| e.to_string())
-    };
+    let connect =
+        || Connection::connect(addr, Some(Duration::from_secs(10))).map_err(|e| e.to_string());
     let mut f = Figures::default();
     for req in reqs {
         let one = |_| {
@@ -541,12 +549,23 @@ fn bench_redis(sock: &Path, opts: &Opts) -> Result<[f64; 4], String> {
         (opts.threads, opts.depth),
     ];
     for (k, (c, p)) in runs.into_iter().enumerate() {
-        let n = if p > 1 { opts.redis_n * 10 } else { opts.redis_n };
+        let n = if p > 1 {
+            opts.redis_n * 10
+        } else {
+            opts.redis_n
+        };
         let o = Command::new("redis-benchmark")
             .arg("-s")
             .arg(sock)
             .args(["-t", "get", "-q"])
-            .args(["-c", &c.to_string(), "-P", &p.to_string(), "-n", &n.to_string()])
+            .args([
+                "-c",
+                &c.to_string(),
+                "-P",
+                &p.to_string(),
+                "-n",
+                &n.to_string(),
+            ])
             .output()
             .map_err(|e| format!("redis-benchmark: {e}"))?;
         let text = String::from_utf8_lossy(&o.stdout);
@@ -558,11 +577,10 @@ fn bench_redis(sock: &Path, opts: &Opts) -> Result<[f64; 4], String> {
 /// `GET: 81234.56 requests per second, p50=0.055 msec` → 81234.56 (the
 /// last such line; `-q` rewrites progress lines with `\r`).
 pub fn parse_redis(text: &str) -> Option<f64> {
-    text.rsplit(['\r', '\n'])
-        .find_map(|l| {
-            let rest = l.trim().strip_prefix("GET:")?;
-            rest.split_whitespace().next()?.parse().ok()
-        })
+    text.rsplit(['\r', '\n']).find_map(|l| {
+        let rest = l.trim().strip_prefix("GET:")?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
 }
 
 fn start_redis(dir: &Path, notes: &mut Vec<String>) -> Option<(Kid, PathBuf)> {
@@ -784,9 +802,12 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         "server: {server_kind}; floor: {floor_kind}; unix sockets; {} s loops, median of {} runs\n",
         opts.secs, opts.reps
     );
-    let _ = writeln!(s, "Latency, 1 thread (µs; ratio = client p50 ÷ floor p50, target ≤ 1.25; raw→mpmanager: \
+    let _ = writeln!(
+        s,
+        "Latency, 1 thread (µs; ratio = client p50 ÷ floor p50, target ≤ 1.25; raw→mpmanager: \
          the floor's bytes sent to mpmanager serve, so raw→mpmanager − floor is the server's \
-         share of the gap, client − raw→mpmanager the client's)\n");
+         share of the gap, client − raw→mpmanager the client's)\n"
+    );
     let _ = writeln!(
         s,
         "| op | request/reply bytes | client p50 | client p99 | floor p50 | floor p99 | raw→mpmanager p50 | ratio | target |"
@@ -823,11 +844,15 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
         ("1 thread", 0, 0.0, |f, i| f.one[i].ops),
         ("{t} threads", 1, 1.0, |f, i| f.many[i].ops),
         ("1 thread, {d} in flight", 2, 0.0, |f, i| f.pipe1[i].ops),
-        ("{t} threads, {d} in flight each", 3, 0.5, |f, i| f.pipe_many[i].ops),
+        ("{t} threads, {d} in flight each", 3, 0.5, |f, i| {
+            f.pipe_many[i].ops
+        }),
     ];
     for (i, op) in OPS.iter().enumerate() {
         for (label, k, want, pick) in rows {
-            let label = label.replace("{t}", &t.to_string()).replace("{d}", &d.to_string());
+            let label = label
+                .replace("{t}", &t.to_string())
+                .replace("{d}", &d.to_string());
             let c = med(&cl, |f| pick(f, i));
             let fo = med(&fl, |f| pick(f, i));
             let (rs, ratio, tgt) = if have_redis {
