@@ -126,10 +126,12 @@ impl Pipeline {
         let mut sent = 0;
         let mut failed: Option<String> = None;
         while results.len() < n {
-            // Fill the window.
-            while failed.is_none() && sent < n && sent - results.len() < PIPELINE_WINDOW {
-                match conn.send(&frames[sent]) {
-                    Ok(()) => sent += 1,
+            // Fill the window, with one write for all the frames it takes.
+            let upto = n.min(results.len() + PIPELINE_WINDOW);
+            if failed.is_none() && sent < upto {
+                let batch: Vec<&[u8]> = frames[sent..upto].iter().map(Vec::as_slice).collect();
+                match conn.send_many(&batch) {
+                    Ok(()) => sent = upto,
                     Err(e) => failed = Some(e.to_string()),
                 }
             }
@@ -150,7 +152,11 @@ impl Pipeline {
             }
         }
         if failed.is_none() && results.len() == n {
-            let _ = conn.stream().set_read_timeout(None);
+            if self.deadline.is_some() {
+                // Only recv_by with a deadline sets a read timeout (no
+                // setsockopt per batch otherwise).
+                let _ = conn.stream().set_read_timeout(None);
+            }
             self.client.put_back(conn);
         }
         let why = failed.unwrap_or_default();
