@@ -30,7 +30,29 @@ struct Conn<'a> {
     decode: DecodeOptions,
     /// Limits of the `xmlrpclib` codec.
     xml_decode: mpmanager_xmlrpc::DecodeOptions,
+    /// Encoded replies held back while a pipelining client's next requests
+    /// are already buffered (see [`Conn::serve`]), and their spans.
+    held: Vec<u8>,
+    held_spans: Vec<std::ops::Range<usize>>,
 }
+
+/// Most replies held back for one write.
+const MAX_HELD_REPLIES: usize = 64;
+/// Replies larger than this are written at once (and flush the held ones).
+const MAX_HELD_REPLY: usize = 16 * 1024;
+
+/// Methods of the built-in types that can wait for another client. The
+/// replies held back for a pipelining client are written before one of
+/// these runs, so no reply waits behind a blocked call.
+const MAY_BLOCK: &[&str] = &[
+    "acquire",
+    "wait",
+    "wait_for",
+    "get",
+    "put",
+    "join",
+    "__enter__",
+];
 
 /// What reading one request gave.
 enum Incoming {
@@ -83,6 +105,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
         conn,
         recv: Vec::new(),
         send: Vec::new(),
+        held: Vec::new(),
+        held_spans: Vec::new(),
         protocol: 4,
         decode,
         xml_decode,
@@ -224,10 +248,82 @@ impl Conn<'_> {
     /// Encodes and sends a reply; `#UNSERIALIZABLE` if it cannot be
     /// serialized.
     fn reply(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
-        self.send.clear();
         if self.shared.serializer == Serializer::XmlRpc {
             return self.reply_xml(reply);
         }
+        self.encode_reply(reply)?;
+        self.reply_bytes()
+    }
+
+    /// A reply of a served connection. While the client has already sent
+    /// its next request (it pipelines: the bytes are in our read buffer),
+    /// the reply is held back and written together with the following
+    /// ones: one `write` (and one wakeup of the client) per batch instead
+    /// of one per reply. Replies stay in order; nothing is held across a
+    /// read that would block, nor across a call that may wait (see
+    /// [`MAY_BLOCK`]).
+    fn reply_served(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
+        if self.shared.serializer == Serializer::XmlRpc {
+            return self.reply_xml(reply);
+        }
+        self.encode_reply(reply)?;
+        let more_coming = self.conn.buffered_len() > 0;
+        if more_coming
+            && self.send.len() <= MAX_HELD_REPLY
+            && self.held_spans.len() < MAX_HELD_REPLIES
+        {
+            let start = self.held.len();
+            self.held.extend_from_slice(&self.send);
+            self.held_spans.push(start..self.held.len());
+            return Ok(());
+        }
+        if self.held_spans.is_empty() {
+            return self.reply_bytes();
+        }
+        let start = self.held.len();
+        self.held.extend_from_slice(&self.send);
+        self.held_spans.push(start..self.held.len());
+        self.flush_held()
+    }
+
+    /// Writes the held replies (in one `write` where they fit).
+    fn flush_held(&mut self) -> Result<(), ConnectionError> {
+        if self.held_spans.is_empty() {
+            return Ok(());
+        }
+        let frames: Vec<&[u8]> = self
+            .held_spans
+            .iter()
+            .map(|r| &self.held[r.clone()])
+            .collect();
+        let r = self.conn.send_many(&frames);
+        self.held.clear();
+        self.held_spans.clear();
+        if self.held.capacity() > KEEP_BUFFER {
+            self.held = Vec::new();
+        }
+        if let Err(e) = &r {
+            tracing::debug!("cannot send replies: {e}");
+        }
+        r
+    }
+
+    /// Sends the encoded reply in `self.send`.
+    fn reply_bytes(&mut self) -> Result<(), ConnectionError> {
+        let r = self.conn.send(&self.send);
+        if self.send.capacity() > KEEP_BUFFER {
+            self.send = Vec::new();
+        }
+        if let Err(e) = &r {
+            tracing::debug!("cannot send reply: {e}");
+        }
+        r
+    }
+
+    /// Pickles `reply` into `self.send` (or `#UNSERIALIZABLE` if it cannot
+    /// be pickled, as CPython's server sends).
+    fn encode_reply(&mut self, reply: &Reply) -> Result<(), ConnectionError> {
+        self.send.clear();
         let opts = EncodeOptions::protocol(self.protocol);
         if let Err(e) = encode_into(&reply.to_value(), &mut self.send, &opts) {
             tracing::debug!("reply cannot be pickled: {e}");
@@ -252,14 +348,7 @@ impl Conn<'_> {
                 return Err(ConnectionError::Poisoned);
             }
         }
-        let r = self.conn.send(&self.send);
-        if self.send.capacity() > KEEP_BUFFER {
-            self.send = Vec::new();
-        }
-        if let Err(e) = &r {
-            tracing::debug!("cannot send reply: {e}");
-        }
-        r
+        Ok(())
     }
 
     /// [`Conn::reply`] with the `xmlrpclib` serializer: what CPython's
@@ -419,15 +508,27 @@ impl Conn<'_> {
         tracing::debug!(client = name, "serving method calls");
         let cx = CallContext::new(self.id);
         while !self.shared.stopping() {
+            if self.conn.buffered_len() == 0 && self.flush_held().is_err() {
+                return; // the next read may block: nothing stays held
+            }
             let reply = match self.read("serve_client") {
-                Incoming::Close => return,
+                Incoming::Close => {
+                    let _ = self.flush_held();
+                    return;
+                }
                 Incoming::Request(Err(tb)) => Reply::Traceback(tb),
-                Incoming::Request(Ok(req)) => self.call(&cx, req),
+                Incoming::Request(Ok(req)) => {
+                    if MAY_BLOCK.contains(&req.method.as_str()) && self.flush_held().is_err() {
+                        return;
+                    }
+                    self.call(&cx, req)
+                }
             };
-            if self.reply(&reply).is_err() {
+            if self.reply_served(&reply).is_err() {
                 return;
             }
         }
+        let _ = self.flush_held();
     }
 
     /// With the `xmlrpclib` serializer, the class of the dict view that
