@@ -30,11 +30,7 @@ use mpmanager_server::{Registry, ServerConfig};
 #[derive(Default)]
 struct MathsClass;
 
-#[shared_type(
-    name = "MathsClass",
-    module = "__main__",
-    crate = "mpmanager_server::objects"
-)]
+#[shared_type(name = "MathsClass", module = "__main__")]
 impl MathsClass {
     fn add(&self, x: i64, y: i64) -> i64 {
         x + y

@@ -113,6 +113,33 @@ pub fn shared_type(attr: TokenStream, item: TokenStream) -> TokenStream {
     }
 }
 
+/// Where the generated code finds the objects crate: `mpmanager_objects`
+/// if the calling crate depends on it, else `mpmanager_server::objects`
+/// (the server crate re-exports it), else `mpmanager_objects` (and the
+/// compiler says it is missing). Renamed dependencies are followed.
+fn default_crate_path() -> syn::Path {
+    use proc_macro_crate::{crate_name, FoundCrate};
+    let ident = |name: &str| syn::Ident::new(name, proc_macro2::Span::call_site());
+    match crate_name("mpmanager-objects") {
+        // Inside the objects package: its tests and doctests are separate
+        // crates that see it by name.
+        Ok(FoundCrate::Itself) => return syn::parse_quote!(::mpmanager_objects),
+        Ok(FoundCrate::Name(n)) => {
+            let n = ident(&n);
+            return syn::parse_quote!(::#n);
+        }
+        Err(_) => {}
+    }
+    match crate_name("mpmanager-server") {
+        Ok(FoundCrate::Name(n)) => {
+            let n = ident(&n);
+            syn::parse_quote!(::#n::objects)
+        }
+        Ok(FoundCrate::Itself) => syn::parse_quote!(::mpmanager_server::objects),
+        Err(_) => syn::parse_quote!(::mpmanager_objects),
+    }
+}
+
 struct Options {
     name: Option<String>,
     module: Option<String>,
@@ -123,7 +150,7 @@ fn parse_options(attr: TokenStream2) -> syn::Result<Options> {
     let mut o = Options {
         name: None,
         module: None,
-        krate: syn::parse_quote!(::mpmanager_objects),
+        krate: default_crate_path(),
     };
     let metas = Punctuated::<Meta, Token![,]>::parse_terminated.parse2(attr)?;
     for m in metas {

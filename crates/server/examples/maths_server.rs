@@ -59,7 +59,7 @@ impl Num {
 #[derive(Default)]
 struct Maths;
 
-#[shared_type(crate = "mpmanager_server::objects")]
+#[shared_type]
 impl Maths {
     fn add(&self, x: Num, y: Num) -> Num {
         match (x, y) {
@@ -80,7 +80,7 @@ impl Maths {
 #[derive(Default)]
 struct Counter(AtomicI64);
 
-#[shared_type(crate = "mpmanager_server::objects")]
+#[shared_type]
 impl Counter {
     /// Adds `by` (default 1) and returns the new value.
     fn incr(&self, by: Option<i64>) -> Result<i64, PyErr> {

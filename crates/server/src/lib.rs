@@ -87,7 +87,7 @@
 //! #[derive(Default)]
 //! struct Maths;
 //!
-//! #[shared_type(crate = "mpmanager_server::objects")]
+//! #[shared_type]
 //! impl Maths {
 //!     fn add(&self, x: i64, y: i64) -> i64 { x + y }
 //! }
@@ -119,7 +119,7 @@ pub use server::{BackgroundServer, Server, ServerHandle};
 
 pub use mpmanager_connection::Address;
 /// The object crate (`mpmanager-objects`), for custom types without a
-/// separate dependency: `#[shared_type(crate = "mpmanager_server::objects")]`.
+/// separate dependency: `#[shared_type]`.
 pub use mpmanager_objects as objects;
 pub use mpmanager_objects::{shared_type, Registry, SharedType};
 pub use mpmanager_protocol::{Serializer, UnknownSerializer};
