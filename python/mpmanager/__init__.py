@@ -668,9 +668,13 @@ class BaseManager(_mm.BaseManager):
         class QueueManager(mpmanager.BaseManager): pass
         QueueManager.register('get_queue', callable=lambda: q)
 
-    Registering a Python class, or a callable that builds a new object on
-    each call, raises :class:`UnsupportedRegistration` at ``start()`` /
-    ``get_server()``; clients (``connect()``) can register anything."""
+    At ``start()`` / ``get_server()`` each registered callable is called
+    twice (in this process) to check that it returns one and the same
+    object; that object's type and current contents move into the server,
+    and a ``multiprocessing.Queue`` keeps being forwarded by a thread of
+    this process. Registering a Python class, or a callable that builds a
+    new object on each call, raises :class:`UnsupportedRegistration` there;
+    clients (``connect()``) can register anything."""
 
     start = _start
     get_server = _get_server
