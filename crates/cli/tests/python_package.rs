@@ -29,8 +29,19 @@ fn repo_root() -> PathBuf {
 
 /// Runs `python python/tests/<script> args…` with the package importable
 /// from the source tree and the binary of this build.
+///
+/// Each run gets its own working directory: CPython's tests create files
+/// such as `tempcwd` in the current directory, and the per-interpreter
+/// tests run in parallel.
 fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> ScriptRun {
     let root = repo_root();
+    let cwd = std::env::temp_dir().join(format!(
+        "mpm-pkg-{}-{}-{}",
+        std::process::id(),
+        py.label(),
+        script.trim_end_matches(".py")
+    ));
+    std::fs::create_dir_all(&cwd).unwrap();
     let opts = ScriptOptions {
         env: vec![
             (
@@ -43,15 +54,17 @@ fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> Sc
             ),
             ("PYTHONUNBUFFERED".into(), "1".into()),
         ],
-        cwd: Some(std::env::temp_dir()),
+        cwd: Some(cwd.clone()),
         ..ScriptOptions::default()
     };
-    py.run_script(
+    let run = py.run_script(
         &root.join("python/tests").join(script),
         args,
         &opts,
         timeout,
-    )
+    );
+    let _ = std::fs::remove_dir_all(&cwd);
+    run
 }
 
 fn python(version: (u32, u32)) -> Option<Python> {
