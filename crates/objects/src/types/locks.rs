@@ -137,6 +137,16 @@ fn addr<T>(x: &T) -> usize {
     x as *const T as usize
 }
 
+/// How long `acquire(...)` or `__enter__()` (which waits forever) waits.
+fn acquire_wait(method: &str, a: &[Value], kw: &Kwargs) -> Result<Wait, PyErr> {
+    if method == "acquire" {
+        parse_lock_acquire(a, kw)
+    } else {
+        no_args(method, a, kw)?;
+        Ok(Wait::Forever)
+    }
+}
+
 /// `_thread.lock.acquire(blocking=True, timeout=-1)`'s argument parsing
 /// (`lock_acquire_parse_args`, CPython 3.13 texts).
 fn parse_lock_acquire(a: &[Value], kw: &Kwargs) -> Result<Wait, PyErr> {
@@ -497,12 +507,7 @@ impl Referent for LockObject {
         let me = cx.connection;
         match method {
             "acquire" | "__enter__" => {
-                let wait = if method == "acquire" {
-                    parse_lock_acquire(a, kw)?
-                } else {
-                    no_args("__enter__", a, kw)?;
-                    Wait::Forever
-                };
+                let wait = acquire_wait(method, a, kw)?;
                 let mut g = self.state.lock();
                 let got = acquire_in(&mut g, &self.cv, self.kind, me, wait)?;
                 Ok(Value::Bool(got).into())
@@ -1093,12 +1098,7 @@ impl Referent for ConditionObject {
         let me = cx.connection;
         match method {
             "acquire" | "__enter__" => {
-                let wait = if method == "acquire" {
-                    parse_lock_acquire(a, kw)?
-                } else {
-                    no_args("__enter__", a, kw)?;
-                    Wait::Forever
-                };
+                let wait = acquire_wait(method, a, kw)?;
                 Ok(Value::Bool(self.lock.acquire_as(self.owner(me), wait)?).into())
             }
             "release" | "__exit__" => {
