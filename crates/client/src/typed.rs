@@ -537,37 +537,75 @@ pub struct LockProxy {
 }
 typed_common!(LockProxy, "a `Lock` or `RLock`");
 
-/// Holds a [`LockProxy`]'s lock; dropping it releases the lock (errors
-/// are ignored: use [`LockGuard::release`] to see them).
-#[must_use = "the lock is released when the guard is dropped"]
-pub struct LockGuard<'a> {
-    lock: &'a LockProxy,
+/// A served connection on which a lock-like object was acquired: the
+/// holder's calls and the release go over it, so the server sees one owner
+/// (as with a Python thread). Dropping it releases (errors ignored).
+struct Held<'a> {
+    proxy: &'a Proxy,
     conn: Option<Connection>,
 }
 
-impl fmt::Debug for LockGuard<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "LockGuard({})", self.lock.proxy.token())
-    }
-}
-
-impl LockProxy {
-    fn acquire_on(&self, args: Vec<Value>) -> Result<Option<LockGuard<'_>>> {
-        let client: &Client = self.proxy.client();
+impl<'a> Held<'a> {
+    /// `acquire(*args)` on a connection of the pool: the held connection
+    /// if it returned true, else `None` (the connection goes back).
+    fn acquire(proxy: &'a Proxy, args: Vec<Value>) -> Result<Option<Held<'a>>> {
+        let client: &Client = proxy.client();
         let mut conn = client.served()?;
-        let got: bool = from_value_in(
-            self.proxy.client(),
-            &call_on(&self.proxy, &mut conn, "acquire", args)?,
-        )?;
+        let got: bool =
+            from_value_in(proxy.client(), &call_on(proxy, &mut conn, "acquire", args)?)?;
         if got {
-            Ok(Some(LockGuard {
-                lock: self,
+            Ok(Some(Held {
+                proxy,
                 conn: Some(conn),
             }))
         } else {
             client.put_back(conn);
             Ok(None)
         }
+    }
+
+    fn call(&mut self, method: &str, args: Vec<Value>) -> Result<Value> {
+        let conn = self
+            .conn
+            .as_mut()
+            .ok_or_else(|| ClientError::Protocol("the guard was released".into()))?;
+        call_on(self.proxy, conn, method, args)
+    }
+
+    /// `release()` on the held connection, which then goes back to the
+    /// pool; nothing if already released.
+    fn release(&mut self) -> Result<()> {
+        let Some(mut conn) = self.conn.take() else {
+            return Ok(());
+        };
+        call_on(self.proxy, &mut conn, "release", vec![])?;
+        self.proxy.client().put_back(conn);
+        Ok(())
+    }
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let _ = self.release();
+    }
+}
+
+/// Holds a [`LockProxy`]'s lock; dropping it releases the lock (errors
+/// are ignored: use [`LockGuard::release`] to see them).
+#[must_use = "the lock is released when the guard is dropped"]
+pub struct LockGuard<'a> {
+    held: Held<'a>,
+}
+
+impl fmt::Debug for LockGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LockGuard({})", self.held.proxy.token())
+    }
+}
+
+impl LockProxy {
+    fn acquire_on(&self, args: Vec<Value>) -> Result<Option<LockGuard<'_>>> {
+        Ok(Held::acquire(&self.proxy, args)?.map(|held| LockGuard { held }))
     }
 
     /// `lock.acquire()`, waiting as long as it takes.
@@ -588,25 +626,10 @@ impl LockProxy {
 }
 
 impl LockGuard<'_> {
-    fn release_inner(&mut self) -> Result<()> {
-        let Some(mut conn) = self.conn.take() else {
-            return Ok(());
-        };
-        call_on(&self.lock.proxy, &mut conn, "release", vec![])?;
-        self.lock.proxy.client().put_back(conn);
-        Ok(())
-    }
-
     /// Releases the lock now, reporting errors (e.g. a `RuntimeError` if
     /// someone else released it meanwhile).
     pub fn release(mut self) -> Result<()> {
-        self.release_inner()
-    }
-}
-
-impl Drop for LockGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.release_inner();
+        self.held.release()
     }
 }
 
@@ -739,42 +762,30 @@ typed_common!(ConditionProxy, "a `Condition`");
 /// Not `Sync`: the guard's calls go one at a time over its connection.
 #[must_use = "the condition's lock is released when the guard is dropped"]
 pub struct ConditionGuard<'a> {
-    cond: &'a ConditionProxy,
-    conn: std::cell::RefCell<Option<Connection>>,
+    held: std::cell::RefCell<Held<'a>>,
 }
 
 impl fmt::Debug for ConditionGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ConditionGuard({})", self.cond.proxy.token())
+        write!(f, "ConditionGuard({})", self.held.borrow().proxy.token())
     }
 }
 
 impl ConditionProxy {
     /// `cond.acquire()`, waiting as long as it takes.
     pub fn acquire(&self) -> Result<ConditionGuard<'_>> {
-        let client: &Client = self.proxy.client();
-        let mut conn = client.served()?;
-        let got = call_on(&self.proxy, &mut conn, "acquire", vec![Value::Bool(true)])?;
-        if !matches!(got, Value::Bool(true)) {
-            client.put_back(conn);
-            return Err(ClientError::Protocol(
-                "acquire() without timeout did not return True".into(),
-            ));
-        }
+        let held = Held::acquire(&self.proxy, vec![Value::Bool(true)])?.ok_or_else(|| {
+            ClientError::Protocol("acquire() without timeout did not return True".into())
+        })?;
         Ok(ConditionGuard {
-            cond: self,
-            conn: std::cell::RefCell::new(Some(conn)),
+            held: std::cell::RefCell::new(held),
         })
     }
 }
 
 impl ConditionGuard<'_> {
     fn call(&self, method: &str, args: Vec<Value>) -> Result<Value> {
-        let mut slot = self.conn.borrow_mut();
-        let conn = slot
-            .as_mut()
-            .ok_or_else(|| ClientError::Protocol("the condition guard was released".into()))?;
-        call_on(&self.cond.proxy, conn, method, args)
+        self.held.borrow_mut().call(method, args)
     }
 
     /// `cond.wait(timeout)`: releases the lock until notified (or the
@@ -822,24 +833,9 @@ impl ConditionGuard<'_> {
         self.call("notify_all", vec![]).map(drop)
     }
 
-    fn release_inner(&mut self) -> Result<()> {
-        let Some(mut conn) = self.conn.get_mut().take() else {
-            return Ok(());
-        };
-        call_on(&self.cond.proxy, &mut conn, "release", vec![])?;
-        self.cond.proxy.client().put_back(conn);
-        Ok(())
-    }
-
     /// Releases the lock now, reporting errors.
     pub fn release(mut self) -> Result<()> {
-        self.release_inner()
-    }
-}
-
-impl Drop for ConditionGuard<'_> {
-    fn drop(&mut self) {
-        let _ = self.release_inner();
+        self.held.get_mut().release()
     }
 }
 
