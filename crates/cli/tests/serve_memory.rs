@@ -6,15 +6,7 @@
 
 mod serve_common;
 
-use serve_common::{served, Key, ServeProc, TempDir};
-
-fn rss_kib(pid: i32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .expect("VmRSS")
-}
+use serve_common::{rss_kib, served, Key, ServeProc, TempDir};
 
 #[test]
 fn idle_connections_cost_little_memory_with_transparent_huge_pages() {

@@ -17,27 +17,15 @@ use std::time::{Duration, Instant};
 
 use mpmanager_protocol::{PublicOp, Reply};
 use mpmanager_testutil::newest_python;
-use serve_common::{hex, one_shot, Key, ServeProc, TempDir};
+use serve_common::{hex, one_shot, proc_status, rss_kib, Key, ServeProc, TempDir};
 
 const PROCESSES: usize = 4;
 const SECONDS: &str = "3";
 /// Allowed resident-memory growth of the second run over the first.
 const RSS_SLACK_KIB: u64 = 4 * 1024;
 
-fn proc_status(pid: i32, field: &str) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    s.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
-}
-
 fn threads(pid: i32) -> u64 {
     proc_status(pid, "Threads:")
-}
-
-fn rss_kib(pid: i32) -> u64 {
-    proc_status(pid, "VmRSS:")
 }
 
 fn objects(server: &ServeProc, key: &[u8]) -> i64 {

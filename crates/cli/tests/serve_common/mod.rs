@@ -169,6 +169,21 @@ impl Drop for ServeProc {
     }
 }
 
+/// A numeric field of `/proc/PID/status` (`"Threads:"`, `"VmRSS:"` in
+/// KiB, …).
+pub fn proc_status(pid: i32, field: &str) -> u64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    s.lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+/// The resident memory of process `pid`, in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    proc_status(pid, "VmRSS:")
+}
+
 pub fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
