@@ -270,17 +270,6 @@ def _plan(manager_cls):
     return objects
 
 
-def _hostable(manager):
-    """None if mpmanager can host ``manager``, else the reason why not."""
-    if manager._serializer not in _SERIALIZERS:
-        return "unknown serializer %r" % manager._serializer
-    try:
-        _plan(type(manager))
-    except UnsupportedRegistration as e:
-        return str(e)
-    return None
-
-
 # ---------------------------------------------------------------------------
 # Addresses
 # ---------------------------------------------------------------------------
@@ -463,14 +452,21 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
     return popen, _python_address(line.decode().strip())
 
 
-def _open_object(address, authkey, serializer, typeid):
-    """A served connection and the ident of named object ``typeid``."""
+def _oneshot(address, authkey, serializer, op, args):
+    """A public operation (``create``, ``decref`` …) on its own connection,
+    as CPython's manager sends them."""
     _Listener, Client = _mm.listener_client[serializer]
     conn = Client(address, authkey=authkey)
     try:
-        ident, _exposed = _mm.dispatch(conn, None, "create", (typeid,), {})
+        return _mm.dispatch(conn, None, op, args, {})
     finally:
         conn.close()
+
+
+def _open_object(address, authkey, serializer, typeid):
+    """A served connection and the ident of named object ``typeid``."""
+    ident, _exposed = _oneshot(address, authkey, serializer, "create", (typeid,))
+    _Listener, Client = _mm.listener_client[serializer]
     conn = Client(address, authkey=authkey)
     _mm.dispatch(conn, None, "accept_connection", ("mpmanager-fill",))
     return conn, ident
@@ -520,12 +516,7 @@ def _fill_objects(address, authkey, serializer, objects):
                 _call(conn, ident, method, args)
         finally:
             conn.close()
-        _Listener, Client = _mm.listener_client[serializer]
-        conn = Client(address, authkey=authkey)
-        try:
-            _mm.dispatch(conn, None, "decref", (ident,))
-        finally:
-            conn.close()
+        _oneshot(address, authkey, serializer, "decref", (ident,))
 
 
 def _finalize_manager(process, address, authkey, state, _Client,
@@ -569,7 +560,22 @@ def _check_initial(manager):
                 "Unknown state {!r}".format(manager._state.value))
 
 
-def _start(self, initializer=None, initargs=()):
+def _launch(manager, objects, foreground):
+    """Starts ``mpmanager serve`` for ``manager`` with the named objects
+    ``objects`` (a :func:`_plan`) filled in; ``(popen, address)``."""
+    popen, address = _spawn_server(
+        manager._address, manager._authkey, manager._serializer, objects,
+        foreground=foreground)
+    try:
+        _fill_objects(address, manager._authkey, manager._serializer, objects)
+    except BaseException:
+        popen.kill()
+        popen.wait()
+        raise
+    return popen, address
+
+
+def _start(self, initializer=None, initargs=(), *, _objects=None):
     """Starts an ``mpmanager serve`` process for this manager (CPython's
     ``BaseManager.start``, with the Rust server)."""
     _check_initial(self)
@@ -581,16 +587,9 @@ def _start(self, initializer=None, initargs=()):
             "the server process, and mpmanager's server is a Rust program")
     if self._serializer not in _SERIALIZERS:
         raise ValueError("unknown serializer %r" % self._serializer)
-    objects = _plan(type(self))
-    popen, address = _spawn_server(
-        self._address, self._authkey, self._serializer, objects)
+    objects = _plan(type(self)) if _objects is None else _objects
+    popen, address = _launch(self, objects, foreground=False)
     process = ServerProcess(popen, type(self).__name__ + "-mpmanager")
-    try:
-        _fill_objects(address, self._authkey, self._serializer, objects)
-    except BaseException:
-        popen.kill()
-        popen.wait()
-        raise
     self._process = process
     self._address = address
     self._state.value = _mm.State.STARTED
@@ -606,18 +605,10 @@ class Server(object):
     made; :meth:`serve_forever` runs until a client calls ``shutdown`` or
     the program is interrupted, then exits the program (as CPython's)."""
 
-    def __init__(self, manager):
-        objects = _plan(type(manager))
-        self._popen, self.address = _spawn_server(
-            manager._address, manager._authkey, manager._serializer,
-            objects, foreground=True)
-        try:
-            _fill_objects(self.address, manager._authkey,
-                          manager._serializer, objects)
-        except BaseException:
-            self._popen.kill()
-            self._popen.wait()
-            raise
+    def __init__(self, manager, objects=None):
+        if objects is None:
+            objects = _plan(type(manager))
+        self._popen, self.address = _launch(manager, objects, foreground=True)
 
     @property
     def listener(self):
@@ -653,10 +644,10 @@ class _ServerListener(object):
             self._popen.wait()
 
 
-def _get_server(self):
+def _get_server(self, *, _objects=None):
     """A :class:`Server` running this manager's registry in mpmanager."""
     _check_initial(self)
-    return Server(self)
+    return Server(self, _objects)
 
 
 class BaseManager(_mm.BaseManager):
@@ -716,13 +707,19 @@ class FallbackWarning(UserWarning):
     its registry needs Python code in the server."""
 
 
-def _why_not_hosted(manager, initializer=None):
-    """None if mpmanager's server can run ``manager``, else why not."""
+def _hosting_plan(manager, initializer=None):
+    """``(objects, None)`` with the :func:`_plan` of ``manager`` if
+    mpmanager's server can run it, else ``(None, why_not)``."""
     if type(manager)._Server is not _mm.Server:
-        return "it has its own server class (%s)" % type(manager)._Server.__name__
+        return None, "it has its own server class (%s)" % type(manager)._Server.__name__
     if initializer is not None:
-        return "start() was given an initializer (Python code for the server)"
-    return _hostable(manager)
+        return None, "start() was given an initializer (Python code for the server)"
+    if manager._serializer not in _SERIALIZERS:
+        return None, "unknown serializer %r" % manager._serializer
+    try:
+        return _plan(type(manager)), None
+    except UnsupportedRegistration as e:
+        return None, str(e)
 
 
 def install(strict=False):
@@ -748,22 +745,26 @@ def install(strict=False):
         cpython_get_server = _installed["get_server"]
 
         def start(self, initializer=None, initargs=()):
-            why = _why_not_hosted(self, initializer)
-            if why is not None and not _installed.get("strict", False):
+            objects, why = _hosting_plan(self, initializer)
+            if why is None:
+                return _start(self, initializer, initargs, _objects=objects)
+            if not _installed.get("strict", False):
                 warnings.warn(
                     "%s runs on CPython's manager server: %s"
                     % (type(self).__name__, why), FallbackWarning, 2)
                 return cpython_start(self, initializer, initargs)
-            return _start(self, initializer, initargs)
+            return _start(self, initializer, initargs)  # raises the reason
 
         def get_server(self):
-            why = _why_not_hosted(self)
-            if why is not None and not _installed.get("strict", False):
+            objects, why = _hosting_plan(self)
+            if why is None:
+                return _get_server(self, _objects=objects)
+            if not _installed.get("strict", False):
                 warnings.warn(
                     "%s runs on CPython's manager server: %s"
                     % (type(self).__name__, why), FallbackWarning, 2)
                 return cpython_get_server(self)
-            return _get_server(self)
+            return _get_server(self)  # raises the reason
 
         start.__doc__ = _start.__doc__
         get_server.__doc__ = _get_server.__doc__
