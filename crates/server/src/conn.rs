@@ -267,23 +267,21 @@ impl Conn<'_> {
             return self.reply_xml(reply);
         }
         self.encode_reply(reply)?;
-        let more_coming = self.conn.buffered_len() > 0;
-        if more_coming
+        // The next read will not block: hold this reply back.
+        let hold = self.conn.buffered_len() > 0
             && self.send.len() <= MAX_HELD_REPLY
-            && self.held_spans.len() < MAX_HELD_REPLIES
-        {
-            let start = self.held.len();
-            self.held.extend_from_slice(&self.send);
-            self.held_spans.push(start..self.held.len());
-            return Ok(());
-        }
-        if self.held_spans.is_empty() {
+            && self.held_spans.len() < MAX_HELD_REPLIES;
+        if !hold && self.held_spans.is_empty() {
             return self.reply_bytes();
         }
         let start = self.held.len();
         self.held.extend_from_slice(&self.send);
         self.held_spans.push(start..self.held.len());
-        self.flush_held()
+        if hold {
+            Ok(())
+        } else {
+            self.flush_held()
+        }
     }
 
     /// Writes the held replies (in one `write` where they fit).
@@ -507,10 +505,9 @@ impl Conn<'_> {
     fn serve(&mut self, name: &str) {
         tracing::debug!(client = name, "serving method calls");
         let cx = CallContext::new(self.id);
+        // Nothing is held across a read that may block: `reply_served`
+        // flushes whenever the read buffer is empty.
         while !self.shared.stopping() {
-            if self.conn.buffered_len() == 0 && self.flush_held().is_err() {
-                return; // the next read may block: nothing stays held
-            }
             let reply = match self.read("serve_client") {
                 Incoming::Close => {
                     let _ = self.flush_held();
