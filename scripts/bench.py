@@ -45,6 +45,8 @@ OPS = {
 }
 # Redis equivalents (redis-py): the comparable operations only.
 REDIS_OPS = {'dict_set': "SET k 1", 'dict_get': 'GET k', 'big_1mib': 'SET + GET 1 MiB'}
+# Extra `mpmanager serve` arguments (--busy-poll-us), also given to the echo floor.
+BUSY_POLL_ARGS = []
 SIMPLE = ['ns_set', 'ns_get', 'list_append', 'dict_set', 'dict_get']
 
 MODES = {
@@ -114,11 +116,13 @@ def parse_addr(line, kind):
 
 def start_server(kind, transport, tmp, bins):
     env = dict(os.environ, MPMANAGER_AUTHKEY=KEY.decode())
+    if BUSY_POLL_ARGS:
+        env['MPMANAGER_BUSY_POLL_US'] = BUSY_POLL_ARGS[1]
     tag = '%s-%s-%d' % (kind, transport, len(CHILDREN))
     if kind == 'mpmanager':
         a = 'unix:' + os.path.join(tmp, tag) if transport == 'unix' else '127.0.0.1:0'
         p = spawn([bins['mpmanager'], 'serve', '--address', a, '--print-address', '--quiet',
-                   '--log-level', 'error'], env)
+                   '--log-level', 'error'] + BUSY_POLL_ARGS, env)
         addr = parse_addr(p.stdout.readline(), 'rust')
     elif kind == 'echo':
         a = 'unix:' + os.path.join(tmp, tag) if transport == 'unix' else '127.0.0.1:0'
@@ -530,6 +534,8 @@ def main():
     ap.add_argument('--no-chart', action='store_true')
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--transports', default='unix,tcp')
+    ap.add_argument('--busy-poll-us', type=int,
+                    help="mpmanager's and the echo floor's busy-poll limit (default: mpmanager's)")
     ap.add_argument('--ops', default=','.join(OPS), help='comma-separated subset of: ' + ', '.join(OPS))
     ap.add_argument('--servers', default='cpython,mpmanager,echo,redis',
                     help='comma-separated subset of: cpython, mpmanager, echo, redis')
@@ -565,6 +571,12 @@ def main():
         servers.append('redis')
     transports = args.transports.split(',')
     ops = [o for o in args.ops.split(',') if o]
+    bad = [o for o in ops if o not in OPS]
+    if bad:
+        sys.exit('bench.py: unknown operation(s) %s; known: %s' % (', '.join(bad), ', '.join(OPS)))
+    if args.busy_poll_us is not None:
+        BUSY_POLL_ARGS[:] = ['--busy-poll-us', str(args.busy_poll_us)]
+        notes.append('busy-poll limit of mpmanager and the echo floor: %d us' % args.busy_poll_us)
     tmp = tempfile.mkdtemp(prefix='mpm-bench-')
     R = {'mode': mode, 'reps': cfg['reps'], 'procs': cfg['procs'], 'servers': servers,
          'transports': transports, 'ops': {o: OPS[o][0] for o in ops}, 'notes': notes,

@@ -17,12 +17,17 @@
 //! MPMANAGER_AUTHKEY=key target/release/examples/echo_floor unix:/tmp/s
 //! ```
 //! Prints the bound address on stdout (as `mpmanager serve --print-address`)
-//! and serves until killed.
+//! and serves until killed. It busy-polls before each read as `mpmanager
+//! serve` does by default (`MPMANAGER_BUSY_POLL_US`, default
+//! `mpmanager_server::DEFAULT_BUSY_POLL`; 0 to sleep at once), so both
+//! servers wait for requests the same way.
 
 use std::io::Write;
 use std::sync::Arc;
 
-use mpmanager_connection::{auth, Address, Connection, Listener};
+use std::time::Duration;
+
+use mpmanager_connection::{auth, Address, BusyPoll, Connection, Listener, SpinBudget};
 use mpmanager_pickle::{encode_with, EncodeOptions, Value};
 
 #[global_allocator]
@@ -184,6 +189,11 @@ fn main() {
         .into_bytes()
         .into();
     let canned = Arc::new(Canned::new());
+    let poll = match std::env::var("MPMANAGER_BUSY_POLL_US") {
+        Ok(us) => Duration::from_micros(us.parse().expect("MPMANAGER_BUSY_POLL_US")),
+        Err(_) => mpmanager_server::DEFAULT_BUSY_POLL,
+    };
+    let budget = Arc::new(SpinBudget::for_this_machine());
     let listener = Listener::bind(&addr).expect("bind");
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", listener.local_address()).unwrap();
@@ -194,6 +204,10 @@ fn main() {
             continue;
         };
         let (key, canned) = (key.clone(), canned.clone());
-        std::thread::spawn(move || serve(Connection::new(stream), &key, &canned));
+        let mut conn = Connection::new(stream);
+        if !poll.is_zero() {
+            conn.set_busy_poll(Some(BusyPoll::new(poll, budget.clone())));
+        }
+        std::thread::spawn(move || serve(conn, &key, &canned));
     }
 }

@@ -1,9 +1,11 @@
 //! `multiprocessing.connection` framing over a [`Stream`].
 
 use std::io::{self, IoSlice, Read, Write};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
 use crate::address::Address;
+use crate::busy_poll::{BusyPoll, Polled};
 use crate::error::{ConnectionError, Result};
 use crate::stream::Stream;
 
@@ -59,6 +61,8 @@ pub struct Connection {
     /// While set (during authentication), every read gets the time left as
     /// its timeout, so a peer dripping bytes cannot outlast the deadline.
     deadline: Option<Instant>,
+    /// Poll before blocking in a read (servers; see [`BusyPoll`]).
+    busy_poll: Option<BusyPoll>,
 }
 
 fn map_io(e: io::Error, operation: &'static str, partial: bool) -> ConnectionError {
@@ -80,7 +84,20 @@ impl Connection {
             end: 0,
             poisoned: false,
             deadline: None,
+            busy_poll: None,
         }
+    }
+
+    /// Makes every read first poll the socket for up to the adaptive window
+    /// of `busy_poll` before it blocks (`None`, the default: block at once).
+    /// Reads under a deadline (authentication) never poll.
+    pub fn set_busy_poll(&mut self, busy_poll: Option<BusyPoll>) {
+        self.busy_poll = busy_poll;
+    }
+
+    /// The busy-polling state set by [`set_busy_poll`](Self::set_busy_poll).
+    pub fn busy_poll(&self) -> Option<&BusyPoll> {
+        self.busy_poll.as_ref()
     }
 
     /// [`Stream::connect`] and wrap. No authentication is done.
@@ -369,7 +386,24 @@ impl Connection {
                 }
                 self.stream.set_read_timeout(Some(left))?;
             }
-            match (&self.stream).read(&mut self.rbuf[self.end..]) {
+            let mut waited_from = None;
+            if let (Some(bp), None) = (self.busy_poll.as_mut(), self.deadline) {
+                let start = Instant::now();
+                match bp.poll(self.stream.as_raw_fd(), &mut self.rbuf[self.end..], start)? {
+                    Polled::Read(k) => {
+                        bp.finished(start, true);
+                        self.end += k;
+                        continue;
+                    }
+                    Polled::Eof => return Ok(false),
+                    Polled::Block => waited_from = Some(start),
+                }
+            }
+            let r = (&self.stream).read(&mut self.rbuf[self.end..]);
+            if let (Some(bp), Some(start)) = (self.busy_poll.as_mut(), waited_from) {
+                bp.finished(start, false);
+            }
+            match r {
                 Ok(0) => return Ok(false),
                 Ok(k) => self.end += k,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -619,5 +653,42 @@ mod tests {
         let refs: Vec<&[u8]> = big.iter().map(Vec::as_slice).collect();
         a.send_many(&refs).unwrap();
         assert_eq!(h.join().unwrap(), want);
+    }
+
+    /// A polling connection sees frames exactly as a blocking one (split
+    /// frames, EOF), opens its window for back-to-back requests and closes
+    /// it again once requests come further apart than the limit.
+    #[test]
+    fn busy_poll_adapts_and_keeps_framing() {
+        use crate::busy_poll::{BusyPoll, SpinBudget};
+        use std::sync::Arc;
+        let (mut c, mut raw) = raw_peer();
+        c.set_busy_poll(Some(BusyPoll::new(
+            Duration::from_micros(200),
+            Arc::new(SpinBudget::new(1)),
+        )));
+        let h = std::thread::spawn(move || {
+            for i in 0..200u32 {
+                raw.write_all(&[0, 0, 0, 4]).unwrap();
+                raw.write_all(&i.to_be_bytes()).unwrap();
+            }
+            std::thread::sleep(Duration::from_millis(50));
+            for i in 0..12u32 {
+                std::thread::sleep(Duration::from_millis(2));
+                raw.write_all(&[0, 0, 0, 4, 0, 0]).unwrap();
+                std::thread::sleep(Duration::from_millis(1));
+                raw.write_all(&i.to_be_bytes()[2..]).unwrap();
+            }
+        });
+        for i in 0..200u32 {
+            assert_eq!(c.recv(4).unwrap(), i.to_be_bytes());
+        }
+        assert!(c.busy_poll().unwrap().window() > Duration::ZERO);
+        for i in 0..12u32 {
+            assert_eq!(c.recv(4).unwrap(), i.to_be_bytes(), "split frame {i}");
+        }
+        assert_eq!(c.busy_poll().unwrap().window(), Duration::ZERO);
+        h.join().unwrap();
+        assert!(matches!(c.recv(4), Err(ConnectionError::Closed)));
     }
 }

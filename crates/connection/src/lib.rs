@@ -8,6 +8,9 @@
 //! * [`Connection`]: CPython's length-prefixed framing (`i32be` length, or
 //!   `ff ff ff ff` + `u64be` for huge payloads), buffered reads, one `writev`
 //!   per frame, bounded frame sizes.
+//! * [`BusyPoll`] / [`SpinBudget`]: optional adaptive polling before a
+//!   blocking read (servers), so a client in a tight request loop is not
+//!   met by a thread that has to be woken.
 //! * [`auth`]: the mutual HMAC challenge/response handshake.
 //! * [`ConnectionError`]: the one error type, with
 //!   [`is_retryable`](ConnectionError::is_retryable) and
@@ -43,11 +46,13 @@
 
 mod address;
 pub mod auth;
+mod busy_poll;
 mod connection;
 mod error;
 mod stream;
 
 pub use address::{Address, PythonAddress};
+pub use busy_poll::{BusyPoll, SpinBudget};
 pub use connection::{Connection, NO_LIMIT};
 pub use error::{AuthFailure, ConnectionError, Result};
 pub use stream::{Listener, Stream};

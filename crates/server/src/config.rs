@@ -25,6 +25,10 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// Default [`ServerConfig::thread_stack_size`]: 256 KiB.
 pub const DEFAULT_THREAD_STACK: usize = 256 << 10;
 
+/// Default [`ServerConfig::busy_poll`]: the longest a connection thread
+/// polls for the next request before it sleeps.
+pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+
 /// Everything a [`Server`](crate::Server) needs. Build it with
 /// [`ServerConfig::new`], then adjust the public fields.
 ///
@@ -71,6 +75,15 @@ pub struct ServerConfig {
     /// [`Serializer::XmlRpc`] for clients made with
     /// `serializer='xmlrpclib'`.
     pub serializer: Serializer,
+    /// The longest a connection thread busy-polls its socket for the next
+    /// request before it sleeps in `recv` (default [`DEFAULT_BUSY_POLL`];
+    /// zero: never poll). The window adapts per connection: it opens only
+    /// while requests follow each other within this time, and at most one
+    /// thread fewer than the CPUs polls at once (see
+    /// [`mpmanager_connection::BusyPoll`]). It saves the server thread's
+    /// wake-up on each request of a client in a tight loop, at the cost of
+    /// CPU time spent polling.
+    pub busy_poll: Duration,
 }
 
 impl ServerConfig {
@@ -86,6 +99,7 @@ impl ServerConfig {
             objects: Vec::new(),
             registry: None,
             serializer: Serializer::Pickle,
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -105,6 +119,7 @@ impl fmt::Debug for ServerConfig {
             .field("objects", &self.objects)
             .field("registry", &self.registry.as_ref().map(|_| "custom"))
             .field("serializer", &self.serializer)
+            .field("busy_poll", &self.busy_poll)
             .finish()
     }
 }

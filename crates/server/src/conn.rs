@@ -4,7 +4,7 @@
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use mpmanager_connection::{auth, Connection, ConnectionError, Stream};
+use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{args, CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{
     decode_with, encode_into, DecodeErrorKind, DecodeOptions, EncodeError, EncodeOptions, PyErr,
@@ -92,6 +92,12 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     // delay on every one-shot operation). TCP_QUICKACK sends the pending
     // ACK now (see also `Conn::read`).
     let _track = shared.track(id, conn.stream());
+    if !shared.busy_poll.is_zero() {
+        conn.set_busy_poll(Some(BusyPoll::new(
+            shared.busy_poll,
+            shared.spin_budget.clone(),
+        )));
+    }
     if shared.stopping() {
         return;
     }

@@ -111,8 +111,8 @@ mod error;
 mod server;
 
 pub use config::{
-    ServerConfig, SharedKind, SharedObject, DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MAX_FRAME, DEFAULT_THREAD_STACK,
+    ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_THREAD_STACK,
 };
 pub use error::ServerError;
 pub use server::{BackgroundServer, Server, ServerHandle};

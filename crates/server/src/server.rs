@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mpmanager_connection::{Address, ConnectionError, Listener, PythonAddress, Stream};
+use mpmanager_connection::{Address, ConnectionError, Listener, PythonAddress, SpinBudget, Stream};
 use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
@@ -24,6 +24,9 @@ pub(crate) struct Shared {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) serializer: Serializer,
+    /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers.
+    pub(crate) busy_poll: Duration,
+    pub(crate) spin_budget: Arc<SpinBudget>,
     max_connections: usize,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
@@ -235,6 +238,8 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
             max_frame: config.max_frame,
             serializer: config.serializer,
+            busy_poll: config.busy_poll,
+            spin_budget: Arc::new(SpinBudget::for_this_machine()),
             max_connections: config.max_connections.max(1),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
