@@ -1,5 +1,6 @@
 //! The native Rust client against a raw socket ping-pong floor and against
-//! Redis, in one run (issue 6, Rust-client targets).
+//! Redis, in one run, on unix sockets and on TCP loopback (issue 6,
+//! Rust-client targets).
 //!
 //! ```text
 //! cargo run --release -p mpmanager-client --example bench_client
@@ -7,35 +8,48 @@
 //!
 //! It builds `mpmanager` (`cargo build --release -p mpmanager-cli --bin
 //! mpmanager`, skipped with `--no-build` or `--mpmanager PATH`) and starts,
-//! in a temporary directory, all on unix sockets, all killed at the end:
+//! in a temporary directory, per transport (`--transports unix,tcp`, default
+//! both), all killed at the end:
 //!
-//! * **mpmanager**: `mpmanager serve --address unix:…` (the served binary;
-//!   `--in-process` runs the server on a thread of this process instead);
+//! * **mpmanager**: `mpmanager serve --address unix:…` or `--address
+//!   127.0.0.1:0` (the real port read back from `--print-address`); one
+//!   served binary per transport (`--in-process` runs the servers on threads
+//!   of this process instead);
 //! * **floor**: a raw ping-pong server (this program re-run with
-//!   `--floor-server`, a separate process like `mpmanager serve`): for each
-//!   request frame it answers the reply frame `mpmanager serve` gave to the
-//!   same request bytes, found by comparing bytes. Its client side writes
-//!   the pre-encoded request bytes and reads the reply frame with the same
-//!   connection crate, no pickling on either side: the same bytes on the
-//!   same sockets with no work around them;
-//! * **redis**: `redis-server` (unix socket, no persistence), driven by
-//!   `redis-benchmark -s SOCK -t get -c 1|4 -P 1|16 -n N -q`; skipped with a
-//!   note if either is missing (or with `--no-redis`).
+//!   `--floor-server ADDR PAIRS`, a separate process like `mpmanager serve`,
+//!   on a unix socket or on `127.0.0.1:0`, printing its bound address): for
+//!   each request frame it answers the reply frame `mpmanager serve` gave to
+//!   the same request bytes, found by comparing bytes. Its client side
+//!   writes the pre-encoded request bytes and reads the reply frame with the
+//!   same connection crate, no pickling on either side: the same bytes on
+//!   the same sockets with no work around them;
+//! * **redis**: one `redis-server` (no persistence) on a unix socket and, for
+//!   TCP, `--port PORT --bind 127.0.0.1` (a free port), driven by
+//!   `redis-benchmark -s SOCK` (unix) or `-h 127.0.0.1 -p PORT` (tcp) `-t get
+//!   -c N -P 1|16 -n N -q` for each thread count N; skipped with a note if
+//!   either is missing (or with `--no-redis`).
 //!
 //! The Rust client runs `d['k']` (`DictProxy::get_item`), `l.append(1)`
 //! (`ListProxy::push`) and `ns.x` (`Namespace::get`): latency p50/p99 with
 //! one thread (alternating with the floor and with the floor's raw bytes
 //! sent to `mpmanager serve`, which splits the gap between server and
-//! client); aggregate ops/s with 1 and 4 threads (each thread its own
-//! objects, calls through the manager's shared connection pool); pipelined
-//! ops/s with 16 calls in flight (`Manager::batch()` of 16, run, repeat),
-//! from 1 and 4 threads. The floor does the same with its raw bytes. Each
-//! figure is the median of `--reps` runs, servers interleaved.
+//! client); aggregate ops/s for each thread count of `--threads-list`
+//! (default 1,2,4,16; each thread its own objects, calls through the
+//! manager's shared connection pool; the 1-thread figure is the latency
+//! loop's); pipelined ops/s with 16 calls in flight (`Manager::batch()` of
+//! 16, run, repeat) from each thread count. The floor does the same with its
+//! raw bytes. Each figure is the median of `--reps` runs, servers and
+//! transports interleaved. Targets, judged per transport on `d['k']` vs
+//! Redis GET: latency ≤ 1.25× floor (every op); 4 threads (or the largest
+//! count listed, without 4) ≥ `redis-benchmark -c 4`; pipelined ≥ ½
+//! `redis-benchmark -P 16`, from 1 and from 4 threads.
 //!
 //! Options: `--secs S` (per timed loop, default 0.3), `--reps N` (5),
-//! `--threads N` (4), `--depth N` (16), `--redis-n N` (requests per
-//! non-pipelined redis-benchmark run; ×10 when pipelined), `--no-redis`,
-//! `--no-build`, `--mpmanager PATH`, `--in-process`, `--smoke`.
+//! `--threads-list A,B,…` (1,2,4,16), `--threads N` (shorthand for
+//! `--threads-list 1,N`), `--transports unix,tcp` (both), `--depth N` (16),
+//! `--redis-n N` (requests per non-pipelined redis-benchmark run; ×10 when
+//! pipelined), `--no-redis`, `--no-build`, `--mpmanager PATH`,
+//! `--in-process`, `--smoke`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
@@ -57,8 +71,10 @@ pub struct Opts {
     pub secs: f64,
     /// Runs per figure (the median is reported).
     pub reps: usize,
-    /// Threads for the multi-threaded figures.
-    pub threads: usize,
+    /// Thread counts for the throughput figures (sorted, no duplicates).
+    pub threads: Vec<usize>,
+    /// Transports, each with its own servers, rows and targets.
+    pub transports: Vec<Transport>,
     /// Calls in flight for the pipelined figures.
     pub depth: usize,
     /// Requests per non-pipelined redis-benchmark run (0: no Redis).
@@ -76,7 +92,8 @@ impl Default for Opts {
         Opts {
             secs: 0.3,
             reps: 5,
-            threads: 4,
+            threads: vec![1, 2, 4, 16],
+            transports: vec![Transport::Unix, Transport::Tcp],
             depth: 16,
             redis_n: 30_000,
             in_process: false,
@@ -87,18 +104,49 @@ impl Default for Opts {
 }
 
 impl Opts {
-    /// Tiny loops, no Redis, in-process server (the smoke test).
+    /// Tiny loops, 1 and 2 threads, both transports, no Redis, in-process
+    /// servers (the smoke test).
     pub fn smoke() -> Opts {
         Opts {
             secs: 0.02,
             reps: 1,
-            threads: 2,
+            threads: vec![1, 2],
+            transports: vec![Transport::Unix, Transport::Tcp],
             depth: 4,
             redis_n: 0,
             in_process: true,
             build: false,
             mpmanager: None,
         }
+    }
+}
+
+/// Where the servers listen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// Unix sockets in the temporary directory.
+    Unix,
+    /// TCP on 127.0.0.1, free ports.
+    Tcp,
+}
+
+impl Transport {
+    /// `unix` / `tcp` (the table column, the `--transports` spelling).
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Unix => "unix",
+            Transport::Tcp => "tcp",
+        }
+    }
+
+    /// A listening address for a server named `name`: a socket in `dir`,
+    /// or 127.0.0.1 port 0 (the listener reports the real port).
+    fn address(self, dir: &Path, name: &str) -> Result<Address, String> {
+        let s = match self {
+            Transport::Unix => format!("unix:{}", dir.join(format!("{name}.sock")).display()),
+            Transport::Tcp => "127.0.0.1:0".to_string(),
+        };
+        s.parse().map_err(|e| format!("{e}"))
     }
 }
 
@@ -126,7 +174,7 @@ fn spawn(cmd: &mut Command) -> std::io::Result<Kid> {
     cmd.spawn().map(Kid)
 }
 
-/// The first line a child prints on stdout (its address / "ready").
+/// The first line a child prints on stdout (its bound address).
 fn first_line(kid: &mut Kid) -> Result<String, String> {
     let out = kid.0.stdout.take().ok_or("no stdout")?;
     let mut line = String::new();
@@ -231,11 +279,12 @@ fn floor_accept_loop(listener: Listener, pairs: Arc<Pairs>) {
     }
 }
 
-/// `bench_client --floor-server SOCK PAIRS`: the floor as its own process.
-fn floor_server_main(sock: &str, pairs: &str) {
+/// `bench_client --floor-server ADDR PAIRS`: the floor as its own process;
+/// prints its bound address (the real port for `127.0.0.1:0`).
+fn floor_server_main(addr: &str, pairs: &str) {
     let pairs = Arc::new(read_pairs(Path::new(pairs)).expect("pairs"));
-    let listener = Listener::bind(&sock.parse::<Address>().expect("address")).expect("bind");
-    println!("ready");
+    let listener = Listener::bind(&addr.parse::<Address>().expect("address")).expect("bind");
+    println!("{}", listener.local_address());
     std::io::stdout().flush().unwrap();
     floor_accept_loop(listener, pairs);
 }
@@ -411,23 +460,46 @@ pub struct Figures {
     pub one: Vec<Sample>,
     /// Per op, 1 thread: the raw request bytes sent to `mpmanager serve`.
     pub raw_server: Vec<Sample>,
-    /// Per op: `threads` threads.
-    pub many: Vec<Sample>,
-    /// Per op: pipelined, 1 thread.
-    pub pipe1: Vec<Sample>,
-    /// Per op: pipelined, `threads` threads.
-    pub pipe_many: Vec<Sample>,
+    /// `[k][op]`: `opts.threads[k]` threads (for 1 thread: `one`).
+    pub thr: Vec<Vec<Sample>>,
+    /// `[k][op]`: pipelined, `opts.threads[k]` threads.
+    pub pipe: Vec<Vec<Sample>>,
+}
+
+impl Figures {
+    fn new(opts: &Opts) -> Figures {
+        Figures {
+            thr: vec![Vec::new(); opts.threads.len()],
+            pipe: vec![Vec::new(); opts.threads.len()],
+            ..Figures::default()
+        }
+    }
+
+    /// Sets the latency loops' samples, which are also the 1-thread
+    /// non-pipelined throughput.
+    fn set_one(&mut self, one: Vec<Sample>, opts: &Opts) {
+        for (k, &t) in opts.threads.iter().enumerate() {
+            if t == 1 {
+                self.thr[k] = one.clone();
+            }
+        }
+        self.one = one;
+    }
 }
 
 fn bench_client(m: &Manager, objs: &[Objects], opts: &Opts) -> Result<Figures, String> {
-    let mut f = Figures::default();
+    let mut f = Figures::new(opts);
     for op in 0..OPS.len() {
-        f.many.push(timed(opts.threads, opts.secs, |i| {
-            let o = &objs[i];
-            Ok(move || o.call(op).map(|_| 1))
-        })?);
-        for (t, dst) in [(1, &mut f.pipe1), (opts.threads, &mut f.pipe_many)] {
-            dst.push(timed(t, opts.secs, |i| {
+        for (k, &t) in opts.threads.iter().enumerate() {
+            if t > 1 {
+                f.thr[k].push(timed(t, opts.secs, |i| {
+                    let o = &objs[i];
+                    Ok(move || o.call(op).map(|_| 1))
+                })?);
+            }
+        }
+        for (k, &t) in opts.threads.iter().enumerate() {
+            f.pipe[k].push(timed(t, opts.secs, |i| {
                 let o = &objs[i];
                 Ok(move || o.pipelined(m, op, opts.depth).map(|_| opts.depth))
             })?);
@@ -507,7 +579,7 @@ fn bench_latency(
 fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures, String> {
     let connect =
         || Connection::connect(addr, Some(Duration::from_secs(10))).map_err(|e| e.to_string());
-    let mut f = Figures::default();
+    let mut f = Figures::new(opts);
     for req in reqs {
         let one = |_| {
             let mut c = connect()?;
@@ -518,7 +590,11 @@ fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures,
                 Ok(1)
             })
         };
-        f.many.push(timed(opts.threads, opts.secs, one)?);
+        for (k, &t) in opts.threads.iter().enumerate() {
+            if t > 1 {
+                f.thr[k].push(timed(t, opts.secs, one)?);
+            }
+        }
         let pipe = |_| {
             let mut c = connect()?;
             let batch = vec![req.as_slice(); opts.depth];
@@ -531,45 +607,56 @@ fn bench_floor(addr: &Address, reqs: &[Vec<u8>], opts: &Opts) -> Result<Figures,
                 Ok(opts.depth)
             })
         };
-        f.pipe1.push(timed(1, opts.secs, pipe)?);
-        f.pipe_many.push(timed(opts.threads, opts.secs, pipe)?);
+        for (k, &t) in opts.threads.iter().enumerate() {
+            f.pipe[k].push(timed(t, opts.secs, pipe)?);
+        }
     }
     Ok(f)
 }
 
 // ---------------------------------------------------------------- redis
 
-/// `redis-benchmark` GET figures, ops/s: [c1 P1, cT P1, c1 Pd, cT Pd].
-fn bench_redis(sock: &Path, opts: &Opts) -> Result<[f64; 4], String> {
-    let mut out = [0.0; 4];
-    let runs = [
-        (1, 1),
-        (opts.threads, 1),
-        (1, opts.depth),
-        (opts.threads, opts.depth),
-    ];
-    for (k, (c, p)) in runs.into_iter().enumerate() {
-        let n = if p > 1 {
-            opts.redis_n * 10
-        } else {
-            opts.redis_n
-        };
-        let o = Command::new("redis-benchmark")
-            .arg("-s")
-            .arg(sock)
-            .args(["-t", "get", "-q"])
-            .args([
-                "-c",
-                &c.to_string(),
-                "-P",
-                &p.to_string(),
-                "-n",
-                &n.to_string(),
-            ])
-            .output()
-            .map_err(|e| format!("redis-benchmark: {e}"))?;
-        let text = String::from_utf8_lossy(&o.stdout);
-        out[k] = parse_redis(&text).ok_or_else(|| format!("redis-benchmark output: {text:?}"))?;
+/// `redis-benchmark` GET figures, ops/s: `[k] = (-c N -P 1, -c N -P depth)`
+/// for `N = opts.threads[k]`, over `transport`.
+fn bench_redis(
+    redis: &Redis,
+    transport: Transport,
+    opts: &Opts,
+) -> Result<Vec<(f64, f64)>, String> {
+    let mut out = Vec::new();
+    for &c in &opts.threads {
+        let mut pair = [0.0; 2];
+        for (slot, p) in [1, opts.depth].into_iter().enumerate() {
+            let n = if p > 1 {
+                opts.redis_n * 10
+            } else {
+                opts.redis_n
+            };
+            let mut cmd = Command::new("redis-benchmark");
+            match transport {
+                Transport::Unix => cmd.arg("-s").arg(&redis.sock),
+                Transport::Tcp => {
+                    let port = redis.port.ok_or("Redis has no TCP port")?;
+                    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                }
+            };
+            let o = cmd
+                .args(["-t", "get", "-q"])
+                .args([
+                    "-c",
+                    &c.to_string(),
+                    "-P",
+                    &p.to_string(),
+                    "-n",
+                    &n.to_string(),
+                ])
+                .output()
+                .map_err(|e| format!("redis-benchmark: {e}"))?;
+            let text = String::from_utf8_lossy(&o.stdout);
+            pair[slot] =
+                parse_redis(&text).ok_or_else(|| format!("redis-benchmark output: {text:?}"))?;
+        }
+        out.push((pair[0], pair[1]));
     }
     Ok(out)
 }
@@ -583,11 +670,40 @@ pub fn parse_redis(text: &str) -> Option<f64> {
     })
 }
 
-fn start_redis(dir: &Path, notes: &mut Vec<String>) -> Option<(Kid, PathBuf)> {
+/// A running `redis-server`: a unix socket, and a TCP port on 127.0.0.1
+/// when asked for.
+struct Redis {
+    _kid: Kid,
+    sock: PathBuf,
+    port: Option<u16>,
+}
+
+/// A port free on 127.0.0.1 just now (bound to port 0, then closed).
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| e.to_string())?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+fn start_redis(dir: &Path, tcp: bool, notes: &mut Vec<String>) -> Option<Redis> {
     let sock = dir.join("redis.sock");
+    let port = if tcp {
+        match free_port() {
+            Ok(p) => Some(p),
+            Err(e) => {
+                notes.push(format!("Redis skipped: no free TCP port ({e})"));
+                return None;
+            }
+        }
+    } else {
+        None
+    };
+    let mut cmd = Command::new("redis-server");
+    match port {
+        Some(p) => cmd.args(["--port", &p.to_string(), "--bind", "127.0.0.1"]),
+        None => cmd.args(["--port", "0"]),
+    };
     let kid = spawn(
-        Command::new("redis-server")
-            .args(["--port", "0", "--save", "", "--appendonly", "no"])
+        cmd.args(["--save", "", "--appendonly", "no"])
             .arg("--unixsocket")
             .arg(&sock)
             .args(["--unixsocketperm", "700", "--daemonize", "no"])
@@ -602,9 +718,12 @@ fn start_redis(dir: &Path, notes: &mut Vec<String>) -> Option<(Kid, PathBuf)> {
         }
     };
     let t = Instant::now();
-    while !sock.exists() {
+    let up = || {
+        sock.exists() && port.is_none_or(|p| std::net::TcpStream::connect(("127.0.0.1", p)).is_ok())
+    };
+    while !up() {
         if t.elapsed() > Duration::from_secs(5) {
-            notes.push("Redis skipped: no socket after 5 s".into());
+            notes.push("Redis skipped: not listening after 5 s".into());
             return None;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -617,7 +736,11 @@ fn start_redis(dir: &Path, notes: &mut Vec<String>) -> Option<(Kid, PathBuf)> {
         notes.push("Redis skipped: redis-benchmark is not installed".into());
         return None;
     }
-    Some((kid, sock))
+    Some(Redis {
+        _kid: kid,
+        sock,
+        port,
+    })
 }
 
 // -------------------------------------------------------------- report
@@ -636,6 +759,16 @@ fn med(reps: &[Figures], pick: impl Fn(&Figures) -> f64) -> f64 {
     median(reps.iter().map(pick).collect())
 }
 
+/// Median over reps of Redis's figure for `opts.threads[k]` connections,
+/// pipelined or not.
+fn redis_med(rd: &[Vec<(f64, f64)>], k: usize, piped: bool) -> f64 {
+    median(
+        rd.iter()
+            .map(|r| if piped { r[k].1 } else { r[k].0 })
+            .collect(),
+    )
+}
+
 /// The whole result.
 #[derive(Debug, Default)]
 pub struct Report {
@@ -647,10 +780,11 @@ pub struct Report {
     pub targets: Vec<(String, bool)>,
 }
 
-/// One rep's client side: a new manager connection (so a new connection
-/// pool: a connection the scheduler treats badly does not last across
-/// reps), `threads` sets of objects, and a floor serving their request
-/// bytes with the replies `mpmanager serve` gave.
+/// One rep's client side on one transport: a new manager connection (so a
+/// new connection pool: a connection the scheduler treats badly does not
+/// last across reps), one set of objects per thread of the largest thread
+/// count, and a floor on the same transport serving their request bytes
+/// with the replies `mpmanager serve` gave.
 struct RepSetup {
     m: Manager,
     objs: Vec<Objects>,
@@ -660,13 +794,20 @@ struct RepSetup {
     _kid: Option<Kid>,
 }
 
-fn rep_setup(sock: &Address, dir: &Path, rep: usize, opts: &Opts) -> Result<RepSetup, String> {
-    let m = Manager::connect_to(sock.clone(), KEY).map_err(|e| e.to_string())?;
-    let objs = (0..opts.threads.max(1))
+fn rep_setup(
+    server: &Address,
+    transport: Transport,
+    dir: &Path,
+    rep: usize,
+    opts: &Opts,
+) -> Result<RepSetup, String> {
+    let m = Manager::connect_to(server.clone(), KEY).map_err(|e| e.to_string())?;
+    let n_objs = opts.threads.iter().copied().max().unwrap_or(1);
+    let objs = (0..n_objs)
         .map(|_| Objects::new(&m))
         .collect::<Result<Vec<_>, _>>()?;
     let mut pairs: Pairs = Vec::new();
-    let mut raw = raw_served(sock)?;
+    let mut raw = raw_served(server)?;
     for o in &objs {
         for op in 0..OPS.len() {
             let q = o.request(op);
@@ -676,33 +817,35 @@ fn rep_setup(sock: &Address, dir: &Path, rep: usize, opts: &Opts) -> Result<RepS
         }
     }
     drop(raw);
-    let floor: Address = format!("unix:{}", dir.join(format!("floor{rep}.sock")).display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
+    let name = format!("floor-{}-{rep}", transport.name());
+    let want = transport.address(dir, &name)?;
     let reqs: Vec<Vec<u8>> = pairs[..OPS.len()].iter().map(|p| p.0.clone()).collect();
     let sizes = pairs[..OPS.len()]
         .iter()
         .map(|p| (p.0.len(), p.1.len()))
         .collect();
-    let kid = if opts.in_process {
-        let l = Listener::bind(&floor).map_err(|e| e.to_string())?;
+    let (floor, kid) = if opts.in_process {
+        let l = Listener::bind(&want).map_err(|e| e.to_string())?;
+        let floor = l.local_address().clone();
         let pairs = Arc::new(pairs);
         std::thread::spawn(move || floor_accept_loop(l, pairs));
-        None
+        (floor, None)
     } else {
-        let pf = dir.join(format!("pairs{rep}"));
+        let pf = dir.join(format!("pairs-{}-{rep}", transport.name()));
         write_pairs(&pf, &pairs).map_err(|e| e.to_string())?;
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
         let mut kid = spawn(
             Command::new(exe)
                 .arg("--floor-server")
-                .arg(floor.to_string())
+                .arg(want.to_string())
                 .arg(&pf)
                 .stdout(Stdio::piped()),
         )
         .map_err(|e| e.to_string())?;
-        first_line(&mut kid)?;
-        Some(kid)
+        let floor: Address = first_line(&mut kid)?
+            .parse()
+            .map_err(|e| format!("floor address: {e}"))?;
+        (floor, Some(kid))
     };
     Ok(RepSetup {
         m,
@@ -712,6 +855,53 @@ fn rep_setup(sock: &Address, dir: &Path, rep: usize, opts: &Opts) -> Result<RepS
         sizes,
         _kid: kid,
     })
+}
+
+/// One transport's server and figures.
+struct Side {
+    transport: Transport,
+    server: Address,
+    m: Manager,
+    _kid: Option<Kid>,
+    /// Per rep: client, floor, Redis (when it ran).
+    cl: Vec<Figures>,
+    fl: Vec<Figures>,
+    rd: Vec<Vec<(f64, f64)>>,
+    sizes: Vec<(usize, usize)>,
+}
+
+/// Starts the mpmanager server for `transport` (a `mpmanager serve`
+/// process, or a thread with `--in-process`).
+fn start_server(
+    transport: Transport,
+    dir: &Path,
+    bin: Option<&Path>,
+) -> Result<(Manager, Address, Option<Kid>), String> {
+    let want = transport.address(dir, "mpm")?;
+    match bin {
+        None => {
+            let cfg = mpmanager_server::ServerConfig::new(want, KEY.to_vec());
+            let m = Manager::spawn_server(cfg).map_err(|e| e.to_string())?;
+            let addr = m.address().clone();
+            Ok((m, addr, None))
+        }
+        Some(bin) => {
+            let mut kid = spawn(
+                Command::new(bin)
+                    .args(["serve", "--quiet", "--print-address", "--address"])
+                    .arg(want.to_string())
+                    .env("MPMANAGER_AUTHKEY", std::str::from_utf8(KEY).unwrap())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null()),
+            )
+            .map_err(|e| format!("{}: {e}", bin.display()))?;
+            let addr: Address = first_line(&mut kid)?
+                .parse()
+                .map_err(|e| format!("mpmanager serve address: {e}"))?;
+            let m = Manager::connect_to(addr.clone(), KEY).map_err(|e| e.to_string())?;
+            Ok((m, addr, Some(kid)))
+        }
+    }
 }
 
 /// Runs everything and prints the tables.
@@ -727,40 +917,35 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     }
     let _rm = RmDir(dir.clone());
 
-    // The server.
-    let sock: Address = format!("unix:{}", dir.join("mpm.sock").display())
-        .parse()
-        .map_err(|e| format!("{e}"))?;
-    let mut kids = Vec::new();
-    let (m, server_kind) = if opts.in_process {
-        let cfg = mpmanager_server::ServerConfig::new(sock.clone(), KEY.to_vec());
-        (
-            Manager::spawn_server(cfg).map_err(|e| e.to_string())?,
-            "in-process server (thread)".to_string(),
-        )
+    // The servers, one per transport.
+    let bin = if opts.in_process {
+        None
     } else {
-        let bin = mpmanager_binary(opts, &mut notes)?;
-        let mut kid = spawn(
-            Command::new(&bin)
-                .args(["serve", "--quiet", "--print-address", "--address"])
-                .arg(sock.to_string())
-                .env("MPMANAGER_AUTHKEY", std::str::from_utf8(KEY).unwrap())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null()),
-        )
-        .map_err(|e| format!("{}: {e}", bin.display()))?;
-        first_line(&mut kid)?;
-        kids.push(kid);
-        (
-            Manager::connect_to(sock.clone(), KEY).map_err(|e| e.to_string())?,
-            format!("`{} serve`", bin.display()),
-        )
+        Some(mpmanager_binary(opts, &mut notes)?)
+    };
+    let mut sides = Vec::new();
+    for &transport in &opts.transports {
+        let (m, server, kid) = start_server(transport, &dir, bin.as_deref())?;
+        sides.push(Side {
+            transport,
+            server,
+            m,
+            _kid: kid,
+            cl: Vec::new(),
+            fl: Vec::new(),
+            rd: Vec::new(),
+            sizes: Vec::new(),
+        });
+    }
+    let server_kind = match &bin {
+        None => "in-process servers (threads)".to_string(),
+        Some(b) => format!("`{} serve`", b.display()),
     };
     let redis = if opts.redis_n == 0 {
         notes.push("Redis not run (--no-redis / smoke).".into());
         None
     } else {
-        start_redis(&dir, &mut notes)
+        start_redis(&dir, opts.transports.contains(&Transport::Tcp), &mut notes)
     };
 
     let floor_kind = if opts.in_process {
@@ -768,39 +953,55 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     } else {
         "separate process, thread per connection"
     };
-    let (mut cl, mut fl, mut rd) = (Vec::new(), Vec::new(), Vec::new());
-    let mut sizes = Vec::new();
     for rep in 0..opts.reps {
-        eprintln!("run {}/{}", rep + 1, opts.reps);
-        let r = rep_setup(&sock, &dir, rep, opts)?;
-        let [c1, f1, s1] = bench_latency(&r.objs, &sock, &r.floor, &r.reqs, opts)?;
-        let mut c = bench_client(&r.m, &r.objs, opts)?;
-        let mut f = bench_floor(&r.floor, &r.reqs, opts)?;
-        (c.one, f.one, c.raw_server) = (c1, f1, s1);
-        sizes = r.sizes;
-        cl.push(c);
-        fl.push(f);
-        if let Some((_, s)) = &redis {
-            match bench_redis(s, opts) {
-                Ok(r) => rd.push(r),
-                Err(e) => notes.push(format!("Redis run failed: {e}")),
+        for side in &mut sides {
+            eprintln!("run {}/{} {}", rep + 1, opts.reps, side.transport.name());
+            let r = rep_setup(&side.server, side.transport, &dir, rep, opts)?;
+            let [c1, f1, s1] = bench_latency(&r.objs, &side.server, &r.floor, &r.reqs, opts)?;
+            let mut c = bench_client(&r.m, &r.objs, opts)?;
+            let mut f = bench_floor(&r.floor, &r.reqs, opts)?;
+            c.set_one(c1, opts);
+            f.set_one(f1, opts);
+            c.raw_server = s1;
+            side.sizes = r.sizes;
+            side.cl.push(c);
+            side.fl.push(f);
+            if let Some(redis) = &redis {
+                match bench_redis(redis, side.transport, opts) {
+                    Ok(r) => side.rd.push(r),
+                    Err(e) => {
+                        notes.push(format!("Redis run failed ({}): {e}", side.transport.name()))
+                    }
+                }
             }
         }
     }
-    let _ = m.shutdown();
+    for side in &sides {
+        let _ = side.m.shutdown();
+    }
     drop(redis);
-    drop(kids);
 
     // Tables.
-    let t = opts.threads;
     let d = opts.depth;
+    // The thread count the "≥ Redis" targets are judged at.
+    let target_t = if opts.threads.contains(&4) {
+        4
+    } else {
+        opts.threads.iter().copied().max().unwrap_or(1)
+    };
     let mut s = String::new();
     let mut targets = Vec::new();
     use std::fmt::Write as _;
+    let names: Vec<_> = sides
+        .iter()
+        .map(|x| format!("{} ({})", x.transport.name(), x.server))
+        .collect();
     let _ = writeln!(
         s,
-        "server: {server_kind}; floor: {floor_kind}; unix sockets; {} s loops, median of {} runs\n",
-        opts.secs, opts.reps
+        "server: {server_kind}; floor: {floor_kind}; transports: {}; {} s loops, median of {} runs\n",
+        names.join(", "),
+        opts.secs,
+        opts.reps
     );
     let _ = writeln!(
         s,
@@ -810,86 +1011,116 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     );
     let _ = writeln!(
         s,
-        "| op | request/reply bytes | client p50 | client p99 | floor p50 | floor p99 | raw→mpmanager p50 | ratio | target |"
+        "| transport | op | request/reply bytes | client p50 | client p99 | floor p50 | floor p99 | raw→mpmanager p50 | ratio | target |"
     );
-    let _ = writeln!(s, "|---|---:|---:|---:|---:|---:|---:|---:|---|");
-    for (i, op) in OPS.iter().enumerate() {
-        let (c50, c99) = (med(&cl, |f| f.one[i].p50), med(&cl, |f| f.one[i].p99));
-        let (f50, f99) = (med(&fl, |f| f.one[i].p50), med(&fl, |f| f.one[i].p99));
-        let s50 = med(&cl, |f| f.raw_server[i].p50);
-        let r = c50 / f50;
-        let met = r <= 1.25;
-        targets.push((format!("{op} latency ≤ 1.25× floor ({r:.2}×)"), met));
-        let _ = writeln!(
-            s,
-            "| `{op}` | {}/{} | {c50:.1} | {c99:.1} | {f50:.1} | {f99:.1} | {s50:.1} | {r:.2}× | {} |",
-            sizes[i].0,
-            sizes[i].1,
-            if met { "met" } else { "missed" }
-        );
-    }
-    let rmed = |k: usize| median(rd.iter().map(|r| r[k]).collect());
-    let have_redis = !rd.is_empty();
-    let _ = writeln!(
-        s,
-        "\nThroughput (ops/s, summed over threads; Redis: redis-benchmark GET, unix socket)\n"
-    );
-    let _ = writeln!(
-        s,
-        "| op | setup | client | floor | client ÷ floor | Redis GET | client ÷ Redis | target |"
-    );
-    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---|");
-    type Pick = fn(&Figures, usize) -> f64;
-    let rows: [(&str, usize, f64, Pick); 4] = [
-        ("1 thread", 0, 0.0, |f, i| f.one[i].ops),
-        ("{t} threads", 1, 1.0, |f, i| f.many[i].ops),
-        ("1 thread, {d} in flight", 2, 0.0, |f, i| f.pipe1[i].ops),
-        ("{t} threads, {d} in flight each", 3, 0.5, |f, i| {
-            f.pipe_many[i].ops
-        }),
-    ];
-    for (i, op) in OPS.iter().enumerate() {
-        for (label, k, want, pick) in rows {
-            let label = label
-                .replace("{t}", &t.to_string())
-                .replace("{d}", &d.to_string());
-            let c = med(&cl, |f| pick(f, i));
-            let fo = med(&fl, |f| pick(f, i));
-            let (rs, ratio, tgt) = if have_redis {
-                let r = rmed(k);
-                let ratio = c / r;
-                // Targets: 4 threads ≥ Redis -c 4; pipelined ≥ ½ Redis -P 16
-                // (both for 1 and for `t` connections).
-                let want = if k >= 2 { 0.5 } else { want };
-                let tgt = if want > 0.0 && i == 0 {
-                    let met = ratio >= want;
-                    targets.push((
-                        format!("`{op}` {label}: ≥ {want}× Redis ({ratio:.2}×)"),
-                        met,
-                    ));
-                    format!("≥ {want}×: {}", if met { "met" } else { "missed" })
-                } else {
-                    String::new()
-                };
-                (format!("{r:.0}"), format!("{ratio:.2}×"), tgt)
-            } else {
-                ("–".into(), "–".into(), String::new())
-            };
+    let _ = writeln!(s, "|---|---|---:|---:|---:|---:|---:|---:|---:|---|");
+    for side in &sides {
+        let (cl, fl, tr) = (&side.cl, &side.fl, side.transport.name());
+        for (i, op) in OPS.iter().enumerate() {
+            let (c50, c99) = (med(cl, |f| f.one[i].p50), med(cl, |f| f.one[i].p99));
+            let (f50, f99) = (med(fl, |f| f.one[i].p50), med(fl, |f| f.one[i].p99));
+            let s50 = med(cl, |f| f.raw_server[i].p50);
+            let r = c50 / f50;
+            let met = r <= 1.25;
+            targets.push((format!("{tr} `{op}` latency ≤ 1.25× floor ({r:.2}×)"), met));
             let _ = writeln!(
                 s,
-                "| `{op}` | {label} | {c:.0} | {fo:.0} | {:.2}× | {rs} | {ratio} | {tgt} |",
-                c / fo
+                "| {tr} | `{op}` | {}/{} | {c50:.1} | {c99:.1} | {f50:.1} | {f99:.1} | {s50:.1} | {r:.2}× | {} |",
+                side.sizes[i].0,
+                side.sizes[i].1,
+                if met { "met" } else { "missed" }
             );
         }
     }
-    if have_redis {
+    let _ = writeln!(
+        s,
+        "\nThroughput (ops/s, summed over threads; Redis: redis-benchmark GET, same transport, \
+         -c = threads, -P {d} for the in-flight rows)\n"
+    );
+    let _ = writeln!(
+        s,
+        "| transport | op | setup | client | floor | client ÷ floor | Redis GET | client ÷ Redis | target |"
+    );
+    let _ = writeln!(s, "|---|---|---|---:|---:|---:|---:|---:|---|");
+    for side in &sides {
+        let tr = side.transport.name();
+        let have_redis = !side.rd.is_empty();
+        for (i, op) in OPS.iter().enumerate() {
+            for piped in [false, true] {
+                for (k, &t) in opts.threads.iter().enumerate() {
+                    let label = match (t, piped) {
+                        (1, false) => "1 thread".to_string(),
+                        (t, false) => format!("{t} threads"),
+                        (1, true) => format!("1 thread, {d} in flight"),
+                        (t, true) => format!("{t} threads, {d} in flight each"),
+                    };
+                    let pick = |f: &Figures| {
+                        if piped {
+                            f.pipe[k][i].ops
+                        } else {
+                            f.thr[k][i].ops
+                        }
+                    };
+                    let c = med(&side.cl, pick);
+                    let fo = med(&side.fl, pick);
+                    // Targets: `target_t` threads ≥ Redis -c 4; pipelined ≥ ½
+                    // Redis -P 16 (from 1 and from `target_t` connections).
+                    let want = match (piped, t) {
+                        (true, t) if t == 1 || t == target_t => 0.5,
+                        (false, t) if t == target_t && t > 1 => 1.0,
+                        _ => 0.0,
+                    };
+                    let (rs, ratio, tgt) = if have_redis {
+                        let r = redis_med(&side.rd, k, piped);
+                        let ratio = c / r;
+                        let tgt = if want > 0.0 && i == 0 {
+                            let met = ratio >= want;
+                            targets.push((
+                                format!("{tr} `{op}` {label}: ≥ {want}× Redis ({ratio:.2}×)"),
+                                met,
+                            ));
+                            format!("≥ {want}×: {}", if met { "met" } else { "missed" })
+                        } else {
+                            String::new()
+                        };
+                        (format!("{r:.0}"), format!("{ratio:.2}×"), tgt)
+                    } else {
+                        ("–".into(), "–".into(), String::new())
+                    };
+                    let _ = writeln!(
+                        s,
+                        "| {tr} | `{op}` | {label} | {c:.0} | {fo:.0} | {:.2}× | {rs} | {ratio} | {tgt} |",
+                        c / fo
+                    );
+                }
+            }
+        }
+    }
+    for side in &sides {
+        if side.rd.is_empty() {
+            continue;
+        }
+        let runs: Vec<String> = opts
+            .threads
+            .iter()
+            .enumerate()
+            .map(|(k, t)| {
+                format!(
+                    "-c {t}: -P 1 {:.0}, -P {d} {:.0}",
+                    redis_med(&side.rd, k, false),
+                    redis_med(&side.rd, k, true)
+                )
+            })
+            .collect();
+        let how = match side.transport {
+            Transport::Unix => "-s SOCK".to_string(),
+            Transport::Tcp => "-h 127.0.0.1 -p PORT".to_string(),
+        };
         let _ = writeln!(
             s,
-            "\nredis-benchmark -t get -n N -q: -c 1 -P 1 {:.0}; -c {t} -P 1 {:.0}; -c 1 -P {d} {:.0}; -c {t} -P {d} {:.0} requests/s",
-            rmed(0),
-            rmed(1),
-            rmed(2),
-            rmed(3)
+            "\nredis-benchmark {how} -t get -n N -q ({}), requests/s: {}",
+            side.transport.name(),
+            runs.join("; ")
         );
     }
     let _ = writeln!(s, "\nTargets:");
@@ -899,6 +1130,7 @@ pub fn run(opts: &Opts) -> Result<Report, String> {
     for n in &notes {
         let _ = writeln!(s, "note: {n}");
     }
+    drop(sides);
     Ok(Report {
         text: s,
         notes,
@@ -914,7 +1146,33 @@ fn parse_args() -> Result<Opts, String> {
         match a.as_str() {
             "--secs" => o.secs = next("--secs")?.parse().map_err(|e| format!("{e}"))?,
             "--reps" => o.reps = next("--reps")?.parse().map_err(|e| format!("{e}"))?,
-            "--threads" => o.threads = next("--threads")?.parse().map_err(|e| format!("{e}"))?,
+            "--threads" => {
+                let n: usize = next("--threads")?.parse().map_err(|e| format!("{e}"))?;
+                o.threads = vec![1, n];
+            }
+            "--threads-list" => {
+                o.threads = next("--threads-list")?
+                    .split(',')
+                    .map(|x| x.trim().parse::<usize>().map_err(|e| format!("{x:?}: {e}")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "--transports" => {
+                o.transports = next("--transports")?
+                    .split(',')
+                    .map(|x| match x.trim() {
+                        "unix" => Ok(Transport::Unix),
+                        "tcp" => Ok(Transport::Tcp),
+                        other => Err(format!("unknown transport {other:?} (unix, tcp)")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .into_iter()
+                    .fold(Vec::new(), |mut v, t| {
+                        if !v.contains(&t) {
+                            v.push(t);
+                        }
+                        v
+                    });
+            }
             "--depth" => o.depth = next("--depth")?.parse().map_err(|e| format!("{e}"))?,
             "--redis-n" => o.redis_n = next("--redis-n")?.parse().map_err(|e| format!("{e}"))?,
             "--no-redis" => o.redis_n = 0,
@@ -929,8 +1187,13 @@ fn parse_args() -> Result<Opts, String> {
             other => return Err(format!("unknown argument {other}")),
         }
     }
-    if o.threads == 0 || o.depth == 0 || o.reps == 0 {
-        return Err("--threads, --depth and --reps must be ≥ 1".into());
+    o.threads.sort_unstable();
+    o.threads.dedup();
+    if o.threads.contains(&0) || o.threads.is_empty() || o.depth == 0 || o.reps == 0 {
+        return Err("--threads(-list), --depth and --reps must be ≥ 1".into());
+    }
+    if o.transports.is_empty() {
+        return Err("--transports needs unix and/or tcp".into());
     }
     Ok(o)
 }
