@@ -20,7 +20,7 @@
 //! thread yields the CPU between polls (`sched_yield`), so a runnable thread
 //! on the same CPU is not held up by it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,23 +39,93 @@ use std::time::{Duration, Instant};
 pub struct SpinBudget {
     max: usize,
     spinning: AtomicUsize,
+    load: Option<LoadProbe>,
+}
+
+/// Whether every CPU of the machine is taken: the number of runnable tasks
+/// of `/proc/loadavg` (4th field, `running/total`) against the online CPUs,
+/// read at most once a millisecond by whichever poller comes first.
+#[derive(Debug)]
+struct LoadProbe {
+    file: std::fs::File,
+    cpus: usize,
+    base: Instant,
+    /// Nanoseconds after `base` of the last read.
+    checked: AtomicU64,
+    busy: AtomicBool,
+}
+
+impl LoadProbe {
+    const EVERY: Duration = Duration::from_millis(1);
+
+    fn open() -> Option<LoadProbe> {
+        // SAFETY: sysconf has no preconditions.
+        let cpus = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
+        let probe = LoadProbe {
+            file: std::fs::File::open("/proc/loadavg").ok()?,
+            cpus: usize::try_from(cpus).ok().filter(|&c| c > 0)?,
+            base: Instant::now(),
+            checked: AtomicU64::new(0),
+            busy: AtomicBool::new(false),
+        };
+        probe.runnable()?;
+        Some(probe)
+    }
+
+    /// Runnable tasks now, this thread included.
+    fn runnable(&self) -> Option<usize> {
+        use std::os::unix::fs::FileExt;
+        let mut buf = [0u8; 128];
+        let n = self.file.read_at(&mut buf, 0).ok()?;
+        parse_runnable(&buf[..n])
+    }
+
+    fn all_cpus_busy(&self) -> bool {
+        let now = self.base.elapsed().as_nanos() as u64;
+        let last = self.checked.load(Ordering::Relaxed);
+        if now.saturating_sub(last) >= Self::EVERY.as_nanos() as u64
+            && self
+                .checked
+                .compare_exchange(last, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+        {
+            // Unreadable: assume busy (polling is an optimisation).
+            let busy = self.runnable().map_or(true, |r| r > self.cpus);
+            self.busy.store(busy, Ordering::Relaxed);
+        }
+        self.busy.load(Ordering::Relaxed)
+    }
+}
+
+/// The runnable count of a `/proc/loadavg` line (`0.20 0.18 0.12 1/80 11206`).
+fn parse_runnable(line: &[u8]) -> Option<usize> {
+    let field = line.split(|&b| b == b' ').nth(3)?;
+    let running = field.split(|&b| b == b'/').next()?;
+    std::str::from_utf8(running).ok()?.parse().ok()
 }
 
 impl SpinBudget {
-    /// At most `max_spinners` threads poll at once (0: nobody polls).
+    /// At most `max_spinners` threads poll at once (0: nobody polls),
+    /// whatever the load of the machine.
     pub fn new(max_spinners: usize) -> SpinBudget {
         SpinBudget {
             max: max_spinners,
             spinning: AtomicUsize::new(0),
+            load: None,
         }
     }
 
     /// One CPU fewer than this process may run on
-    /// ([`std::thread::available_parallelism`]): on a single CPU nobody
-    /// polls, and at least one CPU is always left to the clients.
+    /// ([`std::thread::available_parallelism`]), so on a single CPU nobody
+    /// polls and at least one CPU is always left to the clients; and nobody
+    /// starts polling while the machine has more runnable tasks than CPUs
+    /// (`/proc/loadavg`), when polling would take CPU time from someone.
     pub fn for_this_machine() -> SpinBudget {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        SpinBudget::new(cpus - 1)
+        SpinBudget {
+            load: LoadProbe::open(),
+            ..SpinBudget::new(cpus - 1)
+        }
     }
 
     /// The cap given at construction.
@@ -64,6 +134,9 @@ impl SpinBudget {
     }
 
     fn try_acquire(&self) -> bool {
+        if self.max == 0 || self.load.as_ref().is_some_and(LoadProbe::all_cpus_busy) {
+            return false;
+        }
         self.spinning
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
@@ -101,6 +174,10 @@ pub struct BusyPoll {
     window: Duration,
     budget: Arc<SpinBudget>,
 }
+
+/// A gap between two polls longer than this means the poller was
+/// descheduled.
+const PREEMPTED: Duration = Duration::from_micros(20);
 
 /// The outcome of one poll.
 pub(crate) enum Polled {
@@ -144,6 +221,7 @@ impl BusyPoll {
         if self.window.is_zero() || !self.budget.try_acquire() {
             return Ok(Polled::Block);
         }
+        let mut last = start;
         let r = loop {
             // SAFETY: `buf` is valid for writes of its length; `fd` is an
             // open socket owned by the caller.
@@ -160,9 +238,13 @@ impl BusyPoll {
                 std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted => {}
                 _ => break Err(e),
             }
-            if start.elapsed() >= self.window {
+            let now = Instant::now();
+            // A poll takes a microsecond or two; a much longer gap means
+            // this thread lost its CPU to someone else: stop taking it.
+            if now - start >= self.window || now - last > PREEMPTED {
                 break Ok(Polled::Block);
             }
+            last = now;
             // SAFETY: no arguments; lets a runnable thread on this CPU go first.
             unsafe { libc::sched_yield() };
         };
@@ -226,6 +308,15 @@ mod tests {
         b.release();
         assert!(b.try_acquire());
         assert!(!SpinBudget::new(0).try_acquire());
+    }
+
+    #[test]
+    fn loadavg_runnable_field() {
+        assert_eq!(parse_runnable(b"0.20 0.18 0.12 1/80 11206\n"), Some(1));
+        assert_eq!(parse_runnable(b"3.19 2.87 1.93 12/381 21745"), Some(12));
+        assert_eq!(parse_runnable(b"garbage"), None);
+        let probe = LoadProbe::open().expect("/proc/loadavg");
+        assert!(probe.runnable().unwrap() >= 1, "this thread runs");
     }
 
     #[test]
