@@ -90,7 +90,7 @@ impl LoadProbe {
                 .is_ok()
         {
             // Unreadable: assume busy (polling is an optimisation).
-            let busy = self.runnable().map_or(true, |r| r > self.cpus);
+            let busy = self.runnable().is_none_or(|r| r > self.cpus);
             self.busy.store(busy, Ordering::Relaxed);
         }
         self.busy.load(Ordering::Relaxed)
