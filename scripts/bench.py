@@ -535,7 +535,7 @@ def main():
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--transports', default='unix,tcp')
     ap.add_argument('--busy-poll-us', type=int,
-                    help="mpmanager's and the echo floor's busy-poll limit (default: mpmanager's)")
+                    help="mpmanager's and the echo floor's --busy-poll-us (default: mpmanager's, 0)")
     ap.add_argument('--ops', default=','.join(OPS), help='comma-separated subset of: ' + ', '.join(OPS))
     ap.add_argument('--servers', default='cpython,mpmanager,echo,redis',
                     help='comma-separated subset of: cpython, mpmanager, echo, redis')

@@ -17,10 +17,9 @@
 //! MPMANAGER_AUTHKEY=key target/release/examples/echo_floor unix:/tmp/s
 //! ```
 //! Prints the bound address on stdout (as `mpmanager serve --print-address`)
-//! and serves until killed. It busy-polls before each read as `mpmanager
-//! serve` does by default (`MPMANAGER_BUSY_POLL_US`, default
-//! `mpmanager_server::DEFAULT_BUSY_POLL`; 0 to sleep at once), so both
-//! servers wait for requests the same way.
+//! and serves until killed. It waits for requests as `mpmanager serve`
+//! does: `MPMANAGER_BUSY_POLL_US` is its `--busy-poll-us` (default
+//! `mpmanager_server::DEFAULT_BUSY_POLL`, no polling).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -143,32 +142,15 @@ fn has_str(hay: &[u8], s: &[u8]) -> bool {
         .any(|w| w[0] == 0x8c && w[1] as usize == s.len() && &w[2..] == s)
 }
 
-fn quickack(stream: &mpmanager_connection::Stream) {
-    use std::os::fd::AsRawFd;
-    if stream.is_tcp() {
-        let one: libc::c_int = 1;
-        // SAFETY: a valid open descriptor and a c_int option value.
-        unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
-}
-
 fn serve(mut conn: Connection, key: &[u8], canned: &Canned) {
     if auth::server_handshake(&mut conn, key).is_err() {
         return;
     }
+    // As `mpmanager serve` does: no ~40 ms delayed-ACK stall behind the
+    // client's Nagle on TCP.
+    conn.set_quickack(true);
     let mut buf = Vec::new();
     loop {
-        // As `mpmanager serve` does: ACK at once on TCP (no ~40 ms
-        // delayed-ACK stall behind the client's Nagle).
-        quickack(conn.stream());
         if conn.recv_into(&mut buf, 1 << 30).is_err() {
             return;
         }

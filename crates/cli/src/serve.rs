@@ -82,11 +82,11 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME)]
     max_frame: usize,
 
-    /// Longest busy-poll, in microseconds, of a connection thread waiting for
-    /// its client's next request before it sleeps (0: never poll). Polling
-    /// only happens while a client's requests follow each other within
-    /// this time, by at most one thread fewer than the CPUs at once; it
-    /// saves a thread wake-up per request at the cost of CPU time.
+    /// Busy-poll for up to MICROS microseconds for a client's next request
+    /// before sleeping (0, the default: never). Each connection polls only
+    /// while that measurably shortens its client's round trips, and only
+    /// with an idle CPU to spare. Makes tight loops of Python clients
+    /// faster on VMs with slow wake-ups (try 50), at the cost of CPU time.
     #[arg(long, value_name = "MICROS", default_value_t = mpmanager_server::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
 

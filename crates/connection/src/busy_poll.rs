@@ -6,19 +6,17 @@
 //! can cost more than everything else in a call. A thread that polls the
 //! socket for a short while before sleeping is not woken: it sees the next
 //! request as soon as it lands. Polling costs CPU, so it must only happen
-//! where it pays: [`BusyPoll`] adapts the polling window of each connection
-//! to the gaps it observes (the scheme of Linux's guest halt-polling,
-//! `drivers/cpuidle/governors/haltpoll.c`) and [`SpinBudget`] caps how many
-//! threads poll at once, so pollers never take every CPU from the clients.
-//!
-//! The window of a connection starts at zero (no polling). A wait that ends
-//! within `max` of its start makes the window grow (doubling from
-//! `max / 4`), a wait longer than `max` halves it (down to zero below
-//! 1 µs). So a client in a tight request loop is met by a polling thread,
-//! while an idle connection, or a client whose requests come further apart
-//! than `max` (busy CPUs, think time), costs nothing. While polling, the
-//! thread yields the CPU between polls (`sched_yield`), so a runnable thread
-//! on the same CPU is not held up by it.
+//! where it pays, and where it does: on a VM whose idle vCPUs halt, a client
+//! whose server thread sleeps is often run on the same CPU as that thread
+//! (the kernel's wake-affine placement), which is the fastest round trip of
+//! all, and a polling thread, never idle, prevents exactly that. So
+//! [`BusyPoll`] measures, per connection, the client's round trip with
+//! sleeping and with polling and keeps whichever is measurably faster
+//! (re-measuring every [`EXPLOIT`] requests), and [`SpinBudget`] caps how
+//! many threads poll at once and stands back while the machine has more
+//! runnable tasks than CPUs. While polling, the thread yields the CPU
+//! between polls (`sched_yield`), so a runnable thread on the same CPU is
+//! not held up by it.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -152,6 +150,16 @@ impl SpinBudget {
 /// One connection's busy-polling state: set it with
 /// [`Connection::set_busy_poll`](crate::Connection::set_busy_poll).
 ///
+/// It chooses, per connection, between sleeping in `recv` and polling, by
+/// measuring both: the interval from one wait for a request to the next
+/// (the client's whole round trip) is sampled over [`SAMPLES`] waits that
+/// block, then over [`SAMPLES`] waits that poll; polling is kept for the
+/// next [`EXPLOIT`] waits only if its median interval is at least 10%
+/// shorter, then both are measured again. Polling stops at once when a poll
+/// runs its whole window without a request (the client paused), and the
+/// measuring starts over; a pause is no sample, so an idle connection
+/// never polls.
+///
 /// ```
 /// use std::sync::Arc;
 /// use std::time::Duration;
@@ -161,18 +169,39 @@ impl SpinBudget {
 /// let (a, b) = Stream::pair().unwrap();
 /// let (mut a, mut b) = (Connection::new(a), Connection::new(b));
 /// b.set_busy_poll(Some(BusyPoll::new(Duration::from_micros(50), budget)));
+/// assert!(!b.busy_poll().unwrap().polling(), "it starts by measuring sleeps");
 /// for _ in 0..100 {
 ///     a.send(b"ping").unwrap();
 ///     assert_eq!(b.recv(16).unwrap(), b"ping");
 /// }
-/// // back-to-back requests: the window grew from zero
-/// assert!(b.busy_poll().unwrap().window() > Duration::ZERO);
 /// ```
 #[derive(Debug)]
 pub struct BusyPoll {
     max: Duration,
-    window: Duration,
     budget: Arc<SpinBudget>,
+    phase: Phase,
+    /// Intervals (ns) collected in the current measuring phase.
+    samples: Vec<u64>,
+    /// Median interval of the last blocking phase (ns).
+    blocking_median: u64,
+    /// Start of the previous wait.
+    last_start: Option<Instant>,
+}
+
+/// Waits measured per mode before choosing.
+pub const SAMPLES: usize = 16;
+/// Blocking waits let go first, uncounted, when switching from polling to
+/// sleeping: the kernel needs a few wake-ups to place client and server
+/// thread on one CPU again.
+pub const SETTLE: usize = 48;
+/// Waits spent in the chosen mode before measuring again.
+pub const EXPLOIT: u32 = 256;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Phase {
+    MeasureBlocking,
+    MeasurePolling,
+    Exploit { poll: bool, left: u32 },
 }
 
 /// A gap between two polls longer than this means the poller was
@@ -189,20 +218,32 @@ pub(crate) enum Polled {
     Block,
 }
 
+fn median(v: &mut [u64]) -> u64 {
+    v.sort_unstable();
+    v[v.len() / 2]
+}
+
 impl BusyPoll {
     /// Polls for at most `max` per wait (a zero `max` never polls), while
-    /// `budget` allows.
+    /// `budget` allows and the measurements favour it.
     pub fn new(max: Duration, budget: Arc<SpinBudget>) -> BusyPoll {
         BusyPoll {
             max,
-            window: Duration::ZERO,
             budget,
+            phase: Phase::MeasureBlocking,
+            samples: Vec::with_capacity(SETTLE + SAMPLES),
+            blocking_median: 0,
+            last_start: None,
         }
     }
 
-    /// The current polling window (zero: the next wait blocks at once).
-    pub fn window(&self) -> Duration {
-        self.window
+    /// Whether the next wait polls (budget permitting).
+    pub fn polling(&self) -> bool {
+        !self.max.is_zero()
+            && matches!(
+                self.phase,
+                Phase::MeasurePolling | Phase::Exploit { poll: true, .. }
+            )
     }
 
     /// The largest window.
@@ -210,15 +251,75 @@ impl BusyPoll {
         self.max
     }
 
-    /// Polls `fd` with non-blocking `recv` into `buf` for up to the current
-    /// window. `start` is when the wait began.
+    /// Accounts for a wait starting at `start`: the interval since the
+    /// previous one is a sample of the current phase.
+    fn begin(&mut self, start: Instant) {
+        let interval = self.last_start.map(|l| start - l);
+        self.last_start = Some(start);
+        let Some(interval) = interval else { return };
+        // A pause of the client, not a round trip.
+        let paused = interval > self.max * 10;
+        match self.phase {
+            Phase::Exploit { poll, left } => {
+                self.phase = if left <= 1 {
+                    self.samples.clear();
+                    Phase::MeasureBlocking
+                } else {
+                    Phase::Exploit {
+                        poll,
+                        left: left - 1,
+                    }
+                };
+            }
+            Phase::MeasureBlocking | Phase::MeasurePolling if paused => {}
+            Phase::MeasureBlocking => {
+                self.samples.push(interval.as_nanos() as u64);
+                if self.samples.len() == SETTLE + SAMPLES {
+                    self.blocking_median = median(&mut self.samples[SETTLE..]);
+                    self.samples.clear();
+                    self.phase = if self.max.is_zero() {
+                        Phase::Exploit {
+                            poll: false,
+                            left: EXPLOIT,
+                        }
+                    } else {
+                        Phase::MeasurePolling
+                    };
+                }
+            }
+            Phase::MeasurePolling => {
+                self.samples.push(interval.as_nanos() as u64);
+                if self.samples.len() == SAMPLES {
+                    let polled = median(&mut self.samples);
+                    self.samples.clear();
+                    let poll = polled * 10 < self.blocking_median * 9;
+                    self.phase = Phase::Exploit {
+                        poll,
+                        left: EXPLOIT,
+                    };
+                }
+            }
+        }
+    }
+
+    /// A poll ran its whole window: the client paused. Stop polling and
+    /// measure again (pauses are not samples, so an idle connection stays
+    /// asleep).
+    fn missed(&mut self) {
+        self.samples.clear();
+        self.phase = Phase::MeasureBlocking;
+    }
+
+    /// Polls `fd` with non-blocking `recv` into `buf` for up to `max`, if
+    /// this connection polls now. `start` is when the wait began.
     pub(crate) fn poll(
         &mut self,
         fd: std::os::fd::RawFd,
         buf: &mut [u8],
         start: Instant,
     ) -> std::io::Result<Polled> {
-        if self.window.is_zero() || !self.budget.try_acquire() {
+        self.begin(start);
+        if !self.polling() || !self.budget.try_acquire() {
             return Ok(Polled::Block);
         }
         let mut last = start;
@@ -239,9 +340,13 @@ impl BusyPoll {
                 _ => break Err(e),
             }
             let now = Instant::now();
+            if now - start >= self.max {
+                self.missed();
+                break Ok(Polled::Block);
+            }
             // A poll takes a microsecond or two; a much longer gap means
             // this thread lost its CPU to someone else: stop taking it.
-            if now - start >= self.window || now - last > PREEMPTED {
+            if now - last > PREEMPTED {
                 break Ok(Polled::Block);
             }
             last = now;
@@ -251,53 +356,57 @@ impl BusyPoll {
         self.budget.release();
         r
     }
-
-    /// Adapts the window to a wait that began at `start` and has just ended
-    /// (`polled`: whether the poll caught it).
-    pub(crate) fn finished(&mut self, start: Instant, polled: bool) {
-        if polled {
-            return;
-        }
-        let waited = start.elapsed();
-        if waited > self.max {
-            self.window /= 2;
-            if self.window < Duration::from_micros(1) {
-                self.window = Duration::ZERO;
-            }
-        } else if waited > self.window {
-            self.window = (self.window * 2).max(self.max / 4).min(self.max);
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn window_grows_on_short_waits_and_shrinks_on_long_ones() {
-        let mut p = BusyPoll::new(Duration::from_micros(100), Arc::new(SpinBudget::new(1)));
-        let ago = |us| Instant::now() - Duration::from_micros(us);
-        p.finished(ago(10), false);
-        assert_eq!(p.window(), Duration::from_micros(25));
-        p.finished(ago(10), false);
-        assert_eq!(
-            p.window(),
-            Duration::from_micros(25),
-            "a wait within the window"
-        );
-        p.finished(ago(30), false);
-        assert_eq!(p.window(), Duration::from_micros(50));
-        p.finished(ago(60), false);
-        p.finished(ago(99), false);
-        assert_eq!(p.window(), Duration::from_micros(100), "capped at max");
-        p.finished(ago(10), true);
-        assert_eq!(p.window(), Duration::from_micros(100), "caught by the poll");
-        let long_ago = Instant::now() - Duration::from_millis(5);
-        for _ in 0..7 {
-            p.finished(long_ago, false);
+    /// Feeds waits `gap` apart; returns whether the connection polls after.
+    fn feed(p: &mut BusyPoll, t: &mut Instant, gaps: &[u64]) -> bool {
+        for &g in gaps {
+            *t += Duration::from_micros(g);
+            p.begin(*t);
         }
-        assert_eq!(p.window(), Duration::ZERO, "idle connections stop polling");
+        p.polling()
+    }
+
+    #[test]
+    fn polls_only_when_it_measurably_shortens_round_trips() {
+        let mut p = BusyPoll::new(Duration::from_micros(50), Arc::new(SpinBudget::new(1)));
+        let mut t = Instant::now();
+        p.begin(t);
+        assert!(!p.polling());
+        // Blocking round trips of 40 us, then polling ones of 20 us.
+        assert!(
+            feed(&mut p, &mut t, &[40; SETTLE + SAMPLES]),
+            "now measuring polls"
+        );
+        assert!(feed(&mut p, &mut t, &[20; SAMPLES]), "polling wins");
+        // Exploit, then measure again: blocking 10 us, polling 20 us.
+        feed(&mut p, &mut t, &vec![20; EXPLOIT as usize]);
+        assert!(!p.polling(), "measuring sleeps again");
+        // The settling waits do not count: 45 us, then 10 us.
+        feed(&mut p, &mut t, &[45; SETTLE]);
+        feed(&mut p, &mut t, &[10; SAMPLES]);
+        assert!(!feed(&mut p, &mut t, &[20; SAMPLES]), "sleeping wins");
+        // Equal (within 10%): sleep, it costs no CPU.
+        feed(&mut p, &mut t, &vec![10; EXPLOIT as usize]);
+        feed(&mut p, &mut t, &[30; SETTLE + SAMPLES]);
+        assert!(!feed(&mut p, &mut t, &[28; SAMPLES]));
+    }
+
+    #[test]
+    fn pauses_are_not_samples_and_a_missed_poll_stops_polling() {
+        let mut p = BusyPoll::new(Duration::from_micros(50), Arc::new(SpinBudget::new(1)));
+        let mut t = Instant::now();
+        p.begin(t);
+        feed(&mut p, &mut t, &[40; SETTLE + SAMPLES - 1]);
+        feed(&mut p, &mut t, &[5_000, 5_000]);
+        assert!(!p.polling(), "pauses do not complete a phase");
+        assert!(feed(&mut p, &mut t, &[40]));
+        p.missed();
+        assert!(!p.polling());
     }
 
     #[test]
@@ -322,7 +431,8 @@ mod tests {
     #[test]
     fn zero_max_never_polls() {
         let mut p = BusyPoll::new(Duration::ZERO, Arc::new(SpinBudget::new(4)));
-        p.finished(Instant::now(), false);
-        assert_eq!(p.window(), Duration::ZERO);
+        let mut t = Instant::now();
+        p.begin(t);
+        assert!(!feed(&mut p, &mut t, &[1; 3 * SAMPLES]));
     }
 }

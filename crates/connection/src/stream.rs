@@ -134,6 +134,17 @@ impl Stream {
         matches!(self.inner, Inner::Tcp(_))
     }
 
+    /// TCP: sends an ACK that the kernel is holding back (delayed ACK) now,
+    /// and leaves delayed-ACK mode until the kernel re-enters it
+    /// (`TCP_QUICKACK`). Does nothing on unix sockets.
+    pub fn quickack(&self) {
+        if let Inner::Tcp(s) = &self.inner {
+            if let Err(e) = socket2::SockRef::from(s).set_quickack(true) {
+                tracing::debug!("cannot set TCP_QUICKACK: {e}");
+            }
+        }
+    }
+
     /// The peer's TCP address (`None` for unix sockets).
     pub fn peer_tcp_addr(&self) -> Option<SocketAddr> {
         match &self.inner {

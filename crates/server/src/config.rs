@@ -25,9 +25,8 @@ pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// Default [`ServerConfig::thread_stack_size`]: 256 KiB.
 pub const DEFAULT_THREAD_STACK: usize = 256 << 10;
 
-/// Default [`ServerConfig::busy_poll`]: the longest a connection thread
-/// polls for the next request before it sleeps.
-pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(50);
+/// Default [`ServerConfig::busy_poll`]: zero, no polling (see there).
+pub const DEFAULT_BUSY_POLL: Duration = Duration::ZERO;
 
 /// Everything a [`Server`](crate::Server) needs. Build it with
 /// [`ServerConfig::new`], then adjust the public fields.
@@ -76,13 +75,16 @@ pub struct ServerConfig {
     /// `serializer='xmlrpclib'`.
     pub serializer: Serializer,
     /// The longest a connection thread busy-polls its socket for the next
-    /// request before it sleeps in `recv` (default [`DEFAULT_BUSY_POLL`];
-    /// zero: never poll). The window adapts per connection: it opens only
-    /// while requests follow each other within this time, and at most one
-    /// thread fewer than the CPUs polls at once (see
-    /// [`mpmanager_connection::BusyPoll`]). It saves the server thread's
-    /// wake-up on each request of a client in a tight loop, at the cost of
-    /// CPU time spent polling.
+    /// request before it sleeps in `recv` (default zero: never poll; 50 µs
+    /// is a good value). Each connection measures its client's round trip
+    /// with polling and with sleeping and polls only where that is
+    /// measurably faster, at most one thread fewer than the CPUs poll at
+    /// once, and nobody while the machine has more runnable tasks than CPUs
+    /// (see [`mpmanager_connection::BusyPoll`]). On VMs whose idle vCPUs
+    /// halt it makes Python clients in tight loops 1.4–2× faster; it costs
+    /// CPU time, and a client the kernel would have run on the server
+    /// thread's CPU can become slower (the measurement does not always
+    /// catch it), hence off by default (docs/BENCHMARKS.md).
     pub busy_poll: Duration,
 }
 

@@ -1,7 +1,6 @@
 //! One connection: authentication, the first request (a one-shot operation
 //! or `accept_connection`), and the served-connection loop (§3.2–§3.5).
 
-use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
 use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
@@ -90,7 +89,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     // TCP_NODELAY: Nagle holds the request until our ACK of the welcome,
     // which delayed ACK postpones by ~40 ms (CPython's server has that
     // delay on every one-shot operation). TCP_QUICKACK sends the pending
-    // ACK now (see also `Conn::read`).
+    // ACK now; the connection repeats it whenever it waits for the rest of
+    // a frame (CPython writes frames over 16 KiB as header, then payload).
+    conn.set_quickack(true);
     let _track = shared.track(id, conn.stream());
     if !shared.busy_poll.is_zero() {
         conn.set_busy_poll(Some(BusyPoll::new(
@@ -118,23 +119,6 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
         xml_decode,
     };
     c.first_request();
-}
-
-/// Sends a pending ACK on a TCP stream now (`TCP_QUICKACK`, Linux).
-fn quickack(stream: &Stream) {
-    if stream.is_tcp() {
-        let one: libc::c_int = 1;
-        // SAFETY: a valid open descriptor and a c_int option value.
-        unsafe {
-            libc::setsockopt(
-                stream.as_raw_fd(),
-                libc::IPPROTO_TCP,
-                libc::TCP_QUICKACK,
-                (&one as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            );
-        }
-    }
 }
 
 /// The `#TRACEBACK` text for a request pickle that does not load.
@@ -177,12 +161,6 @@ fn one_shot_err(e: CallError, op: &str) -> String {
 impl Conn<'_> {
     /// Reads and decodes one request.
     fn read(&mut self, function: &str) -> Incoming {
-        // CPython writes a frame over 16 KiB as two writes (header, then
-        // payload) on a socket without TCP_NODELAY: Nagle holds the payload
-        // until the header is ACKed. Leaving delayed-ACK ("pingpong") mode
-        // makes the kernel ACK the header as soon as we read it, instead of
-        // ~40 ms later.
-        quickack(self.conn.stream());
         match self.conn.recv_into(&mut self.recv, self.shared.max_frame) {
             Ok(()) => {}
             Err(ConnectionError::Closed) => {
