@@ -193,9 +193,9 @@ pub const SAMPLES: usize = 16;
 /// Blocking waits let go first, uncounted, when switching from polling to
 /// sleeping: the kernel needs a few wake-ups to place client and server
 /// thread on one CPU again.
-pub const SETTLE: usize = 48;
+pub const SETTLE: usize = 240;
 /// Waits spent in the chosen mode before measuring again.
-pub const EXPLOIT: u32 = 256;
+pub const EXPLOIT: u32 = 4096;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Phase {
