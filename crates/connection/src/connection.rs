@@ -680,14 +680,16 @@ mod tests {
     /// split and back-to-back frames, then EOF, whether it polls or sleeps.
     #[test]
     fn busy_poll_keeps_framing() {
-        use crate::busy_poll::{BusyPoll, SpinBudget, SAMPLES};
+        use crate::busy_poll::{BusyPoll, SpinBudget, SAMPLES, SETTLE};
         use std::sync::Arc;
         let (mut c, mut raw) = raw_peer();
         c.set_busy_poll(Some(BusyPoll::new(
             Duration::from_micros(200),
             Arc::new(SpinBudget::new(1)),
         )));
-        let n = 4 * SAMPLES as u32;
+        // Enough waits for a measured blocking phase, a polling one and
+        // some of the chosen mode.
+        let n = (SETTLE + 4 * SAMPLES) as u32;
         let h = std::thread::spawn(move || {
             for i in 0..n {
                 if i % 3 == 0 {
