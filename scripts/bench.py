@@ -510,9 +510,11 @@ def chart(R, path, notes):
                   if op in ref else 0 for op in ops]
             ax.bar([j + i * width for j in range(len(ops))], ys, width, label=s)
         ax.axhline(1, color='grey', lw=0.5)
+        # Log scale: one-shot ops over TCP are ~180x, the rest near 1.
+        ax.set_yscale('log')
         ax.set_xticks([j + 0.4 - width / 2 for j in range(len(ops))])
         ax.set_xticklabels(ops, fontsize=7)
-        ax.set_ylabel('ops/s vs CPython')
+        ax.set_ylabel('ops/s vs CPython (log)')
         ax.set_title('%s socket, %s client process(es)' % tuple(key.split('/')), fontsize=9)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -521,6 +523,12 @@ def chart(R, path, notes):
 
 
 # ------------------------------------------------------------------- main
+
+def redraw(json_path, png_path):
+    """Draws the chart of a saved run again (--redraw JSON PNG)."""
+    with open(json_path) as f:
+        R = json.load(f)
+    chart(R, png_path, [])
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -534,6 +542,8 @@ def main():
     ap.add_argument('--no-chart', action='store_true')
     ap.add_argument('--no-memory', action='store_true')
     ap.add_argument('--transports', default='unix,tcp')
+    ap.add_argument('--redraw', nargs=2, metavar=('JSON', 'PNG'),
+                    help='only draw the chart of a saved bench.json again')
     ap.add_argument('--busy-poll-us', type=int,
                     help="mpmanager's and the echo floor's --busy-poll-us (default: mpmanager's, 0)")
     ap.add_argument('--ops', default=','.join(OPS), help='comma-separated subset of: ' + ', '.join(OPS))
@@ -543,6 +553,9 @@ def main():
     ap.add_argument('--reps', type=int, help='runs per figure (default: by mode)')
     ap.add_argument('--out', default=os.path.join(ROOT, 'bench-results'))
     args = ap.parse_args()
+    if args.redraw:
+        redraw(*args.redraw)
+        return
     mode = args.mode or 'quick'
     cfg = dict(MODES[mode])
     if args.procs:
