@@ -1,6 +1,6 @@
 //! The "echo floor" of `scripts/bench.py`: a manager server that does no
 //! work at all. It authenticates like `mpmanager serve` (same connection
-//! crate, one thread per connection, mimalloc), then answers each request
+//! crate, one thread per connection, system allocator), then answers each request
 //! with a canned pickled reply of the shape the real server would send
 //! (`('#RETURN', None)` for a setter, `('#RETURN', 1)` for a getter, a 1 MiB
 //! bytes for the benchmark's big value, `(ident, exposed)` for `create`),
@@ -28,9 +28,6 @@ use std::time::Duration;
 
 use mpmanager_connection::{auth, Address, BusyPoll, Connection, Listener, SpinBudget};
 use mpmanager_pickle::{encode_with, EncodeOptions, Value};
-
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// Size of the big value (`d['big']` in the benchmark).
 const BIG: usize = 1 << 20;

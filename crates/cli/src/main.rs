@@ -20,15 +20,17 @@ use mpmanager_pickle::{decode_with, encode_with, DecodeOptions, EncodeOptions};
 
 mod serve;
 
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+// The system allocator (glibc malloc), not mimalloc: every connection is a
+// thread, and mimalloc gives each thread its own heap (segment metadata and
+// a page per size class), ~98 KB resident per idle connection against
+// ~27 KB with glibc's shared arenas; request throughput was the same within
+// the noise (docs/BENCHMARKS.md, "Memory per idle connection").
 
-/// Turns off transparent huge pages for this process. mimalloc advises
-/// huge pages for its eagerly committed arenas, and with THP in `madvise`
-/// mode (common on Linux) every connection thread's first touch of its heap
-/// then faults in a 2 MiB page: ~1.2 MB resident per idle connection. With
-/// THP off it is ~0.1 MB (measured with 500 idle connections; see
-/// docs/BENCHMARKS.md). Failure (an old kernel) only costs that memory.
+/// Turns off transparent huge pages for this process. With THP on (`always`,
+/// or `madvise` for an allocator that advises huge pages, as mimalloc does)
+/// each connection thread's first touch of its heap or arena can fault in a
+/// 2 MiB page: ~1.2 MB resident per idle connection was measured that way
+/// (docs/BENCHMARKS.md). Failure (an old kernel) only costs that memory.
 fn disable_transparent_huge_pages() {
     // SAFETY: prctl(PR_SET_THP_DISABLE) only sets a flag on this process's
     // memory descriptor; no memory of ours is read or written.
