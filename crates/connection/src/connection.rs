@@ -10,8 +10,14 @@ use crate::error::{ConnectionError, Result};
 use crate::stream::Stream;
 
 /// Size of the per-connection read buffer. A frame whose remaining payload is
-/// larger than this is read straight into the caller's buffer.
+/// larger than the buffer is read straight into the caller's buffer.
 const READ_BUF_SIZE: usize = 32 * 1024;
+
+/// The read buffer starts this small and grows to [`READ_BUF_SIZE`] the
+/// first time a read fills it (a peer sending more than one small frame at
+/// a time): an idle connection then costs ~7 KB less (measured with 1,000
+/// idle connections, docs/BENCHMARKS.md).
+const INITIAL_READ_BUF_SIZE: usize = 4 * 1024;
 
 /// Largest up-front reservation for a payload: a peer announcing a huge frame
 /// must actually send the bytes before we allocate more than this.
@@ -82,7 +88,7 @@ impl Connection {
     pub fn new(stream: Stream) -> Connection {
         Connection {
             stream,
-            rbuf: vec![0u8; READ_BUF_SIZE].into_boxed_slice(),
+            rbuf: vec![0u8; INITIAL_READ_BUF_SIZE].into_boxed_slice(),
             start: 0,
             end: 0,
             poisoned: false,
@@ -387,6 +393,17 @@ impl Connection {
         Ok(u64::from_be_bytes(len))
     }
 
+    /// Grows the read buffer to its full size once a read has filled it.
+    fn grow_if_full(&mut self) {
+        if self.end == self.rbuf.len() && self.rbuf.len() < READ_BUF_SIZE {
+            let mut bigger = vec![0u8; READ_BUF_SIZE].into_boxed_slice();
+            bigger[..self.end - self.start].copy_from_slice(&self.rbuf[self.start..self.end]);
+            self.end -= self.start;
+            self.start = 0;
+            self.rbuf = bigger;
+        }
+    }
+
     /// Reads until at least `need` (<= buffer size) bytes are buffered.
     /// `Ok(false)` on end of file first.
     fn fill(&mut self, need: usize) -> io::Result<bool> {
@@ -417,6 +434,7 @@ impl Connection {
                 match bp.poll(fd, &mut self.rbuf[self.end..], Instant::now())? {
                     Polled::Read(k) => {
                         self.end += k;
+                        self.grow_if_full();
                         continue;
                     }
                     Polled::Eof => return Ok(false),
@@ -426,7 +444,10 @@ impl Connection {
             let r = (&self.stream).read(&mut self.rbuf[self.end..]);
             match r {
                 Ok(0) => return Ok(false),
-                Ok(k) => self.end += k,
+                Ok(k) => {
+                    self.end += k;
+                    self.grow_if_full();
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
@@ -603,6 +624,9 @@ mod tests {
         let (mut a, mut b) = (Connection::new(a), Connection::new(b));
         let sizes = [
             1,
+            INITIAL_READ_BUF_SIZE - 4,
+            INITIAL_READ_BUF_SIZE,
+            INITIAL_READ_BUF_SIZE + 1,
             READ_BUF_SIZE - 4,
             READ_BUF_SIZE,
             READ_BUF_SIZE + 1,
@@ -708,5 +732,23 @@ mod tests {
         }
         h.join().unwrap();
         assert!(matches!(c.recv(4), Err(ConnectionError::Closed)));
+    }
+
+    /// The read buffer stays small for one frame at a time and grows when
+    /// a burst of frames fills it; frames are intact either way.
+    #[test]
+    fn read_buffer_grows_on_a_burst_only() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        a.send(b"one").unwrap();
+        assert_eq!(b.recv(16).unwrap(), b"one");
+        assert_eq!(b.rbuf.len(), INITIAL_READ_BUF_SIZE);
+        let frames: Vec<Vec<u8>> = (0..600u32).map(|i| i.to_be_bytes().repeat(6)).collect();
+        let refs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        a.send_many(&refs).unwrap(); // 600 x 28 bytes, in few writes
+        for f in &frames {
+            assert_eq!(&b.recv(64).unwrap(), f);
+        }
+        assert_eq!(b.rbuf.len(), READ_BUF_SIZE);
     }
 }
