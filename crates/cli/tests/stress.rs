@@ -49,6 +49,17 @@ fn settle(want: u64, f: impl Fn() -> u64) -> u64 {
 
 #[test]
 fn queue_lock_and_barrier_under_four_client_processes() {
+    stress(&[]);
+}
+
+/// The same with connection threads that busy-poll (`--busy-poll-us`):
+/// blocking calls, split frames and many clients on 2 CPUs.
+#[test]
+fn queue_lock_and_barrier_under_four_client_processes_with_busy_polling() {
+    stress(&["--busy-poll-us", "50"]);
+}
+
+fn stress(extra: &[&str]) {
     let Some(py) = newest_python() else {
         eprintln!("skipped: no CPython");
         return;
@@ -58,10 +69,12 @@ fn queue_lock_and_barrier_under_four_client_processes() {
     let key_file = dir.path("key");
     std::fs::write(&key_file, &key).unwrap();
     let sock = dir.path("sock");
+    let mut args = vec!["--log-level", "warn"];
+    args.extend_from_slice(extra);
     let server = ServeProc::start(
         &format!("unix:{}", sock.display()),
         Key::File(&key_file),
-        &["--log-level", "warn"],
+        &args,
     );
     let pid = server.pid();
     let idle_threads = threads(pid);
