@@ -481,8 +481,69 @@ def report(R, out):
             w('%-22s %12.0f B %12.0f B %9s\n' % ('  per ' + label.split()[-1][:-1],
               c['bytes_per'] if c else float('nan'), m['bytes_per'],
               fmt_ratio(c and c['bytes_per'], m['bytes_per'])))
+    tg = targets(R)
+    if tg:
+        w('\n== Issue 6 targets (operations: %s, queue_putget and lock; CPU: the first five) ==\n'
+          % ', '.join(SIMPLE))
+        for name, detail, verdict in tg:
+            w('  [%s] %s: %s\n' % (verdict, name, detail))
     for note in R['notes']:
         w('note: %s\n' % note)
+
+
+def targets(R):
+    """The issue's targets judged on this run: (target, figures, verdict).
+    A verdict is 'met', 'MISSED' or 'met for k of n' operations."""
+    out = []
+    def judge(name, ratios, ok, fmt='%.2f'):
+        ratios = [(op, r) for op, r in ratios if r is not None]
+        if not ratios:
+            return
+        good = [op for op, r in ratios if ok(r)]
+        lo, hi = min(r for _, r in ratios), max(r for _, r in ratios)
+        detail = (fmt + '-' + fmt + ' over %d operations') % (lo, hi, len(ratios))
+        verdict = ('met' if len(good) == len(ratios) else
+                   'MISSED' if not good else 'met for %d of %d' % (len(good), len(ratios)))
+        out.append((name, detail, verdict))
+    def field(g, server, op, key):
+        x = g.get(server, {}).get(op)
+        return x[key] if x else None
+    def ratio(a, b):
+        return a / b if a and b else None
+    one = R['throughput'].get('unix/1', {})
+    if one:
+        calls = SIMPLE + ['queue_putget', 'lock']
+        judge('unix, 1 process: p50 within 1.15x of the echo floor',
+              [(op, ratio(field(one, 'mpmanager', op, 'p50_us'), field(one, 'echo', op, 'p50_us')))
+               for op in calls], lambda r: r <= 1.15)
+        judge("unix, 1 process: p50 at least 1.6x faster than CPython's server",
+              [(op, ratio(field(one, 'cpython', op, 'p50_us'), field(one, 'mpmanager', op, 'p50_us')))
+               for op in calls], lambda r: r >= 1.6)
+        judge("unix, 1 process: server CPU per call at most 1/3 of CPython's",
+              [(op, ratio(field(one, 'mpmanager', op, 'cpu_us_per_op'),
+                          field(one, 'cpython', op, 'cpu_us_per_op'))) for op in SIMPLE],
+              lambda r: r <= 1 / 3)
+    for transport in R['transports']:
+        counts = [n for n in R['procs'] if n > 1 and '%s/%d' % (transport, n) in R['throughput']]
+        if not counts:
+            continue
+        n = 4 if 4 in counts else max(counts)
+        g = R['throughput']['%s/%d' % (transport, n)]
+        judge("%s, %d processes: throughput at least 1.8x CPython's server" % (transport, n),
+              [(op, ratio(field(g, 'mpmanager', op, 'ops_per_s'), field(g, 'cpython', op, 'ops_per_s')))
+               for op in SIMPLE + ['queue_putget', 'lock']], lambda r: r >= 1.8)
+    mem = R.get('memory', {}).get('mpmanager', {})
+    ref = R.get('memory', {}).get('cpython', {})
+    if 'objects' in mem and 'connections' in mem:
+        out.append(('%d live objects and %d idle connections held' % (
+            mem['objects']['n'], mem['connections']['n']),
+            '%.0f B per object (CPython %s), %.0f B per connection (CPython %s)' % (
+                mem['objects']['bytes_per'],
+                '%.0f B' % ref['objects']['bytes_per'] if 'objects' in ref else '-',
+                mem['connections']['bytes_per'],
+                '%.0f B' % ref['connections']['bytes_per'] if 'connections' in ref else '-'),
+            'met'))
+    return out
 
 
 def chart(R, path, notes):
@@ -618,6 +679,7 @@ def main():
                 log('memory', s)
                 R['memory'][s] = memory(s, tmp, bins, cfg['objects'], cfg['conns'])
         os.makedirs(args.out, exist_ok=True)
+        R['targets'] = targets(R)
         with open(os.path.join(args.out, 'bench.json'), 'w') as f:
             json.dump(R, f, indent=1)
         if not args.no_chart:

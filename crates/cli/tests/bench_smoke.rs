@@ -47,6 +47,11 @@ fn bench_script_smoke_run_prints_the_tables() {
         "== Server memory",
         "live objects",
         "idle connections",
+        "== Issue 6 targets",
+        "unix, 1 process: p50 at least 1.6x faster than CPython's server:",
+        "server CPU per call at most 1/3 of CPython's:",
+        "tcp, 2 processes: throughput at least 1.8x CPython's server:",
+        "300 live objects and 50 idle connections held",
     ] {
         assert!(
             stdout.contains(want),
@@ -71,7 +76,14 @@ fn bench_script_smoke_run_prints_the_tables() {
             }
         }
     }
+    // Every judged target has a verdict.
+    let verdicts = stdout
+        .lines()
+        .filter(|l| l.starts_with("  [met") || l.starts_with("  [MISSED]"))
+        .count();
+    assert!(verdicts >= 5, "{verdicts} verdicts in\n{stdout}");
     let json = std::fs::read_to_string(out_dir.join("bench.json")).expect("bench.json written");
     assert!(json.contains("\"throughput\""), "{json}");
+    assert!(json.contains("\"targets\""), "{json}");
     let _ = std::fs::remove_dir_all(&out_dir);
 }
