@@ -140,6 +140,31 @@ pub fn int_like(v: &Value) -> Option<Result<i64, bool>> {
     }
 }
 
+/// `TypeError: '<' not supported between instances of 'str' and 'int'`.
+pub(crate) fn compare_error(op: &str, left: &str, right: &str) -> PyErr {
+    PyErr::type_error(format!(
+        "'{op}' not supported between instances of '{left}' and '{right}'"
+    ))
+}
+
+/// An integer argument that the Python code compares with a bound before
+/// using it (`Barrier(parties)`, `Semaphore(value)`, `release(n)`):
+/// `Ok(None)` if it is not an integer (the caller says which `TypeError`),
+/// an integer below `i64::MIN` as `i64::MIN` (every such bound rejects it
+/// as too small), and `OverflowError: mpmanager: <what> must fit in 64
+/// bits` above `i64::MAX`.
+pub(crate) fn bounded_int(v: &Value, what: &str) -> Result<Option<i64>, PyErr> {
+    match int_like(v) {
+        Some(Ok(i)) => Ok(Some(i)),
+        Some(Err(true)) => Ok(Some(i64::MIN)),
+        Some(Err(false)) => Err(PyErr::new(
+            ExcType::OverflowError,
+            format!("mpmanager: {what} must fit in 64 bits"),
+        )),
+        None => Ok(None),
+    }
+}
+
 /// `operator.index(v)` clamped to a Python `Py_ssize_t`: `TypeError:
 /// 'str' object cannot be interpreted as an integer`; too large →
 /// `OverflowError: cannot fit 'int' into an index-sized integer`.

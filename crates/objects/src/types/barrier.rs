@@ -109,22 +109,8 @@ impl BarrierObject {
             a,
             kw,
         )?;
-        let parties = match args::int_like(&b[0]) {
-            Some(Ok(p)) => p,
-            Some(Err(true)) => 0,
-            Some(Err(false)) => {
-                return Err(PyErr::new(
-                    ExcType::OverflowError,
-                    "mpmanager: Barrier parties must fit in 64 bits",
-                ))
-            }
-            None => {
-                return Err(PyErr::type_error(format!(
-                    "'<' not supported between instances of '{}' and 'int'",
-                    b[0].type_name()
-                )))
-            }
-        };
+        let parties = args::bounded_int(&b[0], "Barrier parties")?
+            .ok_or_else(|| args::compare_error("<", &b[0].type_name(), "int"))?;
         if parties < 1 {
             return Err(PyErr::value_error("parties must be > 0"));
         }

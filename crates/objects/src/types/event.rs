@@ -3,8 +3,9 @@
 use mpmanager_pickle::{PyErr, Value};
 use parking_lot::{Condvar, Mutex};
 
-use super::queue::{compare_error, real, unpicklable_lock, Deadline};
+use super::queue::{real, unpicklable_lock, Deadline};
 use crate::args;
+use crate::args::compare_error;
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 
 #[derive(Default)]

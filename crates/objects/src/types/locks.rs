@@ -119,10 +119,7 @@ pub(crate) fn py_number(v: &Value, op: &str) -> Result<f64, PyErr> {
         Value::Bool(b) => Ok(*b as i64 as f64),
         Value::Float(f) => Ok(*f),
         Value::BigInt(b) => Ok(num_traits::ToPrimitive::to_f64(&**b).unwrap_or(f64::INFINITY)),
-        other => Err(PyErr::type_error(format!(
-            "'{op}' not supported between instances of '{}' and 'int'",
-            other.type_name()
-        ))),
+        other => Err(args::compare_error(op, &other.type_name(), "int")),
     }
 }
 
@@ -583,24 +580,12 @@ pub struct SemaphoreObject {
 impl SemaphoreObject {
     fn initial_value(qualname: &str, a: &[Value], kw: &Kwargs) -> Result<i64, PyErr> {
         let b = args::bind(qualname, &[("value", Some(Value::Int(1)))], a, kw)?;
-        let value = match args::int_like(&b[0]) {
-            Some(Ok(v)) => v,
-            Some(Err(true)) => {
-                return Err(PyErr::value_error("semaphore initial value must be >= 0"))
-            }
-            Some(Err(false)) => {
-                return Err(PyErr::new(
-                    ExcType::OverflowError,
-                    "mpmanager: a semaphore value must fit in 64 bits",
-                ))
-            }
-            None => {
-                return Err(PyErr::type_error(format!(
-                    "mpmanager: a semaphore value must be an int, not '{}'",
-                    b[0].type_name()
-                )))
-            }
-        };
+        let value = args::bounded_int(&b[0], "a semaphore value")?.ok_or_else(|| {
+            PyErr::type_error(format!(
+                "mpmanager: a semaphore value must be an int, not '{}'",
+                b[0].type_name()
+            ))
+        })?;
         if value < 0 {
             return Err(PyErr::value_error("semaphore initial value must be >= 0"));
         }
@@ -698,22 +683,8 @@ impl SemaphoreObject {
     fn release(&self, a: &[Value], kw: &Kwargs) -> Result<(), PyErr> {
         let q = format!("{}.release", self.qualname());
         let b = args::bind(&q, &[("n", Some(Value::Int(1)))], a, kw)?;
-        let n = match args::int_like(&b[0]) {
-            Some(Ok(n)) => n,
-            Some(Err(true)) => i64::MIN,
-            Some(Err(false)) => {
-                return Err(PyErr::new(
-                    ExcType::OverflowError,
-                    "mpmanager: a semaphore value must fit in 64 bits",
-                ))
-            }
-            None => {
-                return Err(PyErr::type_error(format!(
-                    "'<' not supported between instances of '{}' and 'int'",
-                    b[0].type_name()
-                )))
-            }
-        };
+        let n = args::bounded_int(&b[0], "a semaphore value")?
+            .ok_or_else(|| args::compare_error("<", &b[0].type_name(), "int"))?;
         if n < 1 {
             return Err(PyErr::value_error("n must be one or more"));
         }

@@ -11,7 +11,7 @@ use mpmanager_pickle::{ExcType, Global, PyErr, Value};
 use num_traits::ToPrimitive;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use crate::args;
+use crate::args::{self, compare_error};
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 
 /// `threading.TIMEOUT_MAX` on Linux (seconds): a wait longer than this is
@@ -28,13 +28,6 @@ pub(crate) fn real(v: &Value) -> Option<f64> {
         Value::Float(f) => Some(*f),
         _ => None,
     }
-}
-
-/// `TypeError: '<' not supported between instances of 'str' and 'int'`.
-pub(crate) fn compare_error(op: &str, left: &str, right: &str) -> PyErr {
-    PyErr::type_error(format!(
-        "'{op}' not supported between instances of '{left}' and '{right}'"
-    ))
 }
 
 /// How long a blocking call may wait.
