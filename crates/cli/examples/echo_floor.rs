@@ -172,7 +172,7 @@ fn main() {
         Ok(us) => Duration::from_micros(us.parse().expect("MPMANAGER_BUSY_POLL_US")),
         Err(_) => mpmanager_server::DEFAULT_BUSY_POLL,
     };
-    let budget = Arc::new(SpinBudget::for_this_machine());
+    let busy_poll = (!poll.is_zero()).then(|| (poll, Arc::new(SpinBudget::for_this_machine())));
     let listener = Listener::bind(&addr).expect("bind");
     let mut out = std::io::stdout().lock();
     writeln!(out, "{}", listener.local_address()).unwrap();
@@ -184,8 +184,8 @@ fn main() {
         };
         let (key, canned) = (key.clone(), canned.clone());
         let mut conn = Connection::new(stream);
-        if !poll.is_zero() {
-            conn.set_busy_poll(Some(BusyPoll::new(poll, budget.clone())));
+        if let Some((max, budget)) = &busy_poll {
+            conn.set_busy_poll(Some(BusyPoll::new(*max, budget.clone())));
         }
         std::thread::spawn(move || serve(conn, &key, &canned));
     }

@@ -237,18 +237,13 @@ impl BusyPoll {
         }
     }
 
-    /// Whether the next wait polls (budget permitting).
+    /// Whether the next wait polls (budget permitting). Never with a zero
+    /// `max`: measuring then stops after the blocking phase.
     pub fn polling(&self) -> bool {
-        !self.max.is_zero()
-            && matches!(
-                self.phase,
-                Phase::MeasurePolling | Phase::Exploit { poll: true, .. }
-            )
-    }
-
-    /// The largest window.
-    pub fn max(&self) -> Duration {
-        self.max
+        matches!(
+            self.phase,
+            Phase::MeasurePolling | Phase::Exploit { poll: true, .. }
+        )
     }
 
     /// Accounts for a wait starting at `start`: the interval since the

@@ -113,9 +113,10 @@ impl Connection {
         }
     }
 
-    /// Makes every read first poll the socket for up to the adaptive window
-    /// of `busy_poll` before it blocks (`None`, the default: block at once).
-    /// Reads under a deadline (authentication) never poll.
+    /// Makes every read first poll the socket, for up to the limit of
+    /// `busy_poll` and only while its measurements favour polling, before it
+    /// blocks (`None`, the default: block at once). Reads under a deadline
+    /// (authentication) never poll.
     pub fn set_busy_poll(&mut self, busy_poll: Option<BusyPoll>) {
         self.busy_poll = busy_poll;
     }

@@ -93,11 +93,8 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     // a frame (CPython writes frames over 16 KiB as header, then payload).
     conn.set_quickack(true);
     let _track = shared.track(id, conn.stream());
-    if !shared.busy_poll.is_zero() {
-        conn.set_busy_poll(Some(BusyPoll::new(
-            shared.busy_poll,
-            shared.spin_budget.clone(),
-        )));
+    if let Some((max, budget)) = &shared.busy_poll {
+        conn.set_busy_poll(Some(BusyPoll::new(*max, budget.clone())));
     }
     if shared.stopping() {
         return;

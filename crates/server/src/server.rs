@@ -24,9 +24,9 @@ pub(crate) struct Shared {
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
     pub(crate) serializer: Serializer,
-    /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers.
-    pub(crate) busy_poll: Duration,
-    pub(crate) spin_budget: Arc<SpinBudget>,
+    /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers;
+    /// `None` when polling is off.
+    pub(crate) busy_poll: Option<(Duration, Arc<SpinBudget>)>,
     max_connections: usize,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
@@ -238,8 +238,8 @@ impl Server {
             handshake_timeout: config.handshake_timeout,
             max_frame: config.max_frame,
             serializer: config.serializer,
-            busy_poll: config.busy_poll,
-            spin_budget: Arc::new(SpinBudget::for_this_machine()),
+            busy_poll: (!config.busy_poll.is_zero())
+                .then(|| (config.busy_poll, Arc::new(SpinBudget::for_this_machine()))),
             max_connections: config.max_connections.max(1),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
