@@ -45,8 +45,8 @@ OPS = {
 }
 # Redis equivalents (redis-py): the comparable operations only.
 REDIS_OPS = {'dict_set': "SET k 1", 'dict_get': 'GET k', 'big_1mib': 'SET + GET 1 MiB'}
-# Extra `mpmanager serve` arguments (--busy-poll-us), also given to the echo floor.
-BUSY_POLL_ARGS = []
+# --busy-poll-us of `mpmanager serve` and the echo floor (None: their default).
+BUSY_POLL_US = None
 SIMPLE = ['ns_set', 'ns_get', 'list_append', 'dict_set', 'dict_get']
 
 MODES = {
@@ -114,15 +114,19 @@ def parse_addr(line, kind):
     return (host.strip('[]'), int(port))
 
 
-def start_server(kind, transport, tmp, bins):
+def start_server(kind, transport, tmp, bins, busy_poll_us=None):
+    """Starts a server; `busy_poll_us` overrides BUSY_POLL_US for
+    mpmanager and the echo floor."""
     env = dict(os.environ, MPMANAGER_AUTHKEY=KEY.decode())
-    if BUSY_POLL_ARGS:
-        env['MPMANAGER_BUSY_POLL_US'] = BUSY_POLL_ARGS[1]
+    poll = BUSY_POLL_US if busy_poll_us is None else busy_poll_us
+    poll_args = [] if poll is None else ['--busy-poll-us', str(poll)]
+    if poll is not None:
+        env['MPMANAGER_BUSY_POLL_US'] = str(poll)
     tag = '%s-%s-%d' % (kind, transport, len(CHILDREN))
     if kind == 'mpmanager':
         a = 'unix:' + os.path.join(tmp, tag) if transport == 'unix' else '127.0.0.1:0'
         p = spawn([bins['mpmanager'], 'serve', '--address', a, '--print-address', '--quiet',
-                   '--log-level', 'error'] + BUSY_POLL_ARGS, env)
+                   '--log-level', 'error'] + poll_args, env)
         addr = parse_addr(p.stdout.readline(), 'rust')
     elif kind == 'echo':
         a = 'unix:' + os.path.join(tmp, tag) if transport == 'unix' else '127.0.0.1:0'
@@ -592,6 +596,7 @@ def redraw(json_path, png_path):
     chart(R, png_path, [])
 
 def main():
+    global BUSY_POLL_US
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     g = ap.add_mutually_exclusive_group()
     for m in MODES:
@@ -649,7 +654,7 @@ def main():
     if bad:
         sys.exit('bench.py: unknown operation(s) %s; known: %s' % (', '.join(bad), ', '.join(OPS)))
     if args.busy_poll_us is not None:
-        BUSY_POLL_ARGS[:] = ['--busy-poll-us', str(args.busy_poll_us)]
+        BUSY_POLL_US = args.busy_poll_us
         notes.append('busy-poll limit of mpmanager and the echo floor: %d us' % args.busy_poll_us)
     tmp = tempfile.mkdtemp(prefix='mpm-bench-')
     R = {'mode': mode, 'reps': cfg['reps'], 'procs': cfg['procs'], 'servers': servers,
