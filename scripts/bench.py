@@ -22,7 +22,7 @@ bench-results/bench.json (and bench.png with matplotlib).
 Modes: --smoke (seconds; no Redis, no chart, for the test suite), --quick
 (a few minutes), --full (longer loops, 16 processes too).
 """
-import argparse, ast, json, multiprocessing, os, resource, shutil, signal
+import argparse, ast, importlib, json, multiprocessing, os, resource, shutil, signal
 import statistics, subprocess, sys, tempfile, time
 from multiprocessing.connection import Client
 from multiprocessing.managers import SyncManager, dispatch
@@ -411,17 +411,24 @@ def setup_redis(args, notes):
     if path is None:
         notes.append('Redis skipped: redis-server is not installed and apt-get could not install it.')
         return None
+    if import_or_install('redis') is None:
+        notes.append('Redis skipped: redis-py is not installed and pip could not install it.')
+        return None
+    return path
+
+
+def import_or_install(module):
+    """Imports `module`, installing it with pip first if it is missing;
+    None if that fails."""
     try:
-        import redis  # noqa: F401
+        return importlib.import_module(module)
     except ImportError:
-        subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'redis'],
+        subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', module],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            import redis  # noqa: F401
+            return importlib.import_module(module)
         except ImportError:
-            notes.append('Redis skipped: redis-py is not installed and pip could not install it.')
             return None
-    return path
 
 
 # ------------------------------------------------------------------ report
@@ -551,16 +558,10 @@ def targets(R):
 
 
 def chart(R, path, notes):
-    try:
-        import matplotlib
-    except ImportError:
-        subprocess.run([sys.executable, '-m', 'pip', 'install', '-q', 'matplotlib'],
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            import matplotlib
-        except ImportError:
-            notes.append('chart skipped: matplotlib is not installed and pip could not install it')
-            return
+    matplotlib = import_or_install('matplotlib')
+    if matplotlib is None:
+        notes.append('chart skipped: matplotlib is not installed and pip could not install it')
+        return
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     keys = [k for k in R['throughput'] if 'mpmanager' in R['throughput'][k]]
