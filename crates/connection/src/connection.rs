@@ -174,16 +174,27 @@ impl Connection {
             header[4..].copy_from_slice(&(payload.len() as u64).to_be_bytes());
             12
         };
-        let total = hlen + payload.len();
+        self.write_fully(hlen + payload.len(), |mut stream, written| {
+            if written < hlen {
+                let bufs = [IoSlice::new(&header[written..hlen]), IoSlice::new(payload)];
+                stream.write_vectored(&bufs)
+            } else {
+                stream.write(&payload[written - hlen..])
+            }
+        })
+    }
+
+    /// Writes `total` bytes, `write(stream, written)` writing from offset
+    /// `written` on. The error rules of [`send`](Self::send): a timeout
+    /// before any byte is retryable, anything else poisons the connection.
+    fn write_fully(
+        &mut self,
+        total: usize,
+        mut write: impl FnMut(&Stream, usize) -> io::Result<usize>,
+    ) -> Result<()> {
         let mut written = 0usize;
         while written < total {
-            let r = if written < hlen {
-                let bufs = [IoSlice::new(&header[written..hlen]), IoSlice::new(payload)];
-                (&self.stream).write_vectored(&bufs)
-            } else {
-                (&self.stream).write(&payload[written - hlen..])
-            };
-            match r {
+            match write(&self.stream, written) {
                 Ok(0) => {
                     self.poisoned = true;
                     return Err(ConnectionError::Io(io::ErrorKind::WriteZero.into()));
@@ -237,25 +248,7 @@ impl Connection {
             buf.extend_from_slice(&(p.len() as u32).to_be_bytes());
             buf.extend_from_slice(p);
         }
-        let mut written = 0usize;
-        while written < total {
-            match (&self.stream).write(&buf[written..]) {
-                Ok(0) => {
-                    self.poisoned = true;
-                    return Err(ConnectionError::Io(io::ErrorKind::WriteZero.into()));
-                }
-                Ok(n) => written += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let err = map_io(e, "send", written > 0);
-                    if written > 0 || !err.is_retryable() {
-                        self.poisoned = true;
-                    }
-                    return Err(err);
-                }
-            }
-        }
-        Ok(())
+        self.write_fully(total, |mut stream, written| stream.write(&buf[written..]))
     }
 
     /// Receives one frame into a new `Vec`. Frames longer than `max_len`
