@@ -131,18 +131,7 @@ impl Client {
     /// A new authenticated connection, connecting and authenticating
     /// within `deadline` too.
     fn open_by(&self, deadline: Option<Instant>, method: &str) -> Result<Connection> {
-        let left = match deadline {
-            Some(d) => {
-                let left = d.saturating_duration_since(Instant::now());
-                if left.is_zero() {
-                    return Err(ClientError::DeadlineExceeded {
-                        method: method.to_string(),
-                    });
-                }
-                Some(left)
-            }
-            None => None,
-        };
+        let left = time_left(deadline, method)?;
         let connect_timeout = match (left, self.connect_timeout) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -242,13 +231,7 @@ impl Client {
         method: &str,
         deadline: Option<Instant>,
     ) -> Result<Reply> {
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::DeadlineExceeded {
-                    method: method.to_string(),
-                });
-            }
+        if let Some(left) = time_left(deadline, method)? {
             c.stream()
                 .set_write_timeout(Some(left))
                 .map_err(ConnectionError::Io)?;
@@ -271,13 +254,7 @@ impl Client {
         method: &str,
         deadline: Option<Instant>,
     ) -> Result<Vec<u8>> {
-        if let Some(d) = deadline {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(ClientError::DeadlineExceeded {
-                    method: method.to_string(),
-                });
-            }
+        if let Some(left) = time_left(deadline, method)? {
             c.stream()
                 .set_read_timeout(Some(left))
                 .map_err(ConnectionError::Io)?;
@@ -325,6 +302,17 @@ fn is_stale(c: &Connection) -> bool {
     // SAFETY: one valid pollfd, zero timeout.
     let n = unsafe { libc::poll(&mut pfd, 1, 0) };
     n != 0
+}
+
+/// The time left until `deadline` (`None`: no deadline); `DeadlineExceeded`
+/// for `method` once it has passed.
+fn time_left(deadline: Option<Instant>, method: &str) -> Result<Option<Duration>> {
+    match deadline.map(|d| d.saturating_duration_since(Instant::now())) {
+        Some(left) if left.is_zero() => Err(ClientError::DeadlineExceeded {
+            method: method.to_string(),
+        }),
+        left => Ok(left),
+    }
 }
 
 fn deadline_err(e: ConnectionError, method: &str) -> ClientError {
