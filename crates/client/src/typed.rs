@@ -14,6 +14,44 @@ use crate::client::Client;
 use crate::error::{ClientError, Result};
 use crate::proxy::{from_value_in, secs, val, Proxy};
 
+/// `len(x)` and `len(x) == 0`, for the proxies of sized containers; `$v`
+/// is the variable name the docs use.
+macro_rules! len_methods {
+    ($v:literal) => {
+        #[doc = concat!("`len(", $v, ")`.")]
+        pub fn len(&self) -> Result<usize> {
+            call_get(&self.proxy, "__len__", vec![])
+        }
+
+        #[doc = concat!("`len(", $v, ") == 0`.")]
+        pub fn is_empty(&self) -> Result<bool> {
+            Ok(self.len()? == 0)
+        }
+    };
+}
+
+/// `x[index]` and `x[index] = value` with an integer index, for the list
+/// and array proxies.
+macro_rules! index_methods {
+    ($v:literal) => {
+        #[doc = concat!("`", $v, "[index]` (negative counts from the end; out of range: an `IndexError` exception).")]
+        pub fn get(&self, index: isize) -> Result<T> {
+            call_get(&self.proxy, "__getitem__", vec![Value::Int(index as i64)])
+        }
+
+        #[doc = concat!("`", $v, "[index] = value`.")]
+        pub fn set(&self, index: isize, value: &T) -> Result<()> {
+            self.proxy
+                .call(
+                    "__setitem__",
+                    vec![Value::Int(index as i64), val(value)?],
+                    vec![],
+                )
+                .map(drop)
+        }
+    };
+}
+
 macro_rules! typed_common {
     ($name:ident $(<$($g:ident),*>)?, $what:literal) => {
         impl$(<$($g),*>)? $name$(<$($g),*>)? {
@@ -171,31 +209,8 @@ pub struct ListProxy<T> {
 typed_common!(ListProxy<T>, "a `list`");
 
 impl<T: Serialize + DeserializeOwned> ListProxy<T> {
-    /// `len(l)`.
-    pub fn len(&self) -> Result<usize> {
-        call_get(&self.proxy, "__len__", vec![])
-    }
-
-    /// `len(l) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// `l[index]` (out of range: an `IndexError` exception).
-    pub fn get(&self, index: isize) -> Result<T> {
-        call_get(&self.proxy, "__getitem__", vec![Value::Int(index as i64)])
-    }
-
-    /// `l[index] = value`.
-    pub fn set(&self, index: isize, value: &T) -> Result<()> {
-        self.proxy
-            .call(
-                "__setitem__",
-                vec![Value::Int(index as i64), val(value)?],
-                vec![],
-            )
-            .map(drop)
-    }
+    len_methods!("l");
+    index_methods!("l");
 
     /// `l.append(value)`.
     pub fn push(&self, value: &T) -> Result<()> {
@@ -275,15 +290,7 @@ pub struct DictProxy<K, V> {
 typed_common!(DictProxy<K, V>, "a `dict`");
 
 impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> DictProxy<K, V> {
-    /// `len(d)`.
-    pub fn len(&self) -> Result<usize> {
-        call_get(&self.proxy, "__len__", vec![])
-    }
-
-    /// `len(d) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
+    len_methods!("d");
 
     /// `d[key]`, or `None` if the key is absent (a `KeyError` on the
     /// server).
@@ -921,31 +928,8 @@ pub struct ArrayProxy<T> {
 typed_common!(ArrayProxy<T>, "an `Array`");
 
 impl<T: Serialize + DeserializeOwned> ArrayProxy<T> {
-    /// `len(a)`.
-    pub fn len(&self) -> Result<usize> {
-        call_get(&self.proxy, "__len__", vec![])
-    }
-
-    /// `len(a) == 0`.
-    pub fn is_empty(&self) -> Result<bool> {
-        Ok(self.len()? == 0)
-    }
-
-    /// `a[index]` (negative counts from the end).
-    pub fn get(&self, index: isize) -> Result<T> {
-        call_get(&self.proxy, "__getitem__", vec![Value::Int(index as i64)])
-    }
-
-    /// `a[index] = value`.
-    pub fn set(&self, index: isize, value: &T) -> Result<()> {
-        self.proxy
-            .call(
-                "__setitem__",
-                vec![Value::Int(index as i64), val(value)?],
-                vec![],
-            )
-            .map(drop)
-    }
+    len_methods!("a");
+    index_methods!("a");
 
     /// Every item, as a `Vec`: `a[i]` for each index, pipelined on one
     /// connection (`a[:]` would return an `array.array`, packed bytes).
