@@ -187,11 +187,7 @@ pub mod __private {
 
     /// CPython's default `repr`: `<module.Class object at 0x7f…>`.
     pub fn default_repr<T: SharedType>(obj: &T) -> String {
-        format!(
-            "<{} object at {:#x}>",
-            T::python_class(),
-            obj as *const T as *const () as usize
-        )
+        crate::referent::object_repr(T::python_class(), obj as *const T as *const ())
     }
 
     /// Converts one bound argument.

@@ -7,7 +7,7 @@ use mpmanager_pickle::{shared, Dict, ExcType, Key, Object, PyErr, Shared, Value}
 use parking_lot::Mutex;
 
 use crate::args::{self, iterate};
-use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
+use crate::referent::{object_repr, CallContext, CallError, Kwargs, Outcome, Referent};
 
 /// A shared Python `dict` (insertion-ordered).
 ///
@@ -451,10 +451,9 @@ impl Referent for DictKeyIterator {
     }
 
     fn repr(&self) -> Result<String, PyErr> {
-        Ok(format!(
-            "<{} object at {:#x}>",
+        Ok(object_repr(
             self.class_name(),
-            self as *const _ as usize
+            self as *const Self as *const (),
         ))
     }
 

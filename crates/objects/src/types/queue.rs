@@ -12,7 +12,7 @@ use num_traits::ToPrimitive;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use crate::args::{self, compare_error};
-use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
+use crate::referent::{object_repr, CallContext, CallError, Kwargs, Outcome, Referent};
 
 /// `threading.TIMEOUT_MAX` on Linux (seconds): a wait longer than this is
 /// an `OverflowError` in CPython.
@@ -420,10 +420,9 @@ impl Referent for QueueObject {
 
     /// `<queue.Queue object at 0x…>` (the address is this object's).
     fn repr(&self) -> Result<String, PyErr> {
-        Ok(format!(
-            "<{} object at {:#x}>",
+        Ok(object_repr(
             self.class_name(),
-            self as *const _ as usize
+            self as *const Self as *const (),
         ))
     }
 
