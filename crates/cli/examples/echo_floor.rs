@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use mpmanager_connection::{auth, Address, BusyPoll, Connection, Listener, SpinBudget};
 use mpmanager_pickle::{encode_with, EncodeOptions, Value};
+use mpmanager_protocol::registry;
 
 /// Size of the big value (`d['big']` in the benchmark).
 const BIG: usize = 1 << 20;
@@ -52,53 +53,23 @@ fn pickle(v: Value) -> Vec<u8> {
 impl Canned {
     fn new() -> Canned {
         // Only the AutoProxy of a Queue reads `exposed` (it becomes its
-        // methods): CPython's list for queue.Queue. The other proxy types
-        // have fixed methods; they get a list's, as long as a real one.
-        let create = |exposed: &[&str]| {
+        // methods). The other proxy types have fixed methods; they get a
+        // list's, as long as a real one. Both are what `mpmanager serve`
+        // sends (the protocol crate's type table).
+        let create = |typeid: &str| {
+            let spec = registry::lookup(typeid).expect("a built-in typeid");
             pickle(Value::tuple(vec![
                 Value::str("7f0000000001"),
-                Value::tuple(exposed.iter().map(|m| Value::str(m)).collect()),
+                Value::tuple(spec.exposed().iter().map(|m| Value::str(m)).collect()),
             ]))
         };
-        let queue = [
-            "empty",
-            "full",
-            "get",
-            "get_nowait",
-            "join",
-            "put",
-            "put_nowait",
-            "qsize",
-            "task_done",
-        ];
-        let list = [
-            "__add__",
-            "__contains__",
-            "__delitem__",
-            "__getitem__",
-            "__len__",
-            "__mul__",
-            "__reversed__",
-            "__rmul__",
-            "__setitem__",
-            "append",
-            "count",
-            "extend",
-            "index",
-            "insert",
-            "pop",
-            "remove",
-            "reverse",
-            "sort",
-            "__imul__",
-        ];
         Canned {
             none: pickle(Value::None),
             one: pickle(Value::Int(1)),
             truth: pickle(Value::Bool(true)),
             big: pickle(Value::bytes(&vec![b'x'; BIG])),
-            create: create(&list),
-            create_queue: create(&queue),
+            create: create("list"),
+            create_queue: create("Queue"),
         }
     }
 
