@@ -28,12 +28,14 @@
 //! clients are blocked in `acquire()`/`wait()`.
 
 mod serve_common;
+mod version_outputs;
 
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use mpmanager_testutil::{pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
+use version_outputs::compare;
 
 const PRELUDE: &str = include_str!("scenarios/prelude.py");
 const SCENARIO: &str = include_str!("scenarios/sync_types.py");
@@ -168,73 +170,6 @@ fn against_mpmanager(py: &Python) -> Result<String, String> {
     out.map_err(|e| format!("{e}\n--- mpmanager serve said:\n{}", server.stderr()))
 }
 
-/// `((header, occurrence), lines)`; lines before the first header go under `""`.
-type Section<'a> = ((&'a str, usize), Vec<&'a str>);
-
-fn sections(text: &str) -> Vec<Section<'_>> {
-    let mut out: Vec<Section<'_>> = vec![(("", 0), Vec::new())];
-    for line in text.lines() {
-        if line.starts_with("== ") {
-            let n = out.iter().filter(|((h, _), _)| *h == line).count();
-            out.push(((line, n), Vec::new()));
-        } else {
-            out.last_mut().unwrap().1.push(line);
-        }
-    }
-    out
-}
-
-/// `Ok(notes)` if `out` equals `reference`, or differs only in lines that
-/// another version's reference prints at the same place (same section,
-/// same line number, sections of equal length); otherwise `Err(diff)`.
-fn compare(reference: &str, out: &str, all: &[&str]) -> Result<Vec<String>, String> {
-    if out == reference {
-        return Ok(Vec::new());
-    }
-    let diff = || {
-        let mut d = String::new();
-        for (i, (r, o)) in reference.lines().zip(out.lines()).enumerate() {
-            // Lines another version prints at the same place are not shown.
-            let elsewhere = all.iter().any(|t| t.lines().nth(i) == Some(o));
-            if r != o && !elsewhere {
-                d.push_str(&format!("line {}:\n  - {r}\n  + {o}\n", i + 1));
-            }
-        }
-        let (nr, no) = (reference.lines().count(), out.lines().count());
-        if nr != no {
-            d.push_str(&format!("{nr} reference lines, {no} mpmanager lines\n"));
-        }
-        Err(d)
-    };
-    let (o_s, r_s) = (sections(out), sections(reference));
-    if o_s.len() != r_s.len()
-        || o_s
-            .iter()
-            .zip(&r_s)
-            .any(|(o, r)| o.0 != r.0 || o.1.len() != r.1.len())
-    {
-        return diff();
-    }
-    let others: Vec<Vec<Section<'_>>> = all.iter().map(|t| sections(t)).collect();
-    let mut notes = Vec::new();
-    for ((key, o_lines), (_, r_lines)) in o_s.iter().zip(&r_s) {
-        for (i, (o, r)) in o_lines.iter().zip(r_lines).enumerate() {
-            if o == r {
-                continue;
-            }
-            let seen = others.iter().any(|secs| {
-                secs.iter()
-                    .any(|(k, lines)| k == key && lines.len() == o_lines.len() && lines[i] == *o)
-            });
-            if !seen {
-                return diff();
-            }
-            notes.push(format!("{:?}: {o:?} (this version's server: {r:?})", key.0));
-        }
-    }
-    Ok(notes)
-}
-
 #[test]
 fn sync_types_reference() {
     let refs = references();
@@ -264,10 +199,8 @@ fn sync_types_reference() {
 fn sync_types_vs_mpmanager() {
     let refs = references();
     assert!(!refs.is_empty(), "no CPython 3.8+ found");
-    let all: Vec<&str> = refs
-        .iter()
-        .filter_map(|(_, r)| r.as_ref().ok().map(String::as_str))
-        .collect();
+    let all: Vec<(String, Result<String, String>)> =
+        refs.iter().map(|(py, r)| (py.label(), r.clone())).collect();
     let results: Vec<Result<String, String>> = std::thread::scope(|s| {
         let handles: Vec<_> = refs
             .iter()
@@ -293,7 +226,7 @@ fn sync_types_vs_mpmanager() {
             Ok(out) => match compare(reference, &out, &all) {
                 Ok(notes) => {
                     for n in notes {
-                        eprintln!("[{label}] as a newer CPython server: {n}");
+                        eprintln!("[{label}] {n}");
                     }
                 }
                 Err(d) => failures.push(format!(
@@ -313,7 +246,7 @@ fn harness_compare_and_normalize() {
     );
     let r38 = "== a\n<old repr>\nx\n";
     let r313 = "== a\n<new repr>\nx\n";
-    let all = [r38, r313];
+    let all = [("3.8", r38), ("3.13", r313)].map(|(l, r)| (l.to_string(), Ok(r.to_string())));
     assert_eq!(compare(r313, r313, &all), Ok(vec![]));
     assert_eq!(compare(r38, r313, &all).map(|n| n.len()), Ok(1));
     assert!(compare(r38, "== a\n<other>\nx\n", &all).is_err());
