@@ -36,14 +36,13 @@ use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, TempDir};
 use version_outputs::{compare, line_diff};
 
 mod version_outputs;
@@ -313,9 +312,9 @@ fn reference_output(sc: &Scenario, py: &Python) -> Result<String, String> {
         .or_default()
         .clone();
     cell.get_or_init(|| {
-        let dir = TempDir::new()?;
+        let dir = TempDir::new("scn");
         let address = match sc.transport {
-            Transport::Unix => format!("unix:{}", dir.path().join("ref.sock").display()),
+            Transport::Unix => format!("unix:{}", dir.0.join("ref.sock").display()),
             Transport::Tcp => "tcp:127.0.0.1:0".to_string(),
         };
         let out = run_scenario(sc, py, &dir, "cpython", &address, &new_key());
@@ -326,7 +325,7 @@ fn reference_output(sc: &Scenario, py: &Python) -> Result<String, String> {
 }
 
 fn mpmanager_output(sc: &Scenario, py: &Python) -> Result<String, String> {
-    let dir = TempDir::new()?;
+    let dir = TempDir::new("scn");
     let server = start_server(sc, &dir)?;
     let result = run_scenario(sc, py, &dir, "mpmanager", &server.address, &server.key);
     dump(sc, py, "mpmanager", &result);
@@ -391,13 +390,13 @@ fn run_scenario(
     address: &str,
     key: &str,
 ) -> Result<String, String> {
-    let path = dir.path().join(format!("{}.py", sc.name));
+    let path = dir.0.join(format!("{}.py", sc.name));
     std::fs::write(&path, script(sc))
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     let mut cmd = Command::new(&py.path);
     cmd.arg(&path)
         .args([kind, address, key])
-        .current_dir(dir.path())
+        .current_dir(&dir.0)
         .env("PYTHONHASHSEED", "0")
         .env("PYTHONIOENCODING", "utf-8")
         .env("PYTHONUNBUFFERED", "1")
@@ -557,7 +556,7 @@ impl Drop for Server {
 fn start_server(sc: &Scenario, dir: &TempDir) -> Result<Server, String> {
     // The server reads the key from the environment, the scenario from argv.
     let key = new_key();
-    let sock = dir.path().join("sock");
+    let sock = dir.0.join("sock");
     let spec = match sc.transport {
         Transport::Unix => format!("unix:{}", sock.display()),
         Transport::Tcp => "127.0.0.1:0".to_string(),
@@ -811,37 +810,6 @@ fn run_with_timeout(mut cmd: Command, timeout: Duration) -> Result<RunOutput, St
 
 // ---------------------------------------------------------------------------
 // Small helpers.
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, String> {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        // Short: AF_UNIX paths are limited to 107 bytes.
-        let path = std::env::temp_dir().join(format!(
-            "mpmscn-{}-{}-{nanos:x}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&path)
-            .map_err(|e| format!("cannot create {}: {e}", path.display()))?;
-        Ok(TempDir(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn indent(s: &str) -> String {
     s.lines()

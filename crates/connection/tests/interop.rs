@@ -6,13 +6,12 @@
 //! use has a read timeout, so nothing can hang.
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use mpmanager_connection::{
     auth, Address, AuthFailure, Connection, ConnectionError, Listener, NO_LIMIT,
 };
-use mpmanager_testutil::{pythons, Python};
+use mpmanager_testutil::{pythons, Python, TempDir};
 
 const KEY: &[u8] = b"interop-secret";
 const IO_TIMEOUT: Duration = Duration::from_secs(30);
@@ -115,21 +114,6 @@ impl Family {
 
 fn ipv6_available() -> bool {
     Listener::bind(&"[::1]:0".parse().unwrap()).is_ok()
-}
-
-struct TempDir(PathBuf);
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let d = std::env::temp_dir().join(format!("mpm-io-{tag}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&d);
-        std::fs::create_dir_all(&d).unwrap();
-        TempDir(d)
-    }
-}
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// Our echo server side for a Python client: reversed echo, and a raw

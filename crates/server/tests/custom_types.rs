@@ -7,15 +7,13 @@
 //! locally in the same interpreter.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use mpmanager_objects::{shared_type, CallContext, SharedType};
 use mpmanager_pickle::{ExcType, PyErr, Value};
 use mpmanager_server::{BackgroundServer, Registry, Server, ServerConfig};
-use mpmanager_testutil::{pythons, ScriptOptions};
+use mpmanager_testutil::{pythons, ScriptOptions, TempDir};
 use serde::{Deserialize, Serialize};
 
 const KEY: &str = "custom-types-key";
@@ -133,28 +131,6 @@ impl Counter {
 
     #[mpmanager(skip)]
     fn _private(&self) {}
-}
-
-/// A unique temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "mpm-custom-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 fn server(shared: Arc<Counter>) -> BackgroundServer {
@@ -354,7 +330,7 @@ fn cpython_autoproxy_calls_rust_types() {
     let shared = Arc::new(Counter::new(None));
     let srv = server(shared.clone());
     let addr = srv.python_address().to_string();
-    let dir = TempDir::new();
+    let dir = TempDir::new("custom");
     let module = module_path!();
     for py in &pys {
         let out = run(py, &dir, "client", CLIENT, &[&addr, KEY]);
@@ -416,7 +392,7 @@ fn shared_object_is_used_by_two_concurrent_client_processes() {
     let shared = Arc::new(Counter::new(Some(100)));
     let srv = server(shared.clone());
     let addr = srv.python_address().to_string();
-    let dir = TempDir::new();
+    let dir = TempDir::new("custom");
     // Two processes at once, each incrementing 200 times by 1.
     let body = r#"
 c = m.get_counter()

@@ -6,8 +6,6 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use mpmanager_connection::{auth, Address, Connection, ConnectionError};
@@ -16,32 +14,11 @@ use mpmanager_pickle::PyErr;
 use mpmanager_pickle::{decode, encode, encode_with, EncodeOptions, Value};
 use mpmanager_protocol::{PublicOp, PyAddress, Reply, Request, Token};
 use mpmanager_server::{BackgroundServer, Registry, Server, ServerConfig, ServerError};
+use mpmanager_testutil::TempDir;
 use std::sync::Arc;
 
 const KEY: &[u8] = b"raw-test-key";
 const IO: Duration = Duration::from_secs(10);
-
-/// A unique temporary directory, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new() -> TempDir {
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let p = std::env::temp_dir().join(format!(
-            "mpm-srv-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::SeqCst)
-        ));
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 fn config(addr: &str) -> ServerConfig {
     let mut c = ServerConfig::new(addr.parse().unwrap(), KEY.to_vec());
@@ -158,7 +135,7 @@ fn dummy_reply_bytes_are_cpythons() {
 
 #[test]
 fn shutdown_replies_twice_then_stops() {
-    let dir = TempDir::new();
+    let dir = TempDir::new("srv");
     let path = dir.0.join("mgr.sock");
     let s = spawn(config(&format!("unix:{}", path.display())));
     assert!(path.exists());
