@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use mpmanager_testutil::{newest_python, ScriptOptions};
+use mpmanager_testutil::{newest_python, normalize_hex, ScriptOptions};
 
 fn example(name: &str) -> PathBuf {
     // target/<profile>/deps/examples-… → target/<profile>/examples/<name>
@@ -37,21 +37,6 @@ fn run_example(name: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
-fn normalize(s: &str) -> String {
-    let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("0x") {
-        out.push_str(&rest[..i + 2]);
-        rest = &rest[i + 2..];
-        let n = rest
-            .find(|c: char| !c.is_ascii_hexdigit())
-            .unwrap_or(rest.len());
-        out.push('…');
-        rest = &rest[n..];
-    }
-    out + rest
-}
-
 fn python_output(script: &str) -> Option<String> {
     let py = newest_python()?;
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -77,14 +62,14 @@ fn bulletin_board_prints_what_the_python_lesson_prints() {
 
 #[test]
 fn nested_proxies_propagate_as_in_the_python_answer() {
-    let ours = normalize(&run_example("nested_proxies"));
+    let ours = normalize_hex(&run_example("nested_proxies"));
     assert!(
         ours.starts_with("before\nNamespace(x=1, y=[1], z=[1])\n"),
         "{ours}"
     );
     assert!(ours.contains("after\nNamespace(x=2, y=[1], z=[2])\n[2, [1], [2], <ListProxy object, typeid 'list' at 0x…>]\n"), "{ours}");
     if let Some(reference) = python_output("nested_proxies.py") {
-        assert_eq!(ours, normalize(&reference));
+        assert_eq!(ours, normalize_hex(&reference));
     }
 }
 

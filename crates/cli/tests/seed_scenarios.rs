@@ -42,7 +42,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use mpmanager_testutil::{pythons, Python, TempDir};
+use mpmanager_testutil::{normalize_hex, pythons, Python, TempDir};
 use version_outputs::{compare, line_diff};
 
 mod version_outputs;
@@ -428,32 +428,6 @@ fn address_spellings(address: &str) -> Vec<String> {
         Some(path) => vec![path.to_string()],
         None => Vec::new(),
     }
-}
-
-/// `0x7f3a…` → `0x…` (proxy and object reprs carry memory addresses).
-fn normalize_hex(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = String::with_capacity(s.len());
-    let mut i = 0;
-    let mut copied = 0;
-    while i + 2 < b.len() + 1 {
-        if b[i] == b'0' && i + 1 < b.len() && b[i + 1] == b'x' {
-            let mut j = i + 2;
-            while j < b.len() && matches!(b[j], b'0'..=b'9' | b'a'..=b'f') {
-                j += 1;
-            }
-            if j > i + 2 {
-                out.push_str(&s[copied..i]);
-                out.push_str("0x…");
-                copied = j;
-                i = j;
-                continue;
-            }
-        }
-        i += 1;
-    }
-    out.push_str(&s[copied..]);
-    out
 }
 
 // ---------------------------------------------------------------------------

@@ -33,7 +33,7 @@ mod version_outputs;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use mpmanager_testutil::{pythons, Python, ScriptOptions};
+use mpmanager_testutil::{normalize_hex, pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
 use version_outputs::compare;
 
@@ -108,20 +108,7 @@ fn normalize(s: &str, address: &str) -> String {
         Some(p) => s.replace(p, "<address>"),
         None => s.to_string(),
     };
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s.as_str();
-    while let Some(i) = rest.find("0x") {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + 2..];
-        let n = after
-            .bytes()
-            .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
-            .count();
-        out.push_str(if n > 0 { "0x…" } else { "0x" });
-        rest = &after[n..];
-    }
-    out.push_str(rest);
-    out
+    normalize_hex(&s)
 }
 
 fn new_key(tag: &str) -> String {

@@ -19,7 +19,7 @@ mod serve_common;
 use std::path::Path;
 use std::time::Duration;
 
-use mpmanager_testutil::{pythons, Python, ScriptOptions};
+use mpmanager_testutil::{normalize_hex, pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
 
 const PRELUDE: &str = include_str!("scenarios/prelude.py");
@@ -44,26 +44,7 @@ fn run(py: &Python, script: &Path, kind: &str, address: &str) -> Result<String, 
         RUN_TIMEOUT,
     )
     .into_result(&format!("{kind} run"))
-    .map(|out| normalize(&out))
-}
-
-/// `0x7f3a…` → `0x…`.
-fn normalize(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("0x") {
-        out.push_str(&rest[..i + 2]);
-        rest = &rest[i + 2..];
-        let n = rest
-            .find(|c: char| !c.is_ascii_hexdigit())
-            .unwrap_or(rest.len());
-        if n > 0 {
-            out.push('…');
-        }
-        rest = &rest[n..];
-    }
-    out.push_str(rest);
-    out
+    .map(|out| normalize_hex(&out))
 }
 
 fn reference(py: &Python) -> Result<String, String> {
@@ -205,5 +186,5 @@ fn compare_tolerates_only_other_versions_lines() {
     assert!(compare(&refs[0], "a\nQueue.put() x\n", &refs).is_ok());
     assert!(compare(&refs[0], "a\nsomething else\n", &refs).is_err());
     assert!(compare(&refs[0], "a\n", &refs).is_err());
-    assert_eq!(normalize("<x at 0x7f3a12>"), "<x at 0x…>");
+    assert_eq!(normalize_hex("<x at 0x7f3a12>"), "<x at 0x…>");
 }

@@ -271,3 +271,28 @@ impl Drop for TempDir {
         let _ = std::fs::remove_dir_all(&self.0);
     }
 }
+
+/// Hides object addresses: every `0x` followed by lowercase hex digits (as
+/// Python prints `id()`s and `repr`s) becomes `0x…`, so that outputs of
+/// different runs compare equal.
+///
+/// ```
+/// use mpmanager_testutil::normalize_hex;
+/// assert_eq!(normalize_hex("<x at 0x7f2ef19f3dd0>] 0x 0xg"), "<x at 0x…>] 0x 0xg");
+/// ```
+pub fn normalize_hex(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("0x") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let n = after
+            .bytes()
+            .take_while(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
+            .count();
+        out.push_str(if n > 0 { "0x…" } else { "0x" });
+        rest = &after[n..];
+    }
+    out.push_str(rest);
+    out
+}
