@@ -386,7 +386,8 @@ class ServerProcess(object):
             self.name, self.pid, status)
 
 
-def _spawn_server(address, authkey, serializer, objects, foreground=False):
+def _spawn_server(address, authkey, serializer, objects, foreground=False,
+                  release_on_disconnect=False):
     """Starts ``mpmanager serve``; returns ``(popen, python_address)``."""
     binary = binary_path()
     cmd = [
@@ -396,6 +397,8 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False):
     ]
     if serializer != "pickle":
         cmd += ["--serializer", serializer]
+    if release_on_disconnect:
+        cmd += ["--release-on-disconnect"]
     for typeid, kind, _fill, _obj in objects:
         cmd += ["--object", "%s=%s" % (typeid, kind)]
     if not foreground:
@@ -565,7 +568,9 @@ def _launch(manager, objects, foreground):
     ``objects`` (a :func:`_plan`) filled in; ``(popen, address)``."""
     popen, address = _spawn_server(
         manager._address, manager._authkey, manager._serializer, objects,
-        foreground=foreground)
+        foreground=foreground,
+        release_on_disconnect=getattr(
+            manager, "_mpmanager_release_on_disconnect", False))
     try:
         _fill_objects(address, manager._authkey, manager._serializer, objects)
     except BaseException:
@@ -682,14 +687,21 @@ class SyncManager(_mm.SyncManager):
 
 
 def Manager(*, address=None, authkey=None, serializer="pickle",
-            shutdown_timeout=1.0):
+            shutdown_timeout=1.0, release_on_disconnect=False):
     """Like :func:`multiprocessing.Manager`: a started :class:`SyncManager`
-    whose server is mpmanager's."""
+    whose server is mpmanager's.
+
+    A client process that dies never loses a queue item nor leaves an
+    ``RLock`` or a ``Condition`` locked. With ``release_on_disconnect=True``
+    the server also releases the plain ``Lock``\ s and semaphore permits a
+    dead client acquired and did not release (off by default: CPython lets
+    one process release a ``Lock`` that another acquired)."""
     kwargs = {}
     if sys.version_info >= (3, 11) or shutdown_timeout != 1.0:
         kwargs["shutdown_timeout"] = shutdown_timeout
     m = SyncManager(address=address, authkey=authkey, serializer=serializer,
                     **kwargs)
+    m._mpmanager_release_on_disconnect = bool(release_on_disconnect)
     m.start()
     return m
 

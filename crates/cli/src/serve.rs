@@ -90,6 +90,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "MICROS", default_value_t = mpmanager_server::DEFAULT_BUSY_POLL.as_micros() as u64)]
     busy_poll_us: u64,
 
+    /// When a client's connection closes, also release the plain Locks it
+    /// acquired and the Semaphore permits it took and did not give back
+    /// (RLocks and Condition locks are always released: nobody else
+    /// could). Off by default: CPython lets one process release a Lock
+    /// that another acquired.
+    #[arg(long)]
+    release_on_disconnect: bool,
+
     /// Print the bound address on stdout, alone on one line, once listening
     /// (in the --address syntax, with the real port), for scripts.
     #[arg(long)]
@@ -226,6 +234,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
     config.max_frame = args.max_frame;
     config.serializer = args.serializer;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
+    config.release_on_disconnect = args.release_on_disconnect;
     config.objects = objects;
 
     // Install the handlers before binding, so that a SIGTERM arriving as

@@ -410,6 +410,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 
     let mut arms = Vec::new();
     let mut exposed: Vec<String> = Vec::new();
+    // Methods taking `&CallContext`: the ones that may wait (and watch for
+    // cancellation through it).
+    let mut blocking: Vec<String> = Vec::new();
     let mut constructor: Option<TokenStream2> = None;
     for it in imp.items.iter_mut() {
         let ImplItem::Fn(f) = it else { continue };
@@ -486,6 +489,9 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
         }
         let qualname = format!("{short}.{py_name}");
         let ps = params(f, true)?;
+        if ps.iter().any(|p| matches!(p, Param::Context)) {
+            blocking.push(py_name.clone());
+        }
         let (bind, call_args) = bind_code(krate, &qualname, &ps);
         let call = quote!(Self::#rust_name(self, #(#call_args),*));
         let ret = return_code(krate, &qualname, &f.sig.output, call);
@@ -566,6 +572,10 @@ fn expand(attr: TokenStream2, item: TokenStream2) -> syn::Result<TokenStream2> {
 
             fn repr(&self) -> ::core::result::Result<::std::string::String, #pr::PyErr> {
                 ::core::result::Result::Ok(#pr::default_repr(self))
+            }
+
+            fn may_block(&self, __method: &str) -> bool {
+                [#(#blocking),*].contains(&__method)
             }
 
             fn get_value(&self) -> ::core::result::Result<#pr::Value, #pr::PyErr> {

@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 pub mod args;
+mod context;
 pub mod proxy;
 mod referent;
 mod registry;
@@ -54,6 +55,7 @@ pub mod types;
 pub use shared::__private;
 pub use shared::SharedType;
 
+pub use context::{CancelHandle, Closed, Waited};
 pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
 pub use registry::{
     CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,

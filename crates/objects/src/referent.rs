@@ -24,6 +24,8 @@ use std::sync::Arc;
 
 use mpmanager_pickle::{Key, PyErr, Value};
 
+pub use crate::context::{CallContext, Closed};
+
 /// Keyword arguments of a call or `create`, in the order the client sent
 /// them. Names are always `str` (CPython rejects other keys before sending).
 ///
@@ -126,34 +128,6 @@ impl Kwargs {
     }
 }
 
-/// Per-call information the server passes to [`Referent::call`].
-///
-/// `#[non_exhaustive]`: build it with [`CallContext::new`]; more fields
-/// (a deadline / cancellation hook for blocking calls, the client's name)
-/// will be added.
-///
-/// ```
-/// use mpmanager_objects::CallContext;
-/// let cx = CallContext::new(7);
-/// assert_eq!(cx.connection, 7);
-/// ```
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct CallContext {
-    /// Identity of the served connection making the call: unique per
-    /// connection for the server's lifetime. CPython serves each (process,
-    /// thread) of a client on its own connection, so this is the "owner"
-    /// that `RLock`/`Condition` ownership is tied to.
-    pub connection: u64,
-}
-
-impl CallContext {
-    /// A context for a call arriving on connection `connection`.
-    pub fn new(connection: u64) -> CallContext {
-        CallContext { connection }
-    }
-}
-
 /// What a successful method call produced.
 #[derive(Clone)]
 #[non_exhaustive]
@@ -196,6 +170,9 @@ pub enum CallError {
     /// exposed, a one-shot operation failing): sent as
     /// `('#TRACEBACK', text)`, raised as `RemoteError(text)` by the client.
     Traceback(String),
+    /// The client is gone ([`CallContext::is_cancelled`]): the call gave up
+    /// and took nothing. Nothing is sent; the server closes the connection.
+    Cancelled,
 }
 
 impl CallError {
@@ -218,7 +195,7 @@ impl CallError {
     pub fn kind(&self) -> &'static str {
         match self {
             CallError::Python(_) => "#ERROR",
-            CallError::Traceback(_) => "#TRACEBACK",
+            CallError::Traceback(_) | CallError::Cancelled => "#TRACEBACK",
         }
     }
 }
@@ -234,6 +211,7 @@ impl std::fmt::Display for CallError {
         match self {
             CallError::Python(e) => write!(f, "{e}"),
             CallError::Traceback(t) => f.write_str(t.trim_end()),
+            CallError::Cancelled => f.write_str("the call was cancelled: its client is gone"),
         }
     }
 }
@@ -362,6 +340,37 @@ pub trait Referent: Send + Sync + 'static {
     /// "not available".
     fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         None
+    }
+
+    /// True if `method` may wait for another client (a queue `get`, a lock
+    /// `acquire`). The server writes the replies it holds back for a
+    /// pipelining client before such a call, so that no reply waits behind
+    /// it. The default, `true`, is always safe; a type whose methods never
+    /// wait answers `false` and keeps pipelined replies batched.
+    fn may_block(&self, method: &str) -> bool {
+        let _ = method;
+        true
+    }
+
+    /// The reply of a successful `method` call could not be delivered: its
+    /// client was gone before the reply was sent. Undo what the call took
+    /// for the client (a queue puts the item back at its head, a lock
+    /// releases the acquisition) and describe it for the server's log, or
+    /// return `None` if the call took nothing. `value` is what the call
+    /// returned.
+    fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
+        let _ = (cx, method, value);
+        None
+    }
+
+    /// A connection whose calls said they [hold](CallContext::hold)
+    /// something in this object has closed: release what it held (an
+    /// `RLock` at every level, and with
+    /// [`Closed::release_unowned`] a plain lock or permits), wake whoever
+    /// waits for it, and describe each release for the server's log.
+    fn connection_closed(&self, closed: &Closed) -> Vec<String> {
+        let _ = closed;
+        Vec::new()
     }
 }
 

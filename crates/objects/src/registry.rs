@@ -749,6 +749,9 @@ impl Registry {
             self.proxy_calls_started.fetch_add(1, Ordering::SeqCst);
         }
         let result = self.dispatch(cx, &entry, method, args, kwargs);
+        if cx.take_hold() {
+            cx.record_held(&entry.object, || format!("{} {ident}", entry.spec.typeid));
+        }
         if tracked {
             if let Ok(Reply::Return(v)) = &result {
                 if self.stashed_count.load(Ordering::SeqCst) > 0 {
@@ -825,6 +828,48 @@ impl Registry {
                 traceback_text(&PyErr::key_error(Value::str(method)), "serve_client"),
             ))),
         }
+    }
+
+    /// True if calling `method` on `ident` may wait for another client
+    /// ([`Referent::may_block`]); false for an unknown ident (the call
+    /// fails at once).
+    pub fn may_block(&self, ident: &str, method: &str) -> bool {
+        self.get_entry(ident)
+            .is_some_and(|e| e.object.may_block(method))
+    }
+
+    /// The reply of a successful call of `method` on `ident`, which returned
+    /// `value`, could not be delivered: lets the object undo what it took
+    /// ([`Referent::reply_lost`]) and returns its description of that.
+    pub fn reply_lost(
+        &self,
+        cx: &CallContext,
+        ident: &str,
+        method: &str,
+        value: &Value,
+    ) -> Option<String> {
+        let entry = self.get_entry(ident)?;
+        let undone = entry.object.reply_lost(cx, method, value)?;
+        Some(format!(
+            "{undone} ({} {ident})",
+            entry.spec.typeid
+        ))
+    }
+
+    /// The connection of `cx` has closed: every object its calls said they
+    /// [hold](CallContext::hold) something in releases it
+    /// ([`Referent::connection_closed`]). Returns one description per
+    /// release, for the server's log.
+    pub fn connection_closed(&self, cx: &CallContext, release_unowned: bool) -> Vec<String> {
+        let closed = crate::Closed::new(cx.connection, release_unowned);
+        cx.take_held()
+            .iter()
+            .flat_map(|(o, name)| {
+                o.connection_closed(&closed)
+                    .into_iter()
+                    .map(move |what| format!("{what} ({name})"))
+            })
+            .collect()
     }
 
     /// Runs a collection now (see the module docs) and reports what it did.

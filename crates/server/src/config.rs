@@ -86,6 +86,19 @@ pub struct ServerConfig {
     /// thread's CPU can become slower (the measurement does not always
     /// catch it), hence off by default (docs/BENCHMARKS.md).
     pub busy_poll: Duration,
+    /// Release what a closing connection acquired and did not release of
+    /// the primitives CPython gives no owner: a plain `Lock` and the
+    /// permits of a `Semaphore`/`BoundedSemaphore` (default `false`).
+    ///
+    /// An `RLock`, and a `Condition`'s lock, are always released when the
+    /// connection holding them closes: nobody else could release them. A
+    /// plain `Lock` may legitimately be released by another process (a
+    /// client can acquire it in one process and release it in another, and
+    /// each thread of a process has a connection of its own), so releasing
+    /// it when its acquirer's connection closes is a policy to opt in to:
+    /// right for the usual "acquire, work, release" pattern, where a killed
+    /// worker would otherwise keep the lock forever.
+    pub release_on_disconnect: bool,
 }
 
 impl ServerConfig {
@@ -102,6 +115,7 @@ impl ServerConfig {
             registry: None,
             serializer: Serializer::Pickle,
             busy_poll: DEFAULT_BUSY_POLL,
+            release_on_disconnect: false,
         }
     }
 }
@@ -122,6 +136,7 @@ impl fmt::Debug for ServerConfig {
             .field("registry", &self.registry.as_ref().map(|_| "custom"))
             .field("serializer", &self.serializer)
             .field("busy_poll", &self.busy_poll)
+            .field("release_on_disconnect", &self.release_on_disconnect)
             .finish()
     }
 }

@@ -109,6 +109,7 @@ mod config;
 mod conn;
 mod error;
 mod server;
+mod watch;
 
 pub use config::{
     ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,

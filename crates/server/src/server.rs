@@ -15,6 +15,7 @@ use mpmanager_connection::{Address, ConnectionError, Listener, PythonAddress, Sp
 use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
+use crate::watch::HangupWatcher;
 use crate::{conn, ServerConfig, ServerError};
 use mpmanager_protocol::Serializer;
 
@@ -27,6 +28,11 @@ pub(crate) struct Shared {
     /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers;
     /// `None` when polling is off.
     pub(crate) busy_poll: Option<(Duration, Arc<SpinBudget>)>,
+    /// [`ServerConfig::release_on_disconnect`].
+    pub(crate) release_on_disconnect: bool,
+    /// Cancels the calls of connections whose peer hangs up (`None` if it
+    /// could not be started: calls then wait as with CPython's server).
+    pub(crate) watcher: Option<Arc<HangupWatcher>>,
     max_connections: usize,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
@@ -58,6 +64,9 @@ impl Shared {
             return;
         }
         tracing::info!("shutting down");
+        if let Some(w) = &self.watcher {
+            w.stop();
+        }
         if let Some(l) = self
             .listener
             .lock()
@@ -240,6 +249,17 @@ impl Server {
             serializer: config.serializer,
             busy_poll: (!config.busy_poll.is_zero())
                 .then(|| (config.busy_poll, Arc::new(SpinBudget::for_this_machine()))),
+            release_on_disconnect: config.release_on_disconnect,
+            watcher: match HangupWatcher::start() {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot watch connections for hang-ups ({e}): a dead client's \
+                         blocked call will wait until it completes"
+                    );
+                    None
+                }
+            },
             max_connections: config.max_connections.max(1),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,

@@ -359,6 +359,11 @@ impl ArrayObject {
 }
 
 impl Referent for ArrayObject {
+    /// No method of a `ArrayObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "array.array"
     }

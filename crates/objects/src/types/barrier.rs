@@ -5,7 +5,7 @@ use std::sync::Arc;
 use mpmanager_pickle::{ExcType, Global, PyErr, Value};
 use parking_lot::{Condvar, Mutex};
 
-use super::locks::{py_number, Wait};
+use super::wait::{py_number, wait_until, Interrupted, Wait};
 use crate::args;
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 
@@ -139,19 +139,20 @@ impl BarrierObject {
         }
     }
 
-    fn wait(&self, a: &[Value], kw: &Kwargs) -> Result<i64, PyErr> {
+    fn wait(&self, cx: &CallContext, a: &[Value], kw: &Kwargs) -> Result<i64, CallError> {
         let b = args::bind("Barrier.wait", &[("timeout", Some(Value::None))], a, kw)?;
         let timeout = match timeout_arg(&b[0])? {
             None => self.timeout,
             t => t,
         };
         let mut g = self.inner.lock();
-        // _enter: block while the barrier drains or resets.
-        while matches!(g.state, State::Draining | State::Resetting) {
-            self.cv.wait(&mut g);
-        }
+        // _enter: block while the barrier drains or resets (a client gone
+        // meanwhile has not arrived: it just leaves).
+        wait_until(cx, Wait::Forever, &self.cv, &mut g, |g| {
+            !matches!(g.state, State::Draining | State::Resetting)
+        })?;
         if g.state == State::Broken {
-            return Err(broken_barrier_error());
+            return Err(broken_barrier_error().into());
         }
         let index = g.count;
         g.count += 1;
@@ -166,21 +167,21 @@ impl BarrierObject {
                 None => Wait::Forever,
                 Some(t) => Wait::after_secs(t),
             };
-            loop {
-                if g.state != State::Filling {
-                    break;
-                }
-                if wait.expired() || !wait.wait(&self.cv, &mut g) {
-                    break;
-                }
-            }
-            if g.state == State::Filling {
+            let waited = wait_until(cx, wait, &self.cv, &mut g, |g| g.state != State::Filling);
+            if let Err(Interrupted::Cancelled) = waited {
+                // A party whose client is gone must not count as arrived:
+                // break the barrier, as abort() does, so that the live
+                // parties get BrokenBarrierError instead of passing.
+                g.state = State::Broken;
+                self.cv.notify_all();
+                Err(CallError::Cancelled)
+            } else if g.state == State::Filling {
                 // Timed out: break the barrier.
                 g.state = State::Broken;
                 self.cv.notify_all();
-                Err(broken_barrier_error())
+                Err(broken_barrier_error().into())
             } else if matches!(g.state, State::Broken | State::Resetting) {
-                Err(broken_barrier_error())
+                Err(broken_barrier_error().into())
             } else {
                 Ok(index)
             }
@@ -227,13 +228,13 @@ impl Referent for BarrierObject {
 
     fn call(
         &self,
-        _cx: &CallContext,
+        cx: &CallContext,
         method: &str,
         a: &[Value],
         kw: &Kwargs,
     ) -> Result<Outcome, CallError> {
         match method {
-            "wait" => Ok(Value::Int(self.wait(a, kw)?).into()),
+            "wait" => Ok(Value::Int(self.wait(cx, a, kw)?).into()),
             "reset" => {
                 args::bind("Barrier.reset", &[], a, kw)?;
                 self.reset();
@@ -306,5 +307,9 @@ impl Referent for BarrierObject {
 
     fn get_value(&self) -> Result<Value, PyErr> {
         Err(PyErr::type_error("cannot pickle '_thread.lock' object"))
+    }
+
+    fn may_block(&self, method: &str) -> bool {
+        method == "wait"
     }
 }

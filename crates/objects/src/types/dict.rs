@@ -302,6 +302,11 @@ impl DictObject {
 }
 
 impl Referent for DictObject {
+    /// No method of a `DictObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "dict"
     }
@@ -418,6 +423,11 @@ impl DictKeyIterator {
 }
 
 impl Referent for DictKeyIterator {
+    /// No method of a `DictKeyIterator` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         if self.reversed {
             "dict_reversekeyiterator"

@@ -3,9 +3,9 @@
 use mpmanager_pickle::{PyErr, Value};
 use parking_lot::{Condvar, Mutex};
 
-use super::queue::{real, unpicklable_lock, Deadline};
+use super::queue::unpicklable_lock;
+use super::wait::{py_number, wait_until, Wait, TIMEOUT_MAX};
 use crate::args;
-use crate::args::compare_error;
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 
 #[derive(Default)]
@@ -77,29 +77,23 @@ impl EventObject {
     }
 
     /// `wait(timeout)`, `timeout` being `None` or a number.
-    fn wait(&self, timeout: &Value) -> Result<bool, PyErr> {
+    fn wait(&self, cx: &CallContext, timeout: &Value) -> Result<bool, CallError> {
         let mut st = self.state.lock();
         if st.flag {
             return Ok(true);
         }
         let deadline = match timeout {
-            Value::None => Deadline::Forever,
-            t => {
-                let secs = real(t).ok_or_else(|| compare_error(">", &t.type_name(), "int"))?;
-                // `timeout > 0` is false for NaN too: a non-blocking try.
-                if secs.is_nan() || secs <= 0.0 {
-                    return Ok(false);
-                }
-                Deadline::after(secs)
-            }
+            Value::None => Wait::Forever,
+            // `timeout > 0` is false for NaN too: a non-blocking try.
+            t => match py_number(t, ">")? {
+                secs if secs > TIMEOUT_MAX => Wait::TooLong,
+                secs => Wait::after_secs(secs),
+            },
         };
         let seen = st.sets;
-        while st.sets == seen {
-            if !deadline.wait(&self.cond, &mut st)? {
-                return Ok(false);
-            }
-        }
-        Ok(true)
+        Ok(wait_until(cx, deadline, &self.cond, &mut st, |st| {
+            st.sets != seen
+        })?)
     }
 }
 
@@ -110,7 +104,7 @@ impl Referent for EventObject {
 
     fn call(
         &self,
-        _cx: &CallContext,
+        cx: &CallContext,
         method: &str,
         a: &[Value],
         kw: &Kwargs,
@@ -133,7 +127,7 @@ impl Referent for EventObject {
             }
             "wait" => {
                 let b = args::bind("Event.wait", &[("timeout", Some(Value::None))], a, kw)?;
-                Value::Bool(self.wait(&b[0])?).into()
+                Value::Bool(self.wait(cx, &b[0])?).into()
             }
             _ => {
                 return Err(CallError::Python(args::no_attribute(
@@ -159,5 +153,9 @@ impl Referent for EventObject {
     /// object` (sent as `#UNSERIALIZABLE`).
     fn get_value(&self) -> Result<Value, PyErr> {
         Err(unpicklable_lock())
+    }
+
+    fn may_block(&self, method: &str) -> bool {
+        method == "wait"
     }
 }

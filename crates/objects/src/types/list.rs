@@ -411,6 +411,11 @@ fn repeat(items: &[Value], n: i64) -> Result<Vec<Value>, PyErr> {
 }
 
 impl Referent for ListObject {
+    /// No method of a `ListObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "list"
     }

@@ -17,111 +17,20 @@
 //! number')`, `Semaphore.release(n)`, the 3.11+ `repr`s); `locked()` is
 //! CPython 3.14's (`Lock`, `RLock`, `Condition`; a `Semaphore` has none).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
+use mpmanager_pickle::hash::truthy;
 use mpmanager_pickle::{ExcType, PyErr, Value};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
+use super::wait::{py_number, wait_until, Interrupted, Wait};
 use crate::args;
-use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
+use crate::referent::{CallContext, CallError, Closed, Kwargs, Outcome, Referent};
 use crate::Registry;
 
 // ---------------------------------------------------------------------------
 // Shared helpers.
-
-/// How long a blocking operation may wait.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum Wait {
-    /// Do not block at all.
-    NonBlocking,
-    /// Block without a time limit.
-    Forever,
-    /// Block until this instant.
-    Until(Instant),
-}
-
-impl Wait {
-    /// A wait of `secs` seconds from now (`secs <= 0`: do not block; a
-    /// deadline too far away to represent: forever).
-    pub(crate) fn after_secs(secs: f64) -> Wait {
-        if secs.is_nan() || secs <= 0.0 {
-            return Wait::NonBlocking;
-        }
-        match Duration::try_from_secs_f64(secs)
-            .ok()
-            .and_then(|d| Instant::now().checked_add(d))
-        {
-            Some(t) => Wait::Until(t),
-            None => Wait::Forever,
-        }
-    }
-
-    /// Waits on `cv` once (spurious wake-ups possible). Returns `false` if
-    /// the deadline has passed (or the wait is non-blocking) and nothing
-    /// was waited for.
-    pub(crate) fn wait<T>(self, cv: &Condvar, guard: &mut MutexGuard<'_, T>) -> bool {
-        match self {
-            Wait::NonBlocking => false,
-            Wait::Forever => {
-                cv.wait(guard);
-                true
-            }
-            Wait::Until(t) => {
-                if Instant::now() >= t {
-                    return false;
-                }
-                cv.wait_until(guard, t);
-                true
-            }
-        }
-    }
-
-    /// True once the deadline has passed (never for `Forever`; always for
-    /// `NonBlocking`).
-    pub(crate) fn expired(self) -> bool {
-        match self {
-            Wait::NonBlocking => true,
-            Wait::Forever => false,
-            Wait::Until(t) => Instant::now() >= t,
-        }
-    }
-}
-
-/// Python truthiness of a value a client sent.
-pub(crate) fn truthy(v: &Value) -> bool {
-    match v {
-        Value::None => false,
-        Value::Bool(b) => *b,
-        Value::Int(i) => *i != 0,
-        Value::BigInt(_) => true,
-        Value::Float(f) => *f != 0.0,
-        Value::Complex(a, b) => *a != 0.0 || *b != 0.0,
-        Value::Str(s) => s.char_len() > 0,
-        Value::Bytes(b) => !b.is_empty(),
-        Value::ByteArray(b) => !b.read_recursive().is_empty(),
-        Value::Tuple(t) => !t.items.is_empty(),
-        Value::List(l) => !l.read_recursive().items.is_empty(),
-        Value::Dict(d) => !d.read_recursive().is_empty(),
-        Value::Set(s) => !s.read_recursive().is_empty(),
-        Value::FrozenSet(s) => !s.is_empty(),
-        _ => true,
-    }
-}
-
-/// A timeout as a Python-level `float(timeout)` would see it: `int`,
-/// `bool` or `float`; `what` is the operation text of the `TypeError`
-/// (e.g. `'>' not supported between instances of 'str' and 'int'`).
-pub(crate) fn py_number(v: &Value, op: &str) -> Result<f64, PyErr> {
-    match v {
-        Value::Int(i) => Ok(*i as f64),
-        Value::Bool(b) => Ok(*b as i64 as f64),
-        Value::Float(f) => Ok(*f),
-        Value::BigInt(b) => Ok(num_traits::ToPrimitive::to_f64(&**b).unwrap_or(f64::INFINITY)),
-        other => Err(args::compare_error(op, &other.type_name(), "int")),
-    }
-}
 
 /// `TypeError: cannot pickle '<what>' object`, what CPython's server
 /// answers to `#GETVALUE` on a lock.
@@ -337,32 +246,42 @@ impl LockState {
 /// What a `Condition` needs of a lock it was given as a proxy: CPython's
 /// `Condition` falls back to `acquire`/`release` for such locks.
 trait Acquirer: Send + Sync {
-    /// `acquire` by `owner`, waiting as `wait` allows.
-    fn acquire_as(&self, owner: u64, wait: Wait) -> Result<bool, PyErr>;
+    /// `acquire` by `owner`, waiting as `wait` allows (and until `cx` is
+    /// cancelled).
+    fn acquire_as(&self, cx: &CallContext, owner: u64, wait: Wait) -> Result<bool, CallError>;
     /// `release` by `owner`.
     fn release_as(&self, owner: u64) -> Result<(), PyErr>;
     /// `locked()`.
     fn locked(&self) -> Result<bool, PyErr>;
     /// `repr()`.
     fn repr_text(&self) -> String;
+    /// Releases what `owner` (a closed connection) holds: an owned lock
+    /// always, a plain lock or permits only with `release_unowned`.
+    /// Describes the release, if any.
+    fn release_owner(&self, owner: u64, release_unowned: bool) -> Option<String>;
 }
 
 /// Acquires the lock in `guard` for `me`, waiting on `cv` as `wait`
 /// allows. Returns whether it was acquired.
 fn acquire_in(
+    cx: &CallContext,
     guard: &mut MutexGuard<'_, LockState>,
     cv: &Condvar,
     kind: Kind,
     me: u64,
     wait: Wait,
-) -> Result<bool, PyErr> {
-    loop {
-        if guard.try_acquire(kind, me)? {
-            return Ok(true);
+) -> Result<bool, CallError> {
+    let mut failed = None;
+    let got = wait_until(cx, wait, cv, guard, |st| match st.try_acquire(kind, me) {
+        Ok(got) => got,
+        Err(e) => {
+            failed = Some(e);
+            true
         }
-        if !wait.wait(cv, guard) {
-            return Ok(false);
-        }
+    });
+    match failed {
+        Some(e) => Err(e.into()),
+        None => Ok(got?),
     }
 }
 
@@ -457,9 +376,9 @@ impl LockObject {
 
     /// `RLock._acquire_restore((count, owner))`: waits for the lock, then
     /// restores the recursion level.
-    fn acquire_restore(&self, owner: u64, count: u64) -> Result<(), PyErr> {
+    fn acquire_restore(&self, cx: &CallContext, owner: u64, count: u64) -> Result<(), CallError> {
         let mut g = self.state.lock();
-        acquire_in(&mut g, &self.cv, Kind::Plain, owner, Wait::Forever)?;
+        acquire_in(cx, &mut g, &self.cv, Kind::Plain, owner, Wait::Forever)?;
         g.owner = owner;
         g.count = count;
         Ok(())
@@ -467,9 +386,33 @@ impl LockObject {
 }
 
 impl Acquirer for LockObject {
-    fn acquire_as(&self, owner: u64, wait: Wait) -> Result<bool, PyErr> {
+    fn acquire_as(&self, cx: &CallContext, owner: u64, wait: Wait) -> Result<bool, CallError> {
         let mut g = self.state.lock();
-        acquire_in(&mut g, &self.cv, self.kind, owner, wait)
+        acquire_in(cx, &mut g, &self.cv, self.kind, owner, wait)
+    }
+
+    fn release_owner(&self, owner: u64, release_unowned: bool) -> Option<String> {
+        let mut g = self.state.lock();
+        if g.count == 0 || g.owner != owner {
+            return None;
+        }
+        let what = match self.kind {
+            Kind::Reentrant => format!(
+                "released an RLock its closed connection held ({} level{})",
+                g.count,
+                if g.count == 1 { "" } else { "s" }
+            ),
+            Kind::Plain if release_unowned => {
+                "released a Lock its closed connection had acquired \
+                 (--release-on-disconnect)"
+                    .to_string()
+            }
+            Kind::Plain => return None,
+        };
+        *g = LockState::default();
+        drop(g);
+        self.cv.notify_all();
+        Some(what)
     }
 
     fn release_as(&self, owner: u64) -> Result<(), PyErr> {
@@ -506,7 +449,10 @@ impl Referent for LockObject {
             "acquire" | "__enter__" => {
                 let wait = acquire_wait(method, a, kw)?;
                 let mut g = self.state.lock();
-                let got = acquire_in(&mut g, &self.cv, self.kind, me, wait)?;
+                let got = acquire_in(cx, &mut g, &self.cv, self.kind, me, wait)?;
+                if got {
+                    cx.hold();
+                }
                 Ok(Value::Bool(got).into())
             }
             "release" | "__exit__" => {
@@ -544,6 +490,28 @@ impl Referent for LockObject {
     fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         Some(self)
     }
+
+    fn may_block(&self, method: &str) -> bool {
+        matches!(method, "acquire" | "__enter__")
+    }
+
+    /// An acquisition the client never learnt of is released.
+    fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
+        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
+            return None;
+        }
+        self.release_as(cx.connection).ok()?;
+        Some(format!(
+            "released the {} a dead client's {method} had taken",
+            self.type_name()
+        ))
+    }
+
+    fn connection_closed(&self, closed: &Closed) -> Vec<String> {
+        self.release_owner(closed.connection, closed.release_unowned)
+            .into_iter()
+            .collect()
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -573,8 +541,39 @@ impl Referent for LockObject {
 pub struct SemaphoreObject {
     /// `Some(initial value)` for a `BoundedSemaphore`.
     bound: Option<i64>,
-    value: Mutex<i64>,
+    value: Mutex<Permits>,
     cv: Condvar,
+}
+
+/// A semaphore's value, and the permits each owner (a connection) took and
+/// has not given back itself (what `--release-on-disconnect` returns).
+#[derive(Default)]
+struct Permits {
+    value: i64,
+    taken: HashMap<u64, u64>,
+}
+
+impl Permits {
+    /// Takes a permit for `owner` if one is free.
+    fn try_take(&mut self, owner: u64) -> bool {
+        if self.value > 0 {
+            self.value -= 1;
+            *self.taken.entry(owner).or_default() += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Notes that `owner` gave back up to `n` permits it had taken.
+    fn given_back(&mut self, owner: u64, n: i64) {
+        if let Some(t) = self.taken.get_mut(&owner) {
+            *t = t.saturating_sub(n.max(0) as u64);
+            if *t == 0 {
+                self.taken.remove(&owner);
+            }
+        }
+    }
 }
 
 impl SemaphoreObject {
@@ -609,7 +608,10 @@ impl SemaphoreObject {
     pub fn new(value: i64, bounded: bool) -> SemaphoreObject {
         SemaphoreObject {
             bound: bounded.then_some(value),
-            value: Mutex::new(value.max(0)),
+            value: Mutex::new(Permits {
+                value: value.max(0),
+                taken: HashMap::new(),
+            }),
             cv: Condvar::new(),
         }
     }
@@ -622,7 +624,7 @@ impl SemaphoreObject {
         }
     }
 
-    fn acquire(&self, a: &[Value], kw: &Kwargs) -> Result<bool, PyErr> {
+    fn acquire(&self, cx: &CallContext, a: &[Value], kw: &Kwargs) -> Result<bool, CallError> {
         let q = format!("{}.acquire", self.qualname());
         let b = args::bind(
             &q,
@@ -636,16 +638,10 @@ impl SemaphoreObject {
         let blocking = truthy(&b[0]);
         let timeout = &b[1];
         if !blocking && !matches!(timeout, Value::None) {
-            return Err(PyErr::value_error(
-                "can't specify timeout for non-blocking acquire",
-            ));
+            return Err(PyErr::value_error("can't specify timeout for non-blocking acquire").into());
         }
-        {
-            let mut v = self.value.lock();
-            if *v > 0 {
-                *v -= 1;
-                return Ok(true);
-            }
+        if self.value.lock().try_take(cx.connection) {
+            return Ok(true);
         }
         if !blocking {
             return Ok(false);
@@ -663,24 +659,16 @@ impl SemaphoreObject {
                 Wait::after_secs(secs)
             }
         };
-        Ok(self.acquire_wait(wait))
+        self.acquire_wait(cx, cx.connection, wait)
     }
 
-    /// Takes a permit, waiting as `wait` allows.
-    fn acquire_wait(&self, wait: Wait) -> bool {
+    /// Takes a permit for `owner`, waiting as `wait` allows.
+    fn acquire_wait(&self, cx: &CallContext, owner: u64, wait: Wait) -> Result<bool, CallError> {
         let mut v = self.value.lock();
-        loop {
-            if *v > 0 {
-                *v -= 1;
-                return true;
-            }
-            if !wait.wait(&self.cv, &mut v) {
-                return false;
-            }
-        }
+        Ok(wait_until(cx, wait, &self.cv, &mut v, |p| p.try_take(owner))?)
     }
 
-    fn release(&self, a: &[Value], kw: &Kwargs) -> Result<(), PyErr> {
+    fn release(&self, owner: u64, a: &[Value], kw: &Kwargs) -> Result<(), PyErr> {
         let q = format!("{}.release", self.qualname());
         let b = args::bind(&q, &[("n", Some(Value::Int(1)))], a, kw)?;
         let n = args::bounded_int(&b[0], "a semaphore value")?
@@ -689,7 +677,7 @@ impl SemaphoreObject {
             return Err(PyErr::value_error("n must be one or more"));
         }
         let mut v = self.value.lock();
-        let new = v.checked_add(n).ok_or_else(|| {
+        let new = v.value.checked_add(n).ok_or_else(|| {
             PyErr::new(
                 ExcType::OverflowError,
                 "mpmanager: a semaphore value must fit in 64 bits",
@@ -700,7 +688,8 @@ impl SemaphoreObject {
                 return Err(PyErr::value_error("Semaphore released too many times"));
             }
         }
-        *v = new;
+        v.value = new;
+        v.given_back(owner, n);
         drop(v);
         self.cv.notify_all();
         Ok(())
@@ -708,12 +697,37 @@ impl SemaphoreObject {
 }
 
 impl Acquirer for SemaphoreObject {
-    fn acquire_as(&self, _owner: u64, wait: Wait) -> Result<bool, PyErr> {
-        Ok(self.acquire_wait(wait))
+    fn acquire_as(&self, cx: &CallContext, owner: u64, wait: Wait) -> Result<bool, CallError> {
+        self.acquire_wait(cx, owner, wait)
     }
 
-    fn release_as(&self, _owner: u64) -> Result<(), PyErr> {
-        self.release(&[], &Kwargs::new())
+    fn release_as(&self, owner: u64) -> Result<(), PyErr> {
+        self.release(owner, &[], &Kwargs::new())
+    }
+
+    fn release_owner(&self, owner: u64, release_unowned: bool) -> Option<String> {
+        let mut p = self.value.lock();
+        let n = p.taken.remove(&owner)?;
+        if !release_unowned {
+            return None;
+        }
+        // A bounded semaphore never goes past its initial value.
+        let n = match self.bound {
+            Some(b) => (n as i64).min(b - p.value).max(0),
+            None => n as i64,
+        };
+        if n == 0 {
+            return None;
+        }
+        p.value += n;
+        drop(p);
+        self.cv.notify_all();
+        Some(format!(
+            "returned {n} permit{} of a {} its closed connection had taken \
+             (--release-on-disconnect)",
+            if n == 1 { "" } else { "s" },
+            self.qualname()
+        ))
     }
 
     fn locked(&self) -> Result<bool, PyErr> {
@@ -736,19 +750,25 @@ impl Referent for SemaphoreObject {
 
     fn call(
         &self,
-        _cx: &CallContext,
+        cx: &CallContext,
         method: &str,
         a: &[Value],
         kw: &Kwargs,
     ) -> Result<Outcome, CallError> {
         match method {
-            "acquire" | "__enter__" => Ok(Value::Bool(self.acquire(a, kw)?).into()),
+            "acquire" | "__enter__" => {
+                let got = self.acquire(cx, a, kw)?;
+                if got {
+                    cx.hold();
+                }
+                Ok(Value::Bool(got).into())
+            }
             "release" => {
-                self.release(a, kw)?;
+                self.release(cx.connection, a, kw)?;
                 Ok(Outcome::none())
             }
             "__exit__" => {
-                self.release(&[], &Kwargs::new())?;
+                self.release(cx.connection, &[], &Kwargs::new())?;
                 Ok(Outcome::none())
             }
             // No `locked` on a threading.Semaphore (3.14's AcquirerProxy
@@ -764,7 +784,7 @@ impl Referent for SemaphoreObject {
     /// `<threading.Semaphore at 0x…: value=2>`, `<threading.BoundedSemaphore
     /// at 0x…: value=1/2>` (CPython 3.11+).
     fn repr(&self) -> Result<String, PyErr> {
-        let v = *self.value.lock();
+        let v = self.value.lock().value;
         Ok(match self.bound {
             None => format!("<threading.Semaphore at {:#x}: value={v}>", addr(self)),
             Some(b) => format!(
@@ -780,6 +800,28 @@ impl Referent for SemaphoreObject {
 
     fn into_any(self: Arc<Self>) -> Option<Arc<dyn std::any::Any + Send + Sync>> {
         Some(self)
+    }
+
+    fn may_block(&self, method: &str) -> bool {
+        matches!(method, "acquire" | "__enter__")
+    }
+
+    /// A permit the client never learnt of is given back.
+    fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
+        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
+            return None;
+        }
+        self.release_as(cx.connection).ok()?;
+        Some(format!(
+            "gave back the {} permit a dead client's {method} had taken",
+            self.qualname()
+        ))
+    }
+
+    fn connection_closed(&self, closed: &Closed) -> Vec<String> {
+        self.release_owner(closed.connection, closed.release_unowned)
+            .into_iter()
+            .collect()
     }
 }
 
@@ -946,13 +988,13 @@ impl ConditionObject {
     }
 
     /// `Condition._is_owned()`.
-    fn is_owned(&self, me: u64) -> Result<bool, PyErr> {
+    fn is_owned(&self, cx: &CallContext, me: u64) -> Result<bool, CallError> {
         let owner = self.owner(me);
         if let Some(own) = &self.own {
             return Ok(own.is_owned_by(owner));
         }
         // The fallback for locks without _is_owned.
-        if self.lock.acquire_as(owner, Wait::NonBlocking)? {
+        if self.lock.acquire_as(cx, owner, Wait::NonBlocking)? {
             self.lock.release_as(owner)?;
             Ok(false)
         } else {
@@ -969,21 +1011,30 @@ impl ConditionObject {
         }
     }
 
-    fn acquire_restore(&self, owner: u64, saved: u64) -> Result<(), PyErr> {
+    fn acquire_restore(&self, cx: &CallContext, owner: u64, saved: u64) -> Result<(), CallError> {
         if let Some(own) = &self.own {
-            own.acquire_restore(owner, saved)
+            own.acquire_restore(cx, owner, saved)
         } else {
-            self.lock.acquire_as(owner, Wait::Forever).map(|_| ())
+            self.lock.acquire_as(cx, owner, Wait::Forever).map(|_| ())
         }
     }
 
-    fn wait(&self, me: u64, a: &[Value], kw: &Kwargs) -> Result<bool, PyErr> {
+    /// A notified waiter whose client is gone passes its notification to
+    /// the next waiter, so that a `notify()` is never spent on the dead.
+    fn pass_on(&self, w: &mut Waiters) {
+        if let Some(next) = w.queue.pop_front() {
+            w.notified.insert(next);
+            self.cv.notify_all();
+        }
+    }
+
+    fn wait(&self, cx: &CallContext, a: &[Value], kw: &Kwargs) -> Result<bool, CallError> {
+        let me = cx.connection;
         let b = args::bind("Condition.wait", &[("timeout", Some(Value::None))], a, kw)?;
-        if !self.is_owned(me)? {
-            return Err(PyErr::new(
-                ExcType::RuntimeError,
-                "cannot wait on un-acquired lock",
-            ));
+        if !self.is_owned(cx, me)? {
+            return Err(
+                PyErr::new(ExcType::RuntimeError, "cannot wait on un-acquired lock").into(),
+            );
         }
         let owner = self.owner(me);
         let ticket = {
@@ -1005,37 +1056,52 @@ impl ConditionObject {
             t => match py_number(t, ">") {
                 Ok(secs) => Wait::after_secs(secs),
                 Err(e) => {
-                    self.acquire_restore(owner, saved)?;
+                    self.acquire_restore(cx, owner, saved)?;
                     remove(&mut self.waiters.lock());
-                    return Err(e);
+                    return Err(e.into());
                 }
             },
         };
         let mut w = self.waiters.lock();
-        let mut notified = false;
-        loop {
-            if w.notified.remove(&ticket) {
-                notified = true;
-                break;
+        let waited = wait_until(cx, wait, &self.cv, &mut w, |w| w.notified.remove(&ticket));
+        let notified = match waited {
+            Ok(notified) => notified,
+            Err(Interrupted::Cancelled) => {
+                // The client is gone: it takes no notification (one given
+                // to it meanwhile goes to the next waiter) and does not
+                // take the lock back.
+                if w.notified.remove(&ticket) {
+                    self.pass_on(&mut w);
+                }
+                remove(&mut w);
+                return Err(CallError::Cancelled);
             }
-            if !wait.wait(&self.cv, &mut w) {
-                break;
+            Err(e) => {
+                remove(&mut w);
+                drop(w);
+                self.acquire_restore(cx, owner, saved)?;
+                return Err(e.into());
             }
-        }
+        };
         if !notified {
             remove(&mut w);
         }
         drop(w);
-        self.acquire_restore(owner, saved)?;
+        if let Err(e) = self.acquire_restore(cx, owner, saved) {
+            if notified && matches!(e, CallError::Cancelled) {
+                self.pass_on(&mut self.waiters.lock());
+            }
+            return Err(e);
+        }
+        cx.hold();
         Ok(notified)
     }
 
-    fn notify(&self, me: u64, n: Option<f64>) -> Result<(), PyErr> {
-        if !self.is_owned(me)? {
-            return Err(PyErr::new(
-                ExcType::RuntimeError,
-                "cannot notify on un-acquired lock",
-            ));
+    fn notify(&self, cx: &CallContext, n: Option<f64>) -> Result<(), CallError> {
+        if !self.is_owned(cx, cx.connection)? {
+            return Err(
+                PyErr::new(ExcType::RuntimeError, "cannot notify on un-acquired lock").into(),
+            );
         }
         let mut w = self.waiters.lock();
         let mut n = n.unwrap_or(f64::INFINITY);
@@ -1070,7 +1136,11 @@ impl Referent for ConditionObject {
         match method {
             "acquire" | "__enter__" => {
                 let wait = acquire_wait(method, a, kw)?;
-                Ok(Value::Bool(self.lock.acquire_as(self.owner(me), wait)?).into())
+                let got = self.lock.acquire_as(cx, self.owner(me), wait)?;
+                if got {
+                    cx.hold();
+                }
+                Ok(Value::Bool(got).into())
             }
             "release" | "__exit__" => {
                 if method == "release" {
@@ -1083,16 +1153,16 @@ impl Referent for ConditionObject {
                 no_args("locked", a, kw)?;
                 Ok(Value::Bool(self.lock.locked()?).into())
             }
-            "wait" => Ok(Value::Bool(self.wait(me, a, kw)?).into()),
+            "wait" => Ok(Value::Bool(self.wait(cx, a, kw)?).into()),
             "notify" => {
                 let b = args::bind("Condition.notify", &[("n", Some(Value::Int(1)))], a, kw)?;
                 let n = py_number(&b[0], ">")?;
-                self.notify(me, Some(n))?;
+                self.notify(cx, Some(n))?;
                 Ok(Outcome::none())
             }
             "notify_all" | "notifyAll" => {
                 args::bind(&format!("Condition.{method}"), &[], a, kw)?;
-                self.notify(me, None)?;
+                self.notify(cx, None)?;
                 Ok(Outcome::none())
             }
             _ => Err(CallError::Python(args::no_attribute(
@@ -1123,5 +1193,41 @@ impl Referent for ConditionObject {
         if let Some(p) = &self.lock_proxy {
             f(p);
         }
+    }
+
+    fn may_block(&self, method: &str) -> bool {
+        matches!(method, "acquire" | "__enter__" | "wait" | "wait_for")
+    }
+
+    /// An acquisition the client never learnt of is released (a `wait`
+    /// that re-took the lock for a dead client is released when its
+    /// connection closes).
+    fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
+        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
+            return None;
+        }
+        self.lock.release_as(self.owner(cx.connection)).ok()?;
+        Some(format!(
+            "released the Condition's lock a dead client's {method} had taken"
+        ))
+    }
+
+    /// The condition's lock held by the closed connection is released (a
+    /// shared plain `Lock` too: the condition took it under an owner of
+    /// that connection's own).
+    fn connection_closed(&self, closed: &Closed) -> Vec<String> {
+        let owner = self.owner(closed.connection);
+        let owned = self.own.is_some() || closed.release_unowned;
+        let plain_lock = self
+            .lock_proxy
+            .is_some()
+            .then(|| self.lock.locked().ok())
+            .flatten()
+            .is_some();
+        self.lock
+            .release_owner(owner, owned || plain_lock)
+            .map(|what| format!("{what}, the lock of a Condition"))
+            .into_iter()
+            .collect()
     }
 }

@@ -25,6 +25,7 @@ mod locks;
 mod namespace;
 mod queue;
 mod set;
+mod wait;
 
 pub use array::ArrayObject;
 pub use barrier::{broken_barrier_error, BarrierObject};

@@ -76,6 +76,11 @@ impl NamespaceObject {
 }
 
 impl Referent for NamespaceObject {
+    /// No method of a `NamespaceObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "multiprocessing.managers.Namespace"
     }
@@ -195,6 +200,11 @@ impl ValueObject {
 }
 
 impl Referent for ValueObject {
+    /// No method of a `ValueObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "multiprocessing.managers.Value"
     }

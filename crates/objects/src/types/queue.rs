@@ -4,86 +4,14 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use mpmanager_pickle::hash::truthy;
 use mpmanager_pickle::{ExcType, Global, PyErr, Value};
-use num_traits::ToPrimitive;
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Condvar, Mutex};
 
+use super::wait::{py_number, real, wait_until, Wait};
 use crate::args::{self, compare_error};
 use crate::referent::{object_repr, CallContext, CallError, Kwargs, Outcome, Referent};
-
-/// `threading.TIMEOUT_MAX` on Linux (seconds): a wait longer than this is
-/// an `OverflowError` in CPython.
-pub(crate) const TIMEOUT_MAX: f64 = 9_223_372_036.0;
-
-/// A Python real number as `f64` (`int`, `bool`, `float`; a huge `int`
-/// becomes ±inf), or `None` for anything else.
-pub(crate) fn real(v: &Value) -> Option<f64> {
-    match v {
-        Value::Bool(b) => Some(*b as i64 as f64),
-        Value::Int(i) => Some(*i as f64),
-        Value::BigInt(b) => Some(b.to_f64().unwrap_or(f64::INFINITY)),
-        Value::Float(f) => Some(*f),
-        _ => None,
-    }
-}
-
-/// How long a blocking call may wait.
-#[derive(Clone, Copy, Debug)]
-pub(crate) enum Deadline {
-    /// No limit (`timeout=None`, or a NaN timeout, which CPython's lock
-    /// waits treat as forever).
-    Forever,
-    /// Until this instant (monotonic clock).
-    At(Instant),
-    /// Longer than `threading.TIMEOUT_MAX`: waiting raises `OverflowError`.
-    TooLong,
-}
-
-impl Deadline {
-    /// The deadline `timeout` seconds from now (`timeout` is not negative).
-    pub(crate) fn after(timeout: f64) -> Deadline {
-        if timeout.is_nan() {
-            Deadline::Forever
-        } else if timeout > TIMEOUT_MAX {
-            Deadline::TooLong
-        } else {
-            match Instant::now().checked_add(Duration::from_secs_f64(timeout.max(0.0))) {
-                Some(at) => Deadline::At(at),
-                None => Deadline::Forever,
-            }
-        }
-    }
-
-    /// Waits on `cv` once (until notified or the deadline). `Ok(false)` if
-    /// the deadline has already passed (nothing waited), `Err` for a
-    /// timeout too long to wait for.
-    pub(crate) fn wait<T>(
-        self,
-        cv: &Condvar,
-        guard: &mut MutexGuard<'_, T>,
-    ) -> Result<bool, PyErr> {
-        match self {
-            Deadline::Forever => {
-                cv.wait(guard);
-                Ok(true)
-            }
-            Deadline::At(at) => {
-                if Instant::now() >= at {
-                    return Ok(false);
-                }
-                cv.wait_until(guard, at);
-                Ok(true)
-            }
-            Deadline::TooLong => Err(PyErr::new(
-                ExcType::OverflowError,
-                "timestamp out of range for platform time_t",
-            )),
-        }
-    }
-}
 
 fn exc(module: &str, name: &str) -> PyErr {
     PyErr::with_args(ExcType::Other(Arc::new(Global::new(module, name))), vec![])
@@ -128,17 +56,17 @@ pub(crate) fn unpicklable_lock() -> PyErr {
 
 /// `timeout` of `Queue.put`/`get` when blocking: `None`, or a number that
 /// must not be negative. Same checks and texts as CPython (`timeout < 0`).
-fn queue_deadline(timeout: &Value) -> Result<Deadline, PyErr> {
+fn queue_deadline(timeout: &Value) -> Result<Wait, PyErr> {
     if matches!(timeout, Value::None) {
-        return Ok(Deadline::Forever);
+        return Ok(Wait::Forever);
     }
-    let t = real(timeout).ok_or_else(|| compare_error("<", &timeout.type_name(), "int"))?;
+    let t = py_number(timeout, "<")?;
     if t < 0.0 {
         return Err(PyErr::value_error(
             "'timeout' must be a non-negative number",
         ));
     }
-    Ok(Deadline::after(t))
+    Ok(Wait::queue_secs(t))
 }
 
 /// A queue's `maxsize`: CPython stores whatever it is given and compares
@@ -237,26 +165,33 @@ impl QueueObject {
         }
     }
 
-    fn put(&self, item: Value, block: bool, timeout: &Value) -> Result<(), PyErr> {
+    fn put(
+        &self,
+        cx: &CallContext,
+        item: Value,
+        block: bool,
+        timeout: &Value,
+    ) -> Result<(), CallError> {
         let mut st = self.state.lock();
         if st.shutdown {
-            return Err(queue_shutdown());
+            return Err(queue_shutdown().into());
         }
         if let Some(max) = self.bound()? {
-            let full = |st: &QueueState| st.items.len() as f64 >= max;
+            let full = |st: &mut QueueState| st.items.len() as f64 >= max;
             if !block {
-                if full(&st) {
-                    return Err(queue_full());
+                if full(&mut st) {
+                    return Err(queue_full().into());
                 }
             } else {
                 let deadline = queue_deadline(timeout)?;
-                while full(&st) {
-                    if !deadline.wait(&self.not_full, &mut st)? {
-                        return Err(queue_full());
-                    }
-                    if st.shutdown {
-                        return Err(queue_shutdown());
-                    }
+                let room = wait_until(cx, deadline, &self.not_full, &mut st, |st| {
+                    st.shutdown || !full(st)
+                })?;
+                if !room {
+                    return Err(queue_full().into());
+                }
+                if st.shutdown {
+                    return Err(queue_shutdown().into());
                 }
             }
         }
@@ -266,24 +201,25 @@ impl QueueObject {
         Ok(())
     }
 
-    fn get(&self, block: bool, timeout: &Value) -> Result<Value, PyErr> {
+    fn get(&self, cx: &CallContext, block: bool, timeout: &Value) -> Result<Value, CallError> {
         let mut st = self.state.lock();
         if st.shutdown && st.items.is_empty() {
-            return Err(queue_shutdown());
+            return Err(queue_shutdown().into());
         }
         if !block {
             if st.items.is_empty() {
-                return Err(queue_empty());
+                return Err(queue_empty().into());
             }
         } else {
             let deadline = queue_deadline(timeout)?;
-            while st.items.is_empty() {
-                if !deadline.wait(&self.not_empty, &mut st)? {
-                    return Err(queue_empty());
-                }
-                if st.shutdown && st.items.is_empty() {
-                    return Err(queue_shutdown());
-                }
+            let ready = wait_until(cx, deadline, &self.not_empty, &mut st, |st| {
+                !st.items.is_empty() || st.shutdown
+            })?;
+            if !ready {
+                return Err(queue_empty().into());
+            }
+            if st.items.is_empty() {
+                return Err(queue_shutdown().into());
             }
         }
         let item = st.items.pop_front().expect("not empty");
@@ -305,11 +241,19 @@ impl QueueObject {
         }
     }
 
-    fn join(&self) {
+    fn join(&self, cx: &CallContext) -> Result<(), CallError> {
         let mut st = self.state.lock();
-        while st.unfinished > 0 {
-            self.all_tasks_done.wait(&mut st);
-        }
+        wait_until(cx, Wait::Forever, &self.all_tasks_done, &mut st, |st| {
+            st.unfinished == 0
+        })?;
+        Ok(())
+    }
+
+    /// Puts an item a dead client's `get` took back at the head of the
+    /// queue (even past `maxsize`: an item is never dropped).
+    fn unget(&self, item: Value) {
+        self.state.lock().items.push_front(item);
+        self.not_empty.notify_one();
     }
 
     fn shutdown(&self, immediate: bool) {
@@ -337,7 +281,7 @@ impl Referent for QueueObject {
 
     fn call(
         &self,
-        _cx: &CallContext,
+        cx: &CallContext,
         method: &str,
         a: &[Value],
         kw: &Kwargs,
@@ -357,21 +301,21 @@ impl Referent for QueueObject {
                 let mut b = args::bind("Queue.put", &p, a, kw)?.into_iter();
                 let (item, block, timeout) = (b.next(), b.next(), b.next());
                 let block = truthy(&block.expect("bound"));
-                self.put(item.expect("bound"), block, &timeout.expect("bound"))?;
+                self.put(cx, item.expect("bound"), block, &timeout.expect("bound"))?;
                 Outcome::none()
             }
             "put_nowait" => {
                 let mut b = args::bind("Queue.put_nowait", &[("item", None)], a, kw)?;
-                self.put(b.remove(0), false, &Value::None)?;
+                self.put(cx, b.remove(0), false, &Value::None)?;
                 Outcome::none()
             }
             "get" => {
                 let b = args::bind("Queue.get", &block_timeout, a, kw)?;
-                self.get(truthy(&b[0]), &b[1])?.into()
+                self.get(cx, truthy(&b[0]), &b[1])?.into()
             }
             "get_nowait" => {
                 none("get_nowait")?;
-                self.get(false, &Value::None)?.into()
+                self.get(cx, false, &Value::None)?.into()
             }
             "qsize" => {
                 none("qsize")?;
@@ -396,7 +340,7 @@ impl Referent for QueueObject {
             }
             "join" => {
                 none("join")?;
-                self.join();
+                self.join(cx)?;
                 Outcome::none()
             }
             "shutdown" => {
@@ -436,5 +380,18 @@ impl Referent for QueueObject {
     fn visit_values(&self, f: &mut dyn FnMut(&Value)) {
         let items: Vec<Value> = self.state.lock().items.iter().cloned().collect();
         items.iter().for_each(f);
+    }
+
+    fn may_block(&self, method: &str) -> bool {
+        matches!(method, "put" | "get" | "join")
+    }
+
+    /// A `get` whose item could not be delivered puts it back at the head.
+    fn reply_lost(&self, _cx: &CallContext, method: &str, value: &Value) -> Option<String> {
+        if !matches!(method, "get" | "get_nowait") {
+            return None;
+        }
+        self.unget(value.clone());
+        Some("put back at the head of the queue the item a dead client's get had taken".into())
     }
 }

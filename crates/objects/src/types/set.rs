@@ -288,6 +288,11 @@ impl SetObject {
 }
 
 impl Referent for SetObject {
+    /// No method of a `SetObject` waits for another client.
+    fn may_block(&self, _method: &str) -> bool {
+        false
+    }
+
     fn class_name(&self) -> &str {
         "set"
     }
