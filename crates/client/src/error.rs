@@ -105,8 +105,13 @@ pub enum ClientError {
 
     /// The deadline of [`Proxy::call_with_deadline`](crate::Proxy::call_with_deadline)
     /// (or a timeout given to a typed method) expired before the reply
-    /// arrived. The connection was dropped (its reply is still pending on
-    /// the server); the call itself may or may not have taken effect there.
+    /// arrived. The call's connection was closed, never reused. An
+    /// mpmanager server sees the close and cancels a call still waiting
+    /// there: a queue `get` takes no item, a lock `acquire` takes nothing,
+    /// a blocked `put` adds nothing. A call that had already completed when
+    /// the deadline passed did take effect (its reply is lost), and
+    /// CPython's server cancels nothing: a `get` still waiting there takes
+    /// the next item put.
     #[error("deadline exceeded while waiting for the reply to {method}")]
     DeadlineExceeded {
         /// The method called.

@@ -43,17 +43,36 @@ unsafe impl Send for WaitingOn {}
 /// wait to interrupt, and the objects it holds something in.
 struct Session {
     cancelled: AtomicBool,
+    /// Asks the kernel whether the peer has hung up (see
+    /// [`CallContext::with_hangup_probe`]).
+    probe: Option<HangupProbe>,
     waiting: Mutex<Option<WaitingOn>>,
     held: Mutex<Vec<(Weak<dyn Referent>, String)>>,
 }
 
+/// A check whether the client of a connection is gone.
+type HangupProbe = Box<dyn Fn() -> bool + Send + Sync>;
+
 impl Session {
-    fn new() -> Session {
+    fn new(probe: Option<HangupProbe>) -> Session {
         Session {
             cancelled: AtomicBool::new(false),
+            probe,
             waiting: Mutex::new(None),
             held: Mutex::new(Vec::new()),
         }
+    }
+
+    /// The cancellation flag, set at once if the probe finds the peer gone.
+    fn is_cancelled(&self) -> bool {
+        if self.cancelled.load(Ordering::SeqCst) {
+            return true;
+        }
+        if self.probe.as_ref().is_some_and(|gone| gone()) {
+            self.cancelled.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
     }
 
     /// Wakes the current wait, if any; true if there was one.
@@ -129,7 +148,30 @@ impl CallContext {
     pub fn new(connection: u64) -> CallContext {
         CallContext {
             connection,
-            session: Arc::new(Session::new()),
+            session: Arc::new(Session::new(None)),
+            hold: Cell::new(false),
+        }
+    }
+
+    /// A context for connection `connection` whose [`is_cancelled`] also
+    /// asks `peer_gone` (e.g. a zero-timeout `poll` of the socket for a
+    /// hang-up), so that a waiter woken to take something checks its
+    /// client synchronously instead of relying on the watcher having run.
+    ///
+    /// [`is_cancelled`]: CallContext::is_cancelled
+    ///
+    /// ```
+    /// use mpmanager_objects::CallContext;
+    /// let cx = CallContext::with_hangup_probe(3, || true);
+    /// assert!(cx.is_cancelled());
+    /// ```
+    pub fn with_hangup_probe(
+        connection: u64,
+        peer_gone: impl Fn() -> bool + Send + Sync + 'static,
+    ) -> CallContext {
+        CallContext {
+            connection,
+            session: Arc::new(Session::new(Some(Box::new(peer_gone)))),
             hold: Cell::new(false),
         }
     }
@@ -137,7 +179,7 @@ impl CallContext {
     /// True once the client of this connection is gone: a blocking call
     /// should stop waiting and take nothing.
     pub fn is_cancelled(&self) -> bool {
-        self.session.cancelled.load(Ordering::SeqCst)
+        self.session.is_cancelled()
     }
 
     /// A handle that cancels this context from another thread (the server's
@@ -280,11 +322,10 @@ impl CancelHandle {
         self.session.upgrade().is_some_and(|s| s.wake())
     }
 
-    /// True once the context is cancelled (or gone).
+    /// True once the context is cancelled (or its connection gone); asks
+    /// the context's hang-up probe, if it has one.
     pub fn is_cancelled(&self) -> bool {
-        self.session
-            .upgrade()
-            .is_none_or(|s| s.cancelled.load(Ordering::SeqCst))
+        self.session.upgrade().is_none_or(|s| s.is_cancelled())
     }
 }
 

@@ -7,6 +7,7 @@ use parking_lot::{Condvar, Mutex};
 
 use super::wait::{py_number, wait_until, Interrupted, Wait};
 use crate::args;
+use crate::context::CancelHandle;
 use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 
 /// `_state` of CPython's `threading.Barrier`.
@@ -33,6 +34,9 @@ struct Inner {
     state: State,
     /// Parties inside `wait()` (waiting, or leaving a generation).
     count: i64,
+    /// The parties waiting for the current generation, by connection: the
+    /// last arrival checks that their clients are still there.
+    waiting: Vec<(u64, CancelHandle)>,
 }
 
 /// `threading.Barrier(parties, action=None, timeout=None)`, a port of
@@ -134,6 +138,7 @@ impl BarrierObject {
             inner: Mutex::new(Inner {
                 state: State::Filling,
                 count: 0,
+                waiting: Vec::new(),
             }),
             cv: Condvar::new(),
         }
@@ -157,23 +162,39 @@ impl BarrierObject {
         let index = g.count;
         g.count += 1;
         let result = if index + 1 == self.parties {
-            // _release: the last arrival releases the generation.
-            g.state = State::Draining;
-            self.cv.notify_all();
-            Ok(index)
+            if g.waiting.iter().any(|(_, h)| h.is_cancelled()) {
+                // A waiting party's client is gone: it must not count as
+                // arrived, so the barrier breaks (as if it had been
+                // cancelled before this arrival).
+                g.state = State::Broken;
+                self.cv.notify_all();
+                Err(broken_barrier_error().into())
+            } else {
+                // _release: the last arrival releases the generation.
+                g.state = State::Draining;
+                self.cv.notify_all();
+                Ok(index)
+            }
         } else {
+            g.waiting.push((cx.connection, cx.cancel_handle()));
             // _wait: wait_for(state != filling, timeout).
             let wait = match timeout {
                 None => Wait::Forever,
                 Some(t) => Wait::after_secs(t),
             };
             let waited = wait_until(cx, wait, &self.cv, &mut g, |g| g.state != State::Filling);
+            if let Some(i) = g.waiting.iter().position(|(c, _)| *c == cx.connection) {
+                g.waiting.swap_remove(i);
+            }
             if let Err(Interrupted::Cancelled) = waited {
                 // A party whose client is gone must not count as arrived:
                 // break the barrier, as abort() does, so that the live
-                // parties get BrokenBarrierError instead of passing.
-                g.state = State::Broken;
-                self.cv.notify_all();
+                // parties get BrokenBarrierError instead of passing (unless
+                // its generation was already released).
+                if g.state == State::Filling {
+                    g.state = State::Broken;
+                    self.cv.notify_all();
+                }
                 Err(CallError::Cancelled)
             } else if g.state == State::Filling {
                 // Timed out: break the barrier.

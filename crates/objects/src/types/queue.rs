@@ -186,6 +186,10 @@ impl QueueObject {
                 let deadline = queue_deadline(timeout)?;
                 let room = wait_until(cx, deadline, &self.not_full, &mut st, |st| {
                     st.shutdown || !full(st)
+                })
+                .inspect_err(|_| {
+                    // A wake-up meant for a waiter that gives up goes on.
+                    self.not_full.notify_one();
                 })?;
                 if !room {
                     return Err(queue_full().into());
@@ -214,6 +218,11 @@ impl QueueObject {
             let deadline = queue_deadline(timeout)?;
             let ready = wait_until(cx, deadline, &self.not_empty, &mut st, |st| {
                 !st.items.is_empty() || st.shutdown
+            })
+            .inspect_err(|_| {
+                // A dead client takes no item, and the wake-up an item's
+                // put gave it goes to the next waiter.
+                self.not_empty.notify_one();
             })?;
             if !ready {
                 return Err(queue_empty().into());

@@ -13,7 +13,7 @@
 mod codec;
 mod one_shot;
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
 use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
@@ -74,6 +74,19 @@ struct Undo {
     ident: String,
     method: String,
     value: Value,
+}
+
+/// True if the peer of socket `fd` has closed its side or the socket has
+/// failed: a zero-timeout `poll` for `POLLRDHUP`.
+fn hung_up(fd: RawFd) -> bool {
+    let mut p = libc::pollfd {
+        fd,
+        events: libc::POLLRDHUP,
+        revents: 0,
+    };
+    // SAFETY: one valid pollfd, no waiting.
+    let n = unsafe { libc::poll(&mut p, 1, 0) };
+    n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
 }
 
 fn peer(stream: &Stream) -> String {
@@ -236,14 +249,7 @@ impl Conn<'_> {
     /// True if the peer has closed its side (a killed client): a reply sent
     /// now would be lost.
     fn peer_gone(&self) -> bool {
-        let mut p = libc::pollfd {
-            fd: self.conn.stream().as_raw_fd(),
-            events: libc::POLLRDHUP,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd, no waiting.
-        let n = unsafe { libc::poll(&mut p, 1, 0) };
-        n > 0 && p.revents & (libc::POLLRDHUP | libc::POLLHUP | libc::POLLERR) != 0
+        hung_up(self.conn.stream().as_raw_fd())
     }
 
     /// The first request of a connection: a public operation.
@@ -309,8 +315,10 @@ impl Conn<'_> {
     /// `Lock` or permits) is released.
     fn serve(&mut self, name: &str) {
         tracing::debug!(client = name, "serving method calls");
-        let cx = CallContext::new(self.id);
         let fd = self.conn.stream().as_raw_fd();
+        // The context lives (and is dropped) within this function, while
+        // the socket is open, so the probe never sees a reused descriptor.
+        let cx = CallContext::with_hangup_probe(self.id, move || hung_up(fd));
         let watched = self
             .shared
             .watcher
@@ -319,6 +327,9 @@ impl Conn<'_> {
         self.serve_calls(&cx);
         let _ = self.flush_held();
         drop(watched);
+        // From now on nobody probes this socket (a barrier may still hold a
+        // handle to this context): the connection counts as gone.
+        cx.cancel_handle().cancel();
         for what in self
             .shared
             .registry
