@@ -434,15 +434,15 @@ impl Conn<'_> {
             Err(CallError::Python(e)) => Reply::error(&e),
             Err(CallError::Traceback(t)) => Reply::Traceback(t),
             Err(CallError::Cancelled) => {
-                let class = registry
-                    .typeid_of(ident)
-                    .unwrap_or_else(|| "?".to_string());
+                let class = registry.get(ident).map(|o| o.class_name().to_string());
+                let typeid = registry.typeid_of(ident);
                 tracing::warn!(
                     peer = %self.peer,
-                    "cancelled {}.{} on {ident}: its client hung up while it waited; \
+                    "cancelled {}.{} on {} {ident}: its client hung up while it waited; \
                      nothing was taken",
-                    class,
-                    req.method
+                    class.as_deref().unwrap_or("?"),
+                    req.method,
+                    typeid.as_deref().unwrap_or("?"),
                 );
                 return Applied::Close;
             }
