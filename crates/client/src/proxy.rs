@@ -156,8 +156,11 @@ impl Proxy {
     }
 
     /// [`call`](Self::call), giving up at `deadline` with
-    /// [`ClientError::DeadlineExceeded`] (the connection is then dropped;
-    /// the call may still run on the server).
+    /// [`ClientError::DeadlineExceeded`]. The call's connection is then
+    /// closed, never reused: an mpmanager server cancels a call still
+    /// waiting there (a queue `get` takes no item, an `acquire` takes
+    /// nothing), while a call that had completed did take effect. CPython's
+    /// server cancels nothing.
     ///
     /// ```
     /// use std::time::{Duration, Instant};
