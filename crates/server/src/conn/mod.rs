@@ -48,6 +48,9 @@ struct Conn<'a> {
     /// are already buffered (see [`Conn::reply_served`]), and their spans.
     held: Vec<u8>,
     held_spans: Vec<std::ops::Range<usize>>,
+    /// The last reply sent that carried something the call took for the
+    /// client, until the client shows it read it (see [`Conn::deliver`]).
+    unacked: Option<Undo>,
 }
 
 /// What reading one request gave.
@@ -56,8 +59,10 @@ enum Incoming {
     Request(Request),
     /// A request that does not decode: answer with this `#TRACEBACK`.
     Undecodable(String),
-    /// The peer is gone or the stream is unusable: close.
-    Close,
+    /// The peer is gone or the stream is unusable: close. `reset` when the
+    /// peer closed with data of ours unread (`ECONNRESET`): it died before
+    /// reading our last reply.
+    Close { reset: bool },
 }
 
 /// What applying one request of a served connection gave.
@@ -137,6 +142,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
         codec: Codec::new(shared.serializer, shared.max_frame),
         held: Vec::new(),
         held_spans: Vec::new(),
+        unacked: None,
     };
     c.first_request();
 }
@@ -149,7 +155,11 @@ impl Conn<'_> {
             Ok(()) => {}
             Err(ConnectionError::Closed) => {
                 tracing::trace!("peer closed the connection");
-                return Incoming::Close;
+                return Incoming::Close { reset: false };
+            }
+            Err(ConnectionError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                tracing::debug!("peer reset the connection");
+                return Incoming::Close { reset: true };
             }
             Err(e) => {
                 if self.shared.stopping() {
@@ -157,7 +167,7 @@ impl Conn<'_> {
                 } else {
                     tracing::info!("closing connection: {e}");
                 }
-                return Incoming::Close;
+                return Incoming::Close { reset: false };
             }
         }
         let r = self.codec.decode(&self.recv, function);
@@ -168,7 +178,9 @@ impl Conn<'_> {
             Ok(req) => Incoming::Request(req),
             // An empty payload is EOFError for CPython's served loop, which
             // then ends the connection silently.
-            Err(DecodeFailure::Empty(_)) if function == "serve_client" => Incoming::Close,
+            Err(DecodeFailure::Empty(_)) if function == "serve_client" => {
+                Incoming::Close { reset: false }
+            }
             Err(failure) => Incoming::Undecodable(failure.into_traceback()),
         }
     }
@@ -255,7 +267,7 @@ impl Conn<'_> {
     /// The first request of a connection: a public operation.
     fn first_request(&mut self) {
         let req = match self.read("_handle_request") {
-            Incoming::Close => return,
+            Incoming::Close { .. } => return,
             Incoming::Undecodable(tb) => {
                 let _ = self.reply(&Reply::Traceback(tb));
                 return;
@@ -343,13 +355,25 @@ impl Conn<'_> {
         // Nothing is held across a read that may block: `reply_served`
         // flushes whenever the read buffer is empty.
         while !self.shared.stopping() {
-            let applied = match self.read("serve_client") {
-                Incoming::Close => return,
+            let incoming = self.read("serve_client");
+            if let Incoming::Close { reset } = incoming {
+                // The client died with our last reply unread: give back
+                // what that reply carried.
+                match self.unacked.take() {
+                    Some(undo) if reset => self.undo(cx, undo),
+                    _ => {}
+                }
+                return;
+            }
+            // Another request: the client read the reply before it.
+            self.unacked = None;
+            let applied = match incoming {
+                Incoming::Request(req) => self.apply(cx, req),
                 Incoming::Undecodable(tb) => Applied::Reply {
                     reply: Reply::Traceback(tb),
                     undo: None,
                 },
-                Incoming::Request(req) => self.apply(cx, req),
+                Incoming::Close { .. } => unreachable!("handled above"),
             };
             match applied {
                 Applied::Close => return,
@@ -362,21 +386,32 @@ impl Conn<'_> {
         }
     }
 
-    /// Sends the reply of a call; false if the connection cannot go on. A
-    /// reply carrying something the call took for the client (`undo`) is
-    /// not sent to a peer that has hung up: the object gets it back.
+    /// Sends the reply of a call; false if the connection cannot go on.
+    ///
+    /// A reply carrying something the call took for the client (`undo`: a
+    /// queue item, a lock) is not sent to a peer that has hung up, and
+    /// counts as delivered only once the client shows it read it: by
+    /// sending its next request, or by closing cleanly. If it dies with the
+    /// reply unread (the kernel reports `ECONNRESET`), the object gets back
+    /// what the reply carried.
     fn deliver(&mut self, cx: &CallContext, reply: &Reply, undo: Option<Undo>) -> bool {
         let Some(undo) = undo else {
             return self.reply_served(reply).is_ok();
         };
         if !cx.is_cancelled() && !self.peer_gone() && self.reply_served(reply).is_ok() {
+            self.unacked = Some(undo);
             return true;
         }
+        self.undo(cx, undo);
+        false
+    }
+
+    /// Gives back what an undelivered reply carried, and says so.
+    fn undo(&self, cx: &CallContext, undo: Undo) {
         let registry = &self.shared.registry;
         if let Some(what) = registry.reply_lost(cx, &undo.ident, &undo.method, &undo.value) {
-            tracing::warn!(peer = %self.peer, "client gone before its reply: {what}");
+            tracing::warn!(peer = %self.peer, "client gone before reading its reply: {what}");
         }
-        false
     }
 
     /// Applies one request of a served connection.
