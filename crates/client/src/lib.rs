@@ -14,9 +14,13 @@
 //!   (`_callmethod`), [`call_with_deadline`](Proxy::call_with_deadline),
 //!   [`get_value`](Proxy::get_value) (`_getvalue`), the [`token`](Proxy::token),
 //!   a [string form](Proxy::to_proxy_string) for other processes.
-//! * Typed proxies: [`Namespace`], [`ListProxy`], [`DictProxy`],
-//!   [`ValueProxy`], [`QueueProxy`], [`LockProxy`] (with [`LockGuard`]),
-//!   [`EventProxy`]. Values cross through serde
+//! * Typed proxies: [`Namespace`], [`ListProxy`], [`DictProxy`] (with
+//!   [`KeyIter`]), [`ValueProxy`], [`ArrayProxy`], [`QueueProxy`] (`Queue`
+//!   and `JoinableQueue`), [`LockProxy`] (`Lock` and `RLock`, with
+//!   [`LockGuard`]), [`SemaphoreProxy`] (`Semaphore` and
+//!   `BoundedSemaphore`), [`ConditionProxy`] (with [`ConditionGuard`]),
+//!   [`EventProxy`], [`BarrierProxy`]; `set` has none yet (use [`Proxy`]).
+//!   Values cross through serde
 //!   ([`mpmanager_pickle::to_value`] / [`from_value`](mpmanager_pickle::from_value));
 //!   use [`Value`] for raw Python values.
 //! * [`Pipeline`]: several calls on one connection, replies read in order.

@@ -382,9 +382,11 @@ impl Registry {
         }
     }
 
-    /// A registry with SyncManager's data types registered: `list`, `dict`,
-    /// `Namespace`, `Value`, `Array`, `set` and `Iterator` (see
-    /// [`crate::types::register_builtin_types`]).
+    /// A registry with SyncManager's types registered: `list`, `dict`,
+    /// `Namespace`, `Value`, `Array`, `set`, `Iterator`, `Queue`,
+    /// `JoinableQueue`, `Event`, `Lock`, `RLock`, `Semaphore`,
+    /// `BoundedSemaphore`, `Condition` and `Barrier`, plus `Pool`, which is
+    /// refused with the reason (see [`crate::types::register_builtin_types`]).
     pub fn with_builtin_types() -> Registry {
         let r = Registry::new();
         crate::types::register_builtin_types(&r);
