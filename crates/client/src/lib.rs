@@ -3,8 +3,8 @@
 //! A native Rust client for `multiprocessing.managers` servers: mpmanager's
 //! own (`mpmanager serve`, or one started in this process) **and CPython's**
 //! (`SyncManager`, any `BaseManager` using the `pickle` serializer,
-//! CPython 3.8–3.14). Section numbers (§) refer to the project's
-//! `PROTOCOL.md`.
+//! CPython 3.8–3.14). Section numbers (§) refer to the repository's
+//! `docs/PROTOCOL.md`.
 //!
 //! * [`Manager`]: [`connect`](Manager::connect) to a server, or
 //!   [`start_in_background`](Manager::start_in_background) one;

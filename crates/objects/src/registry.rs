@@ -17,7 +17,7 @@
 //!   lock in a way that can wait on the object (the collector gathers
 //!   proxy idents from an object first, looks them up afterwards).
 //!
-//! # Nested proxies (PROTOCOL.md §5.3)
+//! # Nested proxies (docs/PROTOCOL.md §5.3)
 //!
 //! When call or create arguments contain a pickled proxy to one of our
 //! objects, that object is **stashed**: it stays alive when its client

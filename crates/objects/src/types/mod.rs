@@ -1,7 +1,7 @@
 //! The built-in data types of `SyncManager`.
 //!
 //! Their exposed lists come from `mpmanager_protocol::registry` (the union
-//! over CPython 3.8–3.14, PROTOCOL.md §4.1–§4.2, in the order the newest
+//! over CPython 3.8–3.14, docs/PROTOCOL.md §4.1–§4.2, in the order the newest
 //! version reports them). Class proxies (`ListProxy`, `DictProxy`, …)
 //! ignore this list, so extra names are harmless to older clients.
 //!
