@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of manager servers, driven by unmodified Python
-proxies (issue 6).
+proxies (docs/BENCHMARKS.md).
 
     cargo build --release -p mpmanager-cli && python3 scripts/bench.py --quick
 
