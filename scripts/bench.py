@@ -503,7 +503,7 @@ def report(R, out):
 
 
 def targets(R):
-    """The issue's targets judged on this run: (target, figures, verdict).
+    """The performance targets judged on this run: (target, figures, verdict).
     A verdict is 'met', 'MISSED' or 'met for k of n' operations."""
     out = []
     def judge(name, ratios, ok, fmt='%.2f'):
