@@ -1,6 +1,6 @@
-//! A `Namespace` as a bulletin board (seed 002): one process writes an
-//! attribute, the next reads it and writes another, the parent reads the
-//! last one. Prints, like the Python lesson:
+//! A `Namespace` as a bulletin board (a Python lesson's program): one
+//! process writes an attribute, the next reads it and writes another, the
+//! parent reads the last one. Prints, like the Python lesson:
 //!
 //! ```text
 //! empty

@@ -1,4 +1,4 @@
-//! The docs' custom manager (seed 001, "Customized managers"), in Rust:
+//! The Python docs' custom manager ("Customized managers"), in Rust:
 //!
 //! ```python
 //! class MathsClass:

@@ -1,4 +1,4 @@
-//! What propagates through manager proxies and what does not (seed 003, the
+//! What propagates through manager proxies and what does not (the
 //! Q&A "why was my list in a Namespace not changed?"). A child process
 //! changes a Namespace, a list and a dict in four ways each:
 //!

@@ -1,4 +1,4 @@
-//! The docs' "Using a remote manager" (seed 001): a server holding one
+//! The Python docs' "Using a remote manager": a server holding one
 //! shared queue, exposed as the typeid `get_queue`, and clients in other
 //! processes that connect to it by address and authkey.
 //!

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Side-by-side benchmark of manager servers, driven by unmodified Python
-proxies (issue 6).
+proxies (docs/BENCHMARKS.md).
 
     cargo build --release -p mpmanager-cli && python3 scripts/bench.py --quick
 
@@ -503,7 +503,7 @@ def report(R, out):
 
 
 def targets(R):
-    """The issue's targets judged on this run: (target, figures, verdict).
+    """The performance targets judged on this run: (target, figures, verdict).
     A verdict is 'met', 'MISSED' or 'met for k of n' operations."""
     out = []
     def judge(name, ratios, ok, fmt='%.2f'):

@@ -1,4 +1,4 @@
-# Seed 002's program (the address ('', 55555) replaced by the default, so
+# A Python lesson's bulletin-board program (the address ('', 55555) replaced by the default, so
 # that the test binds no public port).
 from multiprocessing.managers import SyncManager
 from multiprocessing import Process

@@ -1,4 +1,4 @@
-# Seed 001's "Customized managers" example, verbatim.
+# The Python docs' "Customized managers" example, verbatim.
 from multiprocessing.managers import BaseManager
 
 class MathsClass:

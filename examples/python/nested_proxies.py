@@ -1,4 +1,5 @@
-# Seed 003's answer, verbatim.
+# The answer to the Q&A "why was my list in a Namespace not changed?",
+# verbatim.
 import multiprocessing
 import time
 

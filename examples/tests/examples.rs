@@ -1,5 +1,5 @@
 //! Each example prints what its Python counterpart (`examples/python/`, the
-//! seeds' programs run by CPython with its own manager) prints, with proxy
+//! Python programs, run by CPython with its own manager) prints, with proxy
 //! addresses normalised; `remote_queue` prints the docs' `'hello'`.
 
 use std::path::{Path, PathBuf};

@@ -122,7 +122,8 @@ def binary_path():
     raise BinaryNotFound(
         "the mpmanager server executable was not found (looked at "
         "MPMANAGER_BIN, %s and PATH); install the package with "
-        "'pip install mpmanager' (the wheel ships it) or build it with "
+        "'pip install ./python' from a checkout of the mpmanager repository "
+        "(the wheel ships it; the package is on no package index) or build it with "
         "'cargo build --release -p mpmanager-cli' and set "
         "MPMANAGER_BIN=target/release/mpmanager" % ", ".join(candidates)
     )

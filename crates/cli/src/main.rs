@@ -20,11 +20,12 @@ use mpmanager_pickle::{decode_with, encode_with, DecodeOptions, EncodeOptions};
 
 mod serve;
 
-// The system allocator (glibc malloc), not mimalloc: every connection is a
+// Allocator: this binary sets no `#[global_allocator]`, so it runs on the
+// system allocator (glibc malloc), not mimalloc: every connection is a
 // thread, and mimalloc gives each thread its own heap (segment metadata and
 // a page per size class), ~98 KB resident per idle connection against
 // ~27 KB with glibc's shared arenas; request throughput was the same within
-// the noise (docs/BENCHMARKS.md, "Memory per idle connection").
+// the noise (docs/BENCHMARKS.md, "Memory").
 
 /// Turns off transparent huge pages for this process. With THP on (`always`,
 /// or `madvise` for an allocator that advises huge pages, as mimalloc does)
@@ -36,7 +37,8 @@ fn disable_transparent_huge_pages() {
     // memory descriptor; no memory of ours is read or written.
     let r = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
     if r != 0 {
-        // Nothing to report to the user: the server works either way.
+        // Deliberately ignored (the error is read and dropped): the server
+        // works either way, see above.
         let _ = std::io::Error::last_os_error();
     }
 }

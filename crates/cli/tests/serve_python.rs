@@ -323,7 +323,7 @@ print('BIG %.6f' % median(lambda: l.append(big)))
     }
 }
 
-/// Documents PROTOCOL.md §2.6 with our server: a nested proxy read back by
+/// Documents docs/PROTOCOL.md §2.6 with our server: a nested proxy read back by
 /// a client whose process key differs from the manager's key fails its
 /// automatic incref with AuthenticationError (exactly as with CPython's
 /// server); with the process key set, it works. The server is unaffected.

@@ -1,6 +1,6 @@
 //! The native Rust client against a raw socket ping-pong floor and against
-//! Redis, in one run, on unix sockets and on TCP loopback (issue 6,
-//! Rust-client targets).
+//! Redis, in one run, on unix sockets and on TCP loopback (the Rust-client
+//! targets of docs/BENCHMARKS.md).
 //!
 //! ```text
 //! cargo run --release -p mpmanager-client --example bench_client

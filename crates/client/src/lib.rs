@@ -3,8 +3,8 @@
 //! A native Rust client for `multiprocessing.managers` servers: mpmanager's
 //! own (`mpmanager serve`, or one started in this process) **and CPython's**
 //! (`SyncManager`, any `BaseManager` using the `pickle` serializer,
-//! CPython 3.8–3.14). Section numbers (§) refer to the project's
-//! `PROTOCOL.md`.
+//! CPython 3.8–3.14). Section numbers (§) refer to the repository's
+//! `docs/PROTOCOL.md`.
 //!
 //! * [`Manager`]: [`connect`](Manager::connect) to a server, or
 //!   [`start_in_background`](Manager::start_in_background) one;
@@ -14,9 +14,13 @@
 //!   (`_callmethod`), [`call_with_deadline`](Proxy::call_with_deadline),
 //!   [`get_value`](Proxy::get_value) (`_getvalue`), the [`token`](Proxy::token),
 //!   a [string form](Proxy::to_proxy_string) for other processes.
-//! * Typed proxies: [`Namespace`], [`ListProxy`], [`DictProxy`],
-//!   [`ValueProxy`], [`QueueProxy`], [`LockProxy`] (with [`LockGuard`]),
-//!   [`EventProxy`]. Values cross through serde
+//! * Typed proxies: [`Namespace`], [`ListProxy`], [`DictProxy`] (with
+//!   [`KeyIter`]), [`ValueProxy`], [`ArrayProxy`], [`QueueProxy`] (`Queue`
+//!   and `JoinableQueue`), [`LockProxy`] (`Lock` and `RLock`, with
+//!   [`LockGuard`]), [`SemaphoreProxy`] (`Semaphore` and
+//!   `BoundedSemaphore`), [`ConditionProxy`] (with [`ConditionGuard`]),
+//!   [`EventProxy`], [`BarrierProxy`]; `set` has none yet (use [`Proxy`]).
+//!   Values cross through serde
 //!   ([`mpmanager_pickle::to_value`] / [`from_value`](mpmanager_pickle::from_value));
 //!   use [`Value`] for raw Python values.
 //! * [`Pipeline`]: several calls on one connection, replies read in order.

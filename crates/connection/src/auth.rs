@@ -1,5 +1,5 @@
 //! The `multiprocessing.connection` HMAC challenge/response handshake
-//! (PROTOCOL.md §2), compatible with CPython 3.8 – 3.14 on either side.
+//! (docs/PROTOCOL.md §2), compatible with CPython 3.8 – 3.14 on either side.
 //!
 //! One half-handshake: the *deliverer* sends `#CHALLENGE#` + message, the
 //! *answerer* replies with a MAC of the message under the shared authkey, the

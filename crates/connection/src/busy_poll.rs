@@ -152,9 +152,9 @@ impl SpinBudget {
 ///
 /// It chooses, per connection, between sleeping in `recv` and polling, by
 /// measuring both: the interval from one wait for a request to the next
-/// (the client's whole round trip) is sampled over [`SAMPLES`] waits that
-/// block, then over [`SAMPLES`] waits that poll; polling is kept for the
-/// next [`EXPLOIT`] waits only if its median interval is at least 10%
+/// (the client's whole round trip) is sampled over 16 waits that block,
+/// then over 16 waits that poll; polling is kept for the next 4,096 waits
+/// only if its median interval is at least 10%
 /// shorter, then both are measured again. Polling stops at once when a poll
 /// runs its whole window without a request (the client paused), and the
 /// measuring starts over; a pause is no sample, so an idle connection

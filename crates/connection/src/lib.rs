@@ -1,6 +1,6 @@
 //! `multiprocessing.connection` for mpmanager: the bottom layer of a Rust
 //! implementation of Python's `multiprocessing.managers`, wire-compatible
-//! with CPython 3.8 – 3.14 (see `PROTOCOL.md` §1–§2).
+//! with CPython 3.8 – 3.14 (see `docs/PROTOCOL.md` §1–§2).
 //!
 //! * [`Address`]: TCP (IPv4/IPv6), unix path and Linux abstract sockets, with
 //!   a string form and the Python value CPython reports ([`PythonAddress`]).

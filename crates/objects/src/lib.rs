@@ -11,8 +11,9 @@
 //!   (arguments bound with CPython's rules, converted through serde).
 //! * [`Registry`] — typeid → [`TypeSpec`] (constructor, exposed list,
 //!   `method_to_typeid`), idents, reference counts, `debug_info`,
-//!   `number_of_objects`, named shared objects, the §3.5 method dispatch
-//!   with its `#GETVALUE`/`__str__`/`__repr__` fallbacks, and the lifetime
+//!   `number_of_objects`, named shared objects, the method dispatch of
+//!   docs/PROTOCOL.md §3.5 with its `#GETVALUE`/`__str__`/`__repr__`
+//!   fallbacks, and the lifetime
 //!   of nested proxies (stash/revive, plus a collector that frees them
 //!   when unreachable, which CPython does not).
 //! * [`types`] — `list`, `dict` (+ its `Iterator`), `Namespace`, `Value`,

@@ -228,14 +228,14 @@ pub fn traceback_text(err: &PyErr, location: &str) -> String {
     )
 }
 
-/// The last line of a Python traceback for `err`: `Type: message`, or just
-/// `Type` when `str(err)` is empty.
 /// CPython's default `repr`: `<module.Class object at 0x7f…>`, with the
 /// address of the object in this process.
 pub(crate) fn object_repr(class: &str, addr: *const ()) -> String {
     format!("<{class} object at {:#x}>", addr as usize)
 }
 
+/// The last line of a Python traceback for `err`: `Type: message`, or just
+/// `Type` when it has no arguments (`PyErr`'s `Display`).
 pub(crate) fn exc_line(err: &PyErr) -> String {
     err.to_string()
 }

@@ -17,7 +17,7 @@
 //!   lock in a way that can wait on the object (the collector gathers
 //!   proxy idents from an object first, looks them up afterwards).
 //!
-//! # Nested proxies (PROTOCOL.md §5.3)
+//! # Nested proxies (docs/PROTOCOL.md §5.3)
 //!
 //! When call or create arguments contain a pickled proxy to one of our
 //! objects, that object is **stashed**: it stays alive when its client
@@ -382,9 +382,11 @@ impl Registry {
         }
     }
 
-    /// A registry with SyncManager's data types registered: `list`, `dict`,
-    /// `Namespace`, `Value`, `Array`, `set` and `Iterator` (see
-    /// [`crate::types::register_builtin_types`]).
+    /// A registry with SyncManager's types registered: `list`, `dict`,
+    /// `Namespace`, `Value`, `Array`, `set`, `Iterator`, `Queue`,
+    /// `JoinableQueue`, `Event`, `Lock`, `RLock`, `Semaphore`,
+    /// `BoundedSemaphore`, `Condition` and `Barrier`, plus `Pool`, which is
+    /// refused with the reason (see [`crate::types::register_builtin_types`]).
     pub fn with_builtin_types() -> Registry {
         let r = Registry::new();
         crate::types::register_builtin_types(&r);

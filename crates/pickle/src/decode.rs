@@ -1801,10 +1801,10 @@ fn map_py2_name<'n>(module: &str, name: &'n str) -> Option<(&'static str, &'n st
     None
 }
 
-/// `_compat_pickle.NAME_MAPPING` (CPython 3.12): Python 2 (module, name) to Python 3.
 /// A `(module, name)` pair.
 type Name = (&'static str, &'static str);
 
+/// `_compat_pickle.NAME_MAPPING` (CPython 3.12): Python 2 (module, name) to Python 3.
 static NAME_MAPPING: &[(Name, Name)] = &[
     (
         ("UserDict", "IterableUserDict"),

@@ -1125,7 +1125,7 @@ mod tests {
         encode_with(v, &o).unwrap()
     }
 
-    /// Parses the "hex and quoted text" notation of PROTOCOL.md.
+    /// Parses the "hex and quoted text" notation of docs/PROTOCOL.md.
     fn hexq(s: &str) -> Vec<u8> {
         let mut out = Vec::new();
         let mut rest = s;
@@ -1168,7 +1168,7 @@ mod tests {
             hexq("80 04 95 0e 00 00 00 00 00 00 00 8c 07 23 52 45 54 55 52 4e 94 4e 86 94 2e")
         );
         assert_eq!(encode(&v).unwrap(), enc(&v, 4));
-        // Unframed, as PROTOCOL.md §3.1 notes also loads (plus the memo bytes).
+        // Unframed, as docs/PROTOCOL.md §3.1 notes also loads (plus the memo bytes).
         assert_eq!(
             unframed(&v, 4),
             hexq("80 04 8c 07 \"#RETURN\" 94 4e 86 94 2e")

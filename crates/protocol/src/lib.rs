@@ -3,8 +3,8 @@
 //! Typed Rust forms of every message a `multiprocessing.managers` server
 //! and its clients exchange, converted to and from the Python value model of
 //! [`mpmanager_pickle`] (turning values into bytes is the pickle codec's
-//! job, not this crate's). Section numbers (§) refer to the project's
-//! `PROTOCOL.md`.
+//! job, not this crate's). Section numbers (§) refer to the repository's
+//! `docs/PROTOCOL.md`.
 //!
 //! * [`Request`]: `(ident, method, args, kwds)`; [`PublicOp`]: the one-shot
 //!   operations (`create`, `incref`, …).

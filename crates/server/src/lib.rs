@@ -3,10 +3,11 @@
 //! The manager server of mpmanager: Python's `multiprocessing.managers.Server`
 //! in Rust, wire-compatible with CPython 3.8–3.14 clients. An unmodified
 //! Python program can `connect()` a `SyncManager` (or any `BaseManager`) to it
-//! and use `Namespace`, `list`, `dict`, `set`, `Value` and `Array` proxies, and
-//! the `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition` and
-//! `Barrier` synchronisation types, as with CPython's own server. Section numbers (§) refer to the project's
-//! `PROTOCOL.md`.
+//! and use `Namespace`, `list`, `dict`, `set`, `Value` and `Array` proxies,
+//! `Queue` and `JoinableQueue`, and the `Event`, `Lock`, `RLock`,
+//! `Semaphore`, `BoundedSemaphore`, `Condition` and `Barrier`
+//! synchronisation types, as with CPython's own server. Section numbers (§)
+//! refer to the repository's `docs/PROTOCOL.md`.
 //!
 //! * [`Server::bind`] a [`ServerConfig`] (address, authkey, limits, named
 //!   shared objects), then [`Server::serve`] (blocking) or

@@ -115,12 +115,12 @@ fn assert_closed(c: &mut Connection) {
 
 // ------------------------------------------------------------ exact bytes
 
-/// `('#RETURN', None)` exactly as CPython 3.8–3.13 pickles it (PROTOCOL.md
+/// `('#RETURN', None)` exactly as CPython 3.8–3.13 pickles it (docs/PROTOCOL.md
 /// Appendix B).
 const RETURN_NONE_P4: &[u8] =
     b"\x80\x04\x95\x0e\x00\x00\x00\x00\x00\x00\x00\x8c\x07#RETURN\x94N\x86\x94.";
 
-/// The request bytes CPython sends for `dummy` (PROTOCOL.md §1.3).
+/// The request bytes CPython sends for `dummy` (docs/PROTOCOL.md §1.3).
 const DUMMY_P4: &[u8] =
     b"\x80\x04\x95\x10\x00\x00\x00\x00\x00\x00\x00(N\x8c\x05dummy\x94)}\x94t\x94.";
 

@@ -104,7 +104,7 @@ def _run(main):
     # with its callables registered) and CLIENT_MANAGER (the class that
     # connect()s); both default to SyncManager.
     reference_class = globals().get('REFERENCE_MANAGER', SyncManager)
-    # PROTOCOL.md §2.6: proxies unpickled in this process and in its
+    # docs/PROTOCOL.md §2.6: proxies unpickled in this process and in its
     # children authenticate with current_process().authkey, so it must be
     # the manager's key.
     multiprocessing.current_process().authkey = KEY

@@ -1,7 +1,7 @@
 # Scenario 5 — ports of CPython's own manager tests
 # (Lib/test/_test_multiprocessing.py: _TestContainers and the
 # list/dict/Value/Array/Namespace parts of TestSyncManagerTypes), printing
-# results instead of asserting, plus the error transport of PROTOCOL §7.1
+# results instead of asserting, plus the error transport of docs/PROTOCOL.md §7.1
 # and number_of_objects bookkeeping.
 import multiprocessing
 import sys

@@ -8,7 +8,7 @@ def test_nested_queue(self):
     if sys.version_info < (3, 9):
         # CPython 3.8's *server* cannot unpickle an AutoProxy inside a
         # request (AutoProxy() got an unexpected keyword argument
-        # 'manager_owned', PROTOCOL.md 4.1), so the reference fails there;
+        # 'manager_owned', docs/PROTOCOL.md §4.1), so the reference fails there;
         # mpmanager need not copy that bug: skipped for 3.8 in both runs.
         print('skipped on 3.8 (CPython 3.8 server bug)')
         return

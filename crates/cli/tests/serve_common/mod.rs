@@ -210,6 +210,6 @@ from multiprocessing.managers import ListProxy, DictProxy, NamespaceProxy, Value
 address = ast.literal_eval(sys.argv[1])
 key = bytes.fromhex(sys.argv[2])
 # Proxies unpickled from replies (nested proxies) authenticate with the
-# process key (PROTOCOL.md §2.6).
+# process key (docs/PROTOCOL.md §2.6).
 multiprocessing.current_process().authkey = key
 "#;

@@ -1,15 +1,21 @@
 //! The built-in data types of `SyncManager`.
 //!
 //! Their exposed lists come from `mpmanager_protocol::registry` (the union
-//! over CPython 3.8–3.14, PROTOCOL.md §4.1–§4.2, in the order the newest
+//! over CPython 3.8–3.14, docs/PROTOCOL.md §4.1–§4.2, in the order the newest
 //! version reports them). Class proxies (`ListProxy`, `DictProxy`, …)
 //! ignore this list, so extra names are harmless to older clients.
 //!
 //! | module | typeids |
 //! |---|---|
-//! | `list`, `dict`, `set`, `namespace`, `array` | `list`, `dict` (+ `Iterator`), `set`, `Namespace`, `Value`, `Array` |
+//! | `list`, `dict`, `set`, `namespace`, `array` | `list` ([`ListObject`]), `dict` ([`DictObject`], and `Iterator`: [`DictKeyIterator`]), `set` ([`SetObject`]), `Namespace` and `Value` ([`NamespaceObject`], [`ValueObject`]), `Array` ([`ArrayObject`]) |
 //! | `queue` | `Queue`, `JoinableQueue` ([`QueueObject`]) |
 //! | `event` | `Event` ([`EventObject`]) |
+//! | `locks` | `Lock`, `RLock` ([`LockObject`]), `Semaphore`, `BoundedSemaphore` ([`SemaphoreObject`]), `Condition` ([`ConditionObject`]) |
+//! | `barrier` | `Barrier` ([`BarrierObject`]) |
+//!
+//! `Pool` is registered too, but only to refuse it with the reason: a pool
+//! runs Python callables. CPython's `AsyncResult` typeid (only produced by
+//! a `Pool`) is not registered.
 
 use std::sync::Arc;
 
@@ -46,8 +52,8 @@ fn ctor<T: Referent>(
 /// Registers `list`, `dict`, `Namespace`, `Value`, `Array`, `set`,
 /// `Iterator`, `Queue`, `JoinableQueue`, `Event` and the synchronisation
 /// types `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition` and
-/// `Barrier` with CPython's exposed
-/// lists.
+/// `Barrier` with CPython's exposed lists, and `Pool`, whose `create`
+/// fails with the reason (`NotImplementedError`: a pool runs Python code).
 ///
 /// ```
 /// use mpmanager_objects::{Registry, Kwargs};

@@ -133,7 +133,7 @@ impl Referent for NamespaceObject {
     }
 
     /// `Namespace(a=1, b='x')`: `name=repr(value)` for names not starting
-    /// with `_`, the *strings* sorted (PROTOCOL.md §4.4).
+    /// with `_`, the *strings* sorted (docs/PROTOCOL.md §4.4).
     fn repr(&self) -> Result<String, PyErr> {
         let items: Vec<(PyStr, Value)> = self
             .attrs
