@@ -57,7 +57,7 @@ pub use shared::__private;
 pub use shared::SharedType;
 
 pub use context::{CancelHandle, Closed, Waited};
-pub use referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
+pub use referent::{CallContext, CallError, Kwargs, Outcome, Referent};
 pub use registry::{
     CollectStats, Constructor, Registry, RegistryConfig, RegistryConstructor, Reply, TypeSpec,
 };

@@ -188,7 +188,7 @@ impl CallError {
     /// assert!(text.ends_with("TypeError: bad\n"));
     /// ```
     pub fn traceback(err: &PyErr, location: &str) -> CallError {
-        CallError::Traceback(traceback_text(err, location))
+        CallError::Traceback(mpmanager_protocol::traceback::for_error(err, location))
     }
 
     /// The `'#ERROR'`/`'#TRACEBACK'` message kind this error is sent as.
@@ -218,26 +218,10 @@ impl std::fmt::Display for CallError {
 
 impl std::error::Error for CallError {}
 
-/// A Python-style traceback text ending with `err`'s `Type: message` line,
-/// as `traceback.format_exc()` would give it (the frames are the server's,
-/// so only one synthetic frame naming `location` is shown).
-pub fn traceback_text(err: &PyErr, location: &str) -> String {
-    format!(
-        "Traceback (most recent call last):\n  File \"<mpmanager server>\", line 0, in {location}\n{}\n",
-        exc_line(err)
-    )
-}
-
 /// CPython's default `repr`: `<module.Class object at 0x7f…>`, with the
 /// address of the object in this process.
 pub(crate) fn object_repr(class: &str, addr: *const ()) -> String {
     format!("<{class} object at {:#x}>", addr as usize)
-}
-
-/// The last line of a Python traceback for `err`: `Type: message`, or just
-/// `Type` when it has no arguments (`PyErr`'s `Display`).
-pub(crate) fn exc_line(err: &PyErr) -> String {
-    err.to_string()
 }
 
 /// One shared object in the manager server.

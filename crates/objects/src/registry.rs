@@ -58,7 +58,8 @@ use mpmanager_pickle::{ExcType, PyErr, Value};
 use parking_lot::{Mutex, RwLock};
 
 use crate::proxy::for_each_proxy;
-use crate::referent::{traceback_text, CallContext, CallError, Kwargs, Outcome, Referent};
+use crate::referent::{CallContext, CallError, Kwargs, Outcome, Referent};
+use mpmanager_protocol::traceback::{self, format_chain, TbEntry};
 
 /// Builds a new referent from `create` arguments; a `PyErr` becomes the
 /// `#TRACEBACK` CPython sends for a failing constructor.
@@ -340,7 +341,7 @@ impl std::fmt::Debug for Registry {
 }
 
 fn key_error_tb(key: &str, location: &str) -> CallError {
-    CallError::Traceback(traceback_text(&PyErr::key_error(Value::str(key)), location))
+    CallError::Traceback(traceback::for_error(&PyErr::key_error(Value::str(key)), location))
 }
 
 impl Registry {
@@ -468,7 +469,7 @@ impl Registry {
     ) -> Result<(String, Vec<String>), CallError> {
         let spec = self
             .type_spec(typeid)
-            .ok_or_else(|| key_error_tb(typeid, "create"))?;
+            .ok_or_else(|| CallError::Traceback(traceback::unknown_typeid(typeid)))?;
         if spec.shared.is_some() {
             let n = *self.shared_idents.read().get(typeid).expect("shared ident");
             let entry = self.shard(n).read().get(&n).cloned().expect("pinned entry");
@@ -741,7 +742,7 @@ impl Registry {
     ) -> Result<Reply, CallError> {
         let entry = self
             .get_entry(ident)
-            .ok_or_else(|| key_error_tb(ident, "serve_client"))?;
+            .ok_or_else(|| CallError::Traceback(traceback::unknown_ident(ident)))?;
         let got_proxies = self.stash_proxies_in(args, kwargs, "serve_client")?;
         if got_proxies {
             entry.holds_proxies.store(true, Ordering::SeqCst);
@@ -806,14 +807,16 @@ impl Registry {
                 Err(e) => return Err(e),
             }
         } else {
-            fallback_err = PyErr::new(
-                ExcType::AttributeError,
-                format!(
-                    "method '{method}' of <class '{}'> object is not in exposed={}",
+            if !matches!(method, "#GETVALUE" | "__str__" | "__repr__") {
+                let mut names: Vec<&String> = entry.spec.exposed_set.iter().collect();
+                names.sort();
+                return Err(CallError::Traceback(traceback::not_exposed(
+                    method,
                     obj.class_name(),
-                    exposed_set_repr(&entry.spec)
-                ),
-            );
+                    &names,
+                )));
+            }
+            fallback_err = PyErr::new(ExcType::AttributeError, String::new());
         }
         match method {
             // CPython returns the referent itself and pickles it: its only
@@ -824,11 +827,10 @@ impl Registry {
             }),
             "__str__" => Ok(Reply::Return(Value::str(&obj.str()?))),
             "__repr__" => Ok(Reply::Return(Value::str(&obj.repr()?))),
-            _ => Err(CallError::Traceback(format!(
-                "{}\nDuring handling of the above exception, another exception occurred:\n\n{}",
-                traceback_text(&fallback_err, "serve_client"),
-                traceback_text(&PyErr::key_error(Value::str(method)), "serve_client"),
-            ))),
+            _ => Err(CallError::Traceback(format_chain(&[
+                TbEntry::new("serve_client", &fallback_err),
+                TbEntry::new("serve_client", &PyErr::key_error(Value::str(method))),
+            ]))),
         }
     }
 
@@ -987,11 +989,3 @@ fn is_missing_method(e: &PyErr, class: &str, method: &str) -> bool {
         && e.message() == crate::args::no_attribute(class, method).message()
 }
 
-/// `repr(set(exposed))`, sorted for determinism (CPython's order is the
-/// set's hash order).
-fn exposed_set_repr(spec: &TypeSpec) -> String {
-    let mut names: Vec<&String> = spec.exposed_set.iter().collect();
-    names.sort();
-    let inner: Vec<String> = names.iter().map(|n| format!("'{n}'")).collect();
-    format!("{{{}}}", inner.join(", "))
-}
