@@ -88,7 +88,11 @@ fn run_faults(py: &Python, tcp: bool, release_on_disconnect: bool) {
             ""
         }
     );
-    eprintln!("{label} ({:.1} s):\n{}", started.elapsed().as_secs_f64(), run.stdout);
+    eprintln!(
+        "{label} ({:.1} s):\n{}",
+        started.elapsed().as_secs_f64(),
+        run.stdout
+    );
     assert!(
         run.stdout.contains("FAULTS OK"),
         "{label}: the fault scenarios failed\nstdout:\n{}\nstderr:\n{}\nserver log:\n{}",

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mpmanager_connection::{auth, Address, Connection, ConnectionError, PythonAddress};
+use mpmanager_connection::{auth, Address, Connection, ConnectionError};
 use mpmanager_pickle::{decode, encode, Value};
 use mpmanager_protocol::{PublicOp, PyAddress, Reply, Request};
 use parking_lot::Mutex;
@@ -39,31 +39,12 @@ impl std::fmt::Debug for Client {
 
 /// `Address` → the Python address CPython would put in a token.
 pub(crate) fn py_address_of(a: &Address) -> PyAddress {
-    match a.to_python() {
-        PythonAddress::Inet { host, port } | PythonAddress::Inet6 { host, port, .. } => {
-            PyAddress::Tcp { host, port }
-        }
-        PythonAddress::Str(s) => PyAddress::Path(s),
-        PythonAddress::Bytes(b) => PyAddress::Abstract(b),
-    }
+    PyAddress::of(a)
 }
 
 /// A token's Python address → an address to connect to.
 pub(crate) fn address_of(a: &PyAddress) -> Result<Address> {
-    let p = match a {
-        PyAddress::Tcp { host, port } => PythonAddress::Inet {
-            host: host.clone(),
-            port: *port,
-        },
-        PyAddress::Path(s) => PythonAddress::Str(s.clone()),
-        PyAddress::Abstract(b) => PythonAddress::Bytes(b.clone()),
-        other => {
-            return Err(ClientError::Protocol(format!(
-                "unsupported address {other}"
-            )))
-        }
-    };
-    Ok(Address::from_python(&p)?)
+    Ok(a.to_address()?)
 }
 
 /// Turns a reply into the result of the call (without `#PROXY` handling).

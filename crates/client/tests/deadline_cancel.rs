@@ -25,7 +25,9 @@ fn expired_get_deadline_does_not_swallow_the_next_item() {
     let idle = handle.active_connections();
     for round in 0..10 {
         let deadline = Instant::now() + Duration::from_millis(50);
-        let err = q.call_with_deadline("get", vec![], vec![], deadline).unwrap_err();
+        let err = q
+            .call_with_deadline("get", vec![], vec![], deadline)
+            .unwrap_err();
         assert!(matches!(err, ClientError::DeadlineExceeded { .. }), "{err}");
         // The server ends the cancelled call and frees its connection.
         wait_for("the cancelled call's connection to close", || {
@@ -33,7 +35,12 @@ fn expired_get_deadline_does_not_swallow_the_next_item() {
         });
         q.call("put", vec![Value::Int(round)], vec![]).unwrap();
         let got = q
-            .call_with_deadline("get", vec![], vec![], Instant::now() + Duration::from_secs(5))
+            .call_with_deadline(
+                "get",
+                vec![],
+                vec![],
+                Instant::now() + Duration::from_secs(5),
+            )
             .unwrap();
         assert_eq!(got.into_value().as_i64(), Some(round), "round {round}");
     }
@@ -50,7 +57,9 @@ fn expired_acquire_deadline_takes_no_lock() {
     for _ in 0..5 {
         // A plain Lock is not reentrant: this waits, then times out.
         let deadline = Instant::now() + Duration::from_millis(50);
-        let err = lock.call_with_deadline("acquire", vec![], vec![], deadline).unwrap_err();
+        let err = lock
+            .call_with_deadline("acquire", vec![], vec![], deadline)
+            .unwrap_err();
         assert!(matches!(err, ClientError::DeadlineExceeded { .. }), "{err}");
         wait_for("the cancelled acquire to end", || {
             handle.active_connections() <= idle
@@ -58,6 +67,11 @@ fn expired_acquire_deadline_takes_no_lock() {
     }
     lock.call("release", vec![], vec![]).unwrap();
     // No timed-out acquire took it meanwhile.
-    let r = lock.call("acquire", vec![Value::Bool(false)], vec![]).unwrap();
-    assert!(matches!(r.into_value(), Value::Bool(true)), "a timed-out acquire took the lock");
+    let r = lock
+        .call("acquire", vec![Value::Bool(false)], vec![])
+        .unwrap();
+    assert!(
+        matches!(r.into_value(), Value::Bool(true)),
+        "a timed-out acquire took the lock"
+    );
 }

@@ -341,7 +341,10 @@ impl std::fmt::Debug for Registry {
 }
 
 fn key_error_tb(key: &str, location: &str) -> CallError {
-    CallError::Traceback(traceback::for_error(&PyErr::key_error(Value::str(key)), location))
+    CallError::Traceback(traceback::for_error(
+        &PyErr::key_error(Value::str(key)),
+        location,
+    ))
 }
 
 impl Registry {
@@ -854,10 +857,7 @@ impl Registry {
     ) -> Option<String> {
         let entry = self.get_entry(ident)?;
         let undone = entry.object.reply_lost(cx, method, value)?;
-        Some(format!(
-            "{undone} ({} {ident})",
-            entry.spec.typeid
-        ))
+        Some(format!("{undone} ({} {ident})", entry.spec.typeid))
     }
 
     /// The connection of `cx` has closed: every object its calls said they
@@ -988,4 +988,3 @@ fn is_missing_method(e: &PyErr, class: &str, method: &str) -> bool {
     e.ty == ExcType::AttributeError
         && e.message() == crate::args::no_attribute(class, method).message()
 }
-

@@ -23,7 +23,13 @@ fn create(reg: &Registry, typeid: &str, a: &[Value]) -> String {
     reg.create(typeid, a, &Kwargs::new()).unwrap().0
 }
 
-fn call(reg: &Registry, cx: &CallContext, ident: &str, m: &str, a: &[Value]) -> Result<Value, CallError> {
+fn call(
+    reg: &Registry,
+    cx: &CallContext,
+    ident: &str,
+    m: &str,
+    a: &[Value],
+) -> Result<Value, CallError> {
     match reg.call(cx, ident, m, a, &Kwargs::new())? {
         Reply::Return(v) => Ok(v),
         other => panic!("unexpected reply {other:?}"),
@@ -47,7 +53,10 @@ fn spawn_call(
 }
 
 /// Cancels `cx` and keeps waking it until the call has returned.
-fn cancel(cx: &CallContext, rx: &mpsc::Receiver<Result<Value, CallError>>) -> Result<Value, CallError> {
+fn cancel(
+    cx: &CallContext,
+    rx: &mpsc::Receiver<Result<Value, CallError>>,
+) -> Result<Value, CallError> {
     let h = cx.cancel_handle();
     h.cancel();
     for _ in 0..(PROMPT.as_millis() / 10) {
@@ -61,7 +70,8 @@ fn cancel(cx: &CallContext, rx: &mpsc::Receiver<Result<Value, CallError>>) -> Re
 
 fn decimal_zero() -> Value {
     // pickle.dumps(decimal.Decimal(0), 4)
-    let hex = "8004951f000000000000008c07646563696d616c948c07446563696d616c9493948c013094859452942e";
+    let hex =
+        "8004951f000000000000008c07646563696d616c948c07446563696d616c9493948c013094859452942e";
     let bytes: Vec<u8> = (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
@@ -78,12 +88,18 @@ fn blocking_decimal_zero_is_false_as_in_python() {
     let cx = CallContext::new(1);
     let s = create(&reg, "Semaphore", &[Value::Int(0)]);
     let rx = spawn_call(&reg, &cx, &s, "acquire", vec![decimal_zero()]);
-    assert!(matches!(rx.recv_timeout(PROMPT).unwrap(), Ok(Value::Bool(false))));
+    assert!(matches!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        Ok(Value::Bool(false))
+    ));
     let l = create(&reg, "Lock", &[]);
     call(&reg, &cx, &l, "acquire", &[]).unwrap();
     let other = CallContext::new(2);
     let rx = spawn_call(&reg, &other, &l, "acquire", vec![decimal_zero()]);
-    assert!(matches!(rx.recv_timeout(PROMPT).unwrap(), Ok(Value::Bool(false))));
+    assert!(matches!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        Ok(Value::Bool(false))
+    ));
 }
 
 #[test]
@@ -97,7 +113,10 @@ fn cancelled_get_takes_no_item_and_passes_the_wakeup_on() {
     thread::sleep(BLOCKED);
     assert!(matches!(cancel(&dead, &dead_rx), Err(CallError::Cancelled)));
     call(&reg, &CallContext::new(3), &q, "put", &[Value::Int(7)]).unwrap();
-    assert_eq!(live_rx.recv_timeout(PROMPT).unwrap().unwrap().as_i64(), Some(7));
+    assert_eq!(
+        live_rx.recv_timeout(PROMPT).unwrap().unwrap().as_i64(),
+        Some(7)
+    );
 }
 
 #[test]
@@ -145,7 +164,10 @@ fn rlock_held_by_a_closed_connection_is_released_at_every_level() {
     let released = reg.connection_closed(&dead, false);
     assert_eq!(released.len(), 1, "{released:?}");
     assert!(released[0].contains("2 levels"), "{released:?}");
-    assert!(matches!(rx.recv_timeout(PROMPT).unwrap(), Ok(Value::Bool(true))));
+    assert!(matches!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        Ok(Value::Bool(true))
+    ));
     // Released once: the connection holds nothing any more.
     assert!(reg.connection_closed(&dead, false).is_empty());
 }
@@ -162,7 +184,10 @@ fn lock_and_permits_are_released_only_with_release_on_disconnect() {
     let (a, b) = (dead.clone(), CallContext::new(9));
     // Without the policy nothing is released (CPython lets others release).
     assert!(reg.connection_closed(&a, false).is_empty());
-    assert!(matches!(call(&reg, &b, &l, "acquire", &[Value::Bool(false)]), Ok(Value::Bool(false))));
+    assert!(matches!(
+        call(&reg, &b, &l, "acquire", &[Value::Bool(false)]),
+        Ok(Value::Bool(false))
+    ));
 
     let dead = CallContext::new(3);
     let l2 = create(&reg, "Lock", &[]);
@@ -174,7 +199,10 @@ fn lock_and_permits_are_released_only_with_release_on_disconnect() {
     call(&reg, &dead, &s2, "release", &[]).unwrap();
     let released = reg.connection_closed(&dead, true);
     assert_eq!(released.len(), 2, "{released:?}");
-    assert!(matches!(call(&reg, &b, &l2, "acquire", &[Value::Bool(false)]), Ok(Value::Bool(true))));
+    assert!(matches!(
+        call(&reg, &b, &l2, "acquire", &[Value::Bool(false)]),
+        Ok(Value::Bool(true))
+    ));
     let repr = call(&reg, &b, &s2, "__repr__", &[]).unwrap();
     assert!(repr.as_str().unwrap().ends_with("value=2/2>"), "{repr:?}");
 }
@@ -183,7 +211,11 @@ fn lock_and_permits_are_released_only_with_release_on_disconnect() {
 fn dead_condition_waiter_takes_no_notification_and_no_lock() {
     let reg = reg();
     let c = create(&reg, "Condition", &[]);
-    let (dead, live, notifier) = (CallContext::new(1), CallContext::new(2), CallContext::new(3));
+    let (dead, live, notifier) = (
+        CallContext::new(1),
+        CallContext::new(2),
+        CallContext::new(3),
+    );
     call(&reg, &dead, &c, "acquire", &[]).unwrap();
     let dead_rx = spawn_call(&reg, &dead, &c, "wait", vec![]);
     thread::sleep(BLOCKED);
@@ -191,18 +223,28 @@ fn dead_condition_waiter_takes_no_notification_and_no_lock() {
     let live_rx = spawn_call(&reg, &live, &c, "wait", vec![Value::Int(10)]);
     thread::sleep(BLOCKED);
     assert!(matches!(cancel(&dead, &dead_rx), Err(CallError::Cancelled)));
-    assert!(reg.connection_closed(&dead, false).is_empty(), "the dead waiter holds nothing");
+    assert!(
+        reg.connection_closed(&dead, false).is_empty(),
+        "the dead waiter holds nothing"
+    );
     call(&reg, &notifier, &c, "acquire", &[]).unwrap();
     call(&reg, &notifier, &c, "notify", &[]).unwrap();
     call(&reg, &notifier, &c, "release", &[]).unwrap();
-    assert!(matches!(live_rx.recv_timeout(PROMPT).unwrap(), Ok(Value::Bool(true))));
+    assert!(matches!(
+        live_rx.recv_timeout(PROMPT).unwrap(),
+        Ok(Value::Bool(true))
+    ));
 }
 
 #[test]
 fn notification_given_to_a_waiter_that_dies_goes_to_the_next() {
     let reg = reg();
     let c = create(&reg, "Condition", &[]);
-    let (dead, live, notifier) = (CallContext::new(1), CallContext::new(2), CallContext::new(3));
+    let (dead, live, notifier) = (
+        CallContext::new(1),
+        CallContext::new(2),
+        CallContext::new(3),
+    );
     // The notifier holds the lock, so the notified dead waiter cannot
     // return before it is cancelled.
     call(&reg, &dead, &c, "acquire", &[]).unwrap();
@@ -216,7 +258,10 @@ fn notification_given_to_a_waiter_that_dies_goes_to_the_next() {
     thread::sleep(BLOCKED);
     assert!(matches!(cancel(&dead, &dead_rx), Err(CallError::Cancelled)));
     call(&reg, &notifier, &c, "release", &[]).unwrap();
-    assert!(matches!(live_rx.recv_timeout(PROMPT).unwrap(), Ok(Value::Bool(true))));
+    assert!(matches!(
+        live_rx.recv_timeout(PROMPT).unwrap(),
+        Ok(Value::Bool(true))
+    ));
 }
 
 #[test]
@@ -239,13 +284,17 @@ fn barrier_last_arrival_sees_a_dead_party_before_its_watcher_does() {
     // A party whose client is gone, known only to its hang-up probe.
     let gone = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let g2 = gone.clone();
-    let dead = CallContext::with_hangup_probe(1, move || g2.load(std::sync::atomic::Ordering::SeqCst));
+    let dead =
+        CallContext::with_hangup_probe(1, move || g2.load(std::sync::atomic::Ordering::SeqCst));
     let rx = spawn_call(&reg, &dead, &b, "wait", vec![]);
     thread::sleep(BLOCKED);
     gone.store(true, std::sync::atomic::Ordering::SeqCst);
     let e = call(&reg, &CallContext::new(2), &b, "wait", &[Value::Int(5)]).unwrap_err();
     assert_eq!(e.to_string(), "BrokenBarrierError");
-    assert!(matches!(rx.recv_timeout(PROMPT).unwrap(), Err(CallError::Cancelled)));
+    assert!(matches!(
+        rx.recv_timeout(PROMPT).unwrap(),
+        Err(CallError::Cancelled)
+    ));
 }
 
 #[test]
@@ -258,5 +307,8 @@ fn cancelled_semaphore_waiter_takes_no_permit() {
     assert!(matches!(cancel(&dead, &rx), Err(CallError::Cancelled)));
     let live = CallContext::new(2);
     call(&reg, &live, &s, "release", &[]).unwrap();
-    assert!(matches!(call(&reg, &live, &s, "acquire", &[Value::Bool(false)]), Ok(Value::Bool(true))));
+    assert!(matches!(
+        call(&reg, &live, &s, "acquire", &[Value::Bool(false)]),
+        Ok(Value::Bool(true))
+    ));
 }

@@ -45,6 +45,43 @@ pub enum PyAddress {
 }
 
 impl PyAddress {
+    /// The address in the tokens of a server listening at `address`, as
+    /// CPython puts it there: `(host, port)` (IPv6 too, without flow info
+    /// and scope), a path `str`, or an abstract name as `bytes`.
+    ///
+    /// ```
+    /// use mpmanager_connection::Address;
+    /// use mpmanager_protocol::PyAddress;
+    /// let a: Address = "127.0.0.1:5000".parse().unwrap();
+    /// assert_eq!(PyAddress::of(&a), PyAddress::tcp("127.0.0.1", 5000));
+    /// assert_eq!(PyAddress::of(&a).to_address().unwrap(), a);
+    /// ```
+    pub fn of(address: &mpmanager_connection::Address) -> PyAddress {
+        use mpmanager_connection::PythonAddress as P;
+        match address.to_python() {
+            P::Inet { host, port } | P::Inet6 { host, port, .. } => PyAddress::Tcp { host, port },
+            P::Str(s) => PyAddress::Path(s),
+            P::Bytes(b) => PyAddress::Abstract(b),
+        }
+    }
+
+    /// The address to connect to for a token carrying this one (host names
+    /// resolved as CPython's `AF_INET` does).
+    pub fn to_address(
+        &self,
+    ) -> Result<mpmanager_connection::Address, mpmanager_connection::ConnectionError> {
+        use mpmanager_connection::PythonAddress as P;
+        let p = match self {
+            PyAddress::Tcp { host, port } => P::Inet {
+                host: host.clone(),
+                port: *port,
+            },
+            PyAddress::Path(s) => P::Str(s.clone()),
+            PyAddress::Abstract(b) => P::Bytes(b.clone()),
+        };
+        mpmanager_connection::Address::from_python(&p)
+    }
+
     /// A TCP address.
     pub fn tcp(host: &str, port: u16) -> PyAddress {
         PyAddress::Tcp {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use mpmanager_connection::{Address, ConnectionError, Listener, PythonAddress, SpinBudget, Stream};
+use mpmanager_connection::{Address, ConnectionError, Listener, SpinBudget, Stream};
 use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
@@ -134,17 +134,6 @@ impl Drop for ActiveGuard {
     }
 }
 
-/// The token address a CPython client sees for a listener address.
-fn token_address(a: &PythonAddress) -> PyAddress {
-    match a {
-        PythonAddress::Inet { host, port } | PythonAddress::Inet6 { host, port, .. } => {
-            PyAddress::tcp(host, *port)
-        }
-        PythonAddress::Str(s) => PyAddress::Path(s.clone()),
-        PythonAddress::Bytes(b) => PyAddress::Abstract(b.clone()),
-    }
-}
-
 /// A bound manager server.
 ///
 /// [`Server::bind`] creates the listening socket and the object registry;
@@ -240,7 +229,7 @@ impl Server {
         }
         let listener = Listener::bind(&config.address).map_err(ServerError::Listen)?;
         let address = listener.local_address().clone();
-        let py_address = token_address(&address.to_python());
+        let py_address = PyAddress::of(&address);
         let listener = Arc::new(listener);
         let shared = Arc::new(Shared {
             authkey: config.authkey,

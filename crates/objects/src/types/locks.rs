@@ -402,11 +402,9 @@ impl Acquirer for LockObject {
                 g.count,
                 if g.count == 1 { "" } else { "s" }
             ),
-            Kind::Plain if release_unowned => {
-                "released a Lock its closed connection had acquired \
+            Kind::Plain if release_unowned => "released a Lock its closed connection had acquired \
                  (--release-on-disconnect)"
-                    .to_string()
-            }
+                .to_string(),
             Kind::Plain => return None,
         };
         *g = LockState::default();
@@ -638,7 +636,9 @@ impl SemaphoreObject {
         let blocking = truthy(&b[0]);
         let timeout = &b[1];
         if !blocking && !matches!(timeout, Value::None) {
-            return Err(PyErr::value_error("can't specify timeout for non-blocking acquire").into());
+            return Err(
+                PyErr::value_error("can't specify timeout for non-blocking acquire").into(),
+            );
         }
         if self.value.lock().try_take(cx.connection) {
             return Ok(true);
@@ -665,7 +665,9 @@ impl SemaphoreObject {
     /// Takes a permit for `owner`, waiting as `wait` allows.
     fn acquire_wait(&self, cx: &CallContext, owner: u64, wait: Wait) -> Result<bool, CallError> {
         let mut v = self.value.lock();
-        Ok(wait_until(cx, wait, &self.cv, &mut v, |p| p.try_take(owner))?)
+        Ok(wait_until(cx, wait, &self.cv, &mut v, |p| {
+            p.try_take(owner)
+        })?)
     }
 
     fn release(&self, owner: u64, a: &[Value], kw: &Kwargs) -> Result<(), PyErr> {

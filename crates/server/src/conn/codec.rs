@@ -76,7 +76,11 @@ impl Codec {
 
     /// Decodes one request; `function` names CPython's server function
     /// that would have failed, for the traceback.
-    pub(crate) fn decode(&mut self, bytes: &[u8], function: &str) -> Result<Request, DecodeFailure> {
+    pub(crate) fn decode(
+        &mut self,
+        bytes: &[u8],
+        function: &str,
+    ) -> Result<Request, DecodeFailure> {
         let value = match self {
             Codec::Pickle { protocol, options } => {
                 *protocol = match bytes {
@@ -94,11 +98,12 @@ impl Codec {
             }
             // An empty payload is an ExpatError ("no element found"), not
             // EOFError, for the xmlrpclib serializer: a #TRACEBACK.
-            Codec::XmlRpc { options } => mpmanager_xmlrpc::decode_with(bytes, options)
-                .map_err(|e| {
+            Codec::XmlRpc { options } => {
+                mpmanager_xmlrpc::decode_with(bytes, options).map_err(|e| {
                     tracing::debug!("undecodable request: {e}");
                     DecodeFailure::Invalid(xml_loading_traceback(&e, function))
-                })?,
+                })?
+            }
         };
         Request::from_value(&value).map_err(|e| {
             tracing::debug!("malformed request: {e}");
@@ -144,11 +149,12 @@ impl Codec {
                     Err(e) => {
                         tracing::debug!("reply cannot be marshalled: {e}");
                         let text = unserializable_traceback(e.exception_line());
-                        mpmanager_xmlrpc::encode(&Reply::Unserializable(text).to_value())
-                            .map_err(|e| {
+                        mpmanager_xmlrpc::encode(&Reply::Unserializable(text).to_value()).map_err(
+                            |e| {
                                 tracing::warn!("cannot send even #UNSERIALIZABLE: {e}");
                                 Unencodable
-                            })?
+                            },
+                        )?
                     }
                 };
                 out.extend_from_slice(&bytes);

@@ -9,7 +9,12 @@ use mpmanager_protocol::{PublicOp, Token};
 
 /// Runs one-shot operation `op` on `reg`: the value to return, or the
 /// `#TRACEBACK` text. `accept_connection` and `shutdown` are the caller's.
-pub(crate) fn run(reg: &Registry, op: PublicOp, args: &[Value], kw: &Kwargs) -> Result<Value, String> {
+pub(crate) fn run(
+    reg: &Registry,
+    op: PublicOp,
+    args: &[Value],
+    kw: &Kwargs,
+) -> Result<Value, String> {
     let name = op.name();
     match op {
         PublicOp::Dummy => bind(name, &[], args, kw).map(|_| Value::None),
@@ -57,7 +62,10 @@ pub(crate) fn run(reg: &Registry, op: PublicOp, args: &[Value], kw: &Kwargs) -> 
                 ));
             };
             let Some(typeid) = typeid.as_str() else {
-                return Err(traceback::for_error(&PyErr::key_error(typeid.clone()), name));
+                return Err(traceback::for_error(
+                    &PyErr::key_error(typeid.clone()),
+                    name,
+                ));
             };
             let (ident, exposed) = reg
                 .create(typeid, rest, kw)
@@ -86,7 +94,12 @@ fn error_text(e: CallError, op: &str) -> String {
 /// *params)`, so that errors read as CPython's (`Server.dummy() takes 2
 /// positional arguments but 3 were given`). Returns the values of
 /// `params`, or the `#TRACEBACK` text.
-pub(crate) fn bind(op: &str, params: &[&str], a: &[Value], kw: &Kwargs) -> Result<Vec<Value>, String> {
+pub(crate) fn bind(
+    op: &str,
+    params: &[&str],
+    a: &[Value],
+    kw: &Kwargs,
+) -> Result<Vec<Value>, String> {
     let mut p: Vec<(&str, Option<Value>)> = vec![("c", None)];
     p.extend(params.iter().map(|n| (*n, None)));
     let mut full = Vec::with_capacity(a.len() + 1);
