@@ -50,6 +50,7 @@
 //! `--redis-n N` (requests per non-pipelined redis-benchmark run; ×10 when
 //! pipelined), `--no-redis`, `--no-build`, `--mpmanager PATH`,
 //! `--in-process`, `--smoke`.
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};

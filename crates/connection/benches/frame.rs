@@ -4,6 +4,7 @@
 //! framing, without a thread wakeup).
 //!
 //! `cargo bench -p mpmanager-connection --bench frame`
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mpmanager_connection::{Connection, Stream};

@@ -4,6 +4,7 @@
 //! request, dispatch, pickle the reply.
 //!
 //! `cargo bench -p mpmanager-objects --bench dispatch`
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpmanager_objects::{CallContext, Kwargs, Registry, Reply};

@@ -4,6 +4,7 @@
 //!
 //! `cargo bench -p mpmanager-pickle --bench codec`. For the side-by-side
 //! figure against CPython's C pickler, run `--bench compare`.
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use mpmanager_pickle::{decode, encode_into, EncodeOptions};

@@ -3,6 +3,7 @@
 //! of the corpus (see `corpus_gen.py`), CPython's `pickle.loads`/`dumps`
 //! time and ours (best of 5 timed loops each, same method on both sides),
 //! and the ratio CPython / ours (above 1 means we are faster).
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use std::time::Instant;
 

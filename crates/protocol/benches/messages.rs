@@ -3,6 +3,7 @@
 //! [`Request`], and building and pickling the reply.
 //!
 //! `cargo bench -p mpmanager-protocol --bench messages`
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use mpmanager_pickle::{decode_with, encode_into, DecodeOptions, EncodeOptions, Value};

@@ -29,6 +29,7 @@
 //! ```
 //!
 //! Stop the server with Ctrl-C.
+#![allow(missing_docs)] // criterion and example harness items need no docs
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
