@@ -242,7 +242,7 @@ fn with_deadline(
     });
     deadline.restore(conn);
     if let Err(e) = &r {
-        tracing::debug!("authentication handshake failed: {e}");
+        tracing::debug!("authentication handshake ended: {e}");
         conn.poison();
     }
     r

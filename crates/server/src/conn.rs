@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
+use mpmanager_connection::{BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{args, CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{
     decode_with, encode_into, DecodeErrorKind, DecodeOptions, EncodeError, EncodeOptions, PyErr,
@@ -12,6 +12,7 @@ use mpmanager_pickle::{
 use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
 use mpmanager_protocol::{PublicOp, Reply, Request, Serializer, Token};
 
+use crate::admission::{self, PendingGuard};
 use crate::server::Shared;
 
 /// Buffers above this capacity are given back after use.
@@ -69,21 +70,13 @@ fn peer(stream: &Stream) -> String {
 }
 
 /// Serves one accepted connection until it ends.
-pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
+pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream, pending: PendingGuard) {
     let peer = peer(&stream);
     let span = tracing::debug_span!("conn", id, %peer);
     let _e = span.enter();
-    let mut conn = Connection::new(stream);
-    if let Err(e) =
-        auth::server_handshake_timeout(&mut conn, &shared.authkey, Some(shared.handshake_timeout))
-    {
-        if e.is_auth_failure() {
-            tracing::warn!(%peer, "authentication failed: {e}");
-        } else {
-            tracing::debug!(%peer, "handshake did not complete: {e}");
-        }
+    let Some((mut conn, _slot)) = admission::admit(shared, stream, pending, &peer) else {
         return;
-    }
+    };
     // The client's last handshake message (`#WELCOME#`) and its first
     // request are two small writes in a row on a socket without
     // TCP_NODELAY: Nagle holds the request until our ACK of the welcome,

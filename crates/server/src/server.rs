@@ -15,6 +15,7 @@ use mpmanager_connection::{Address, ConnectionError, Listener, PythonAddress, Sp
 use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
+use crate::admission::Admission;
 use crate::{conn, ServerConfig, ServerError};
 use mpmanager_protocol::Serializer;
 
@@ -27,7 +28,8 @@ pub(crate) struct Shared {
     /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers;
     /// `None` when polling is off.
     pub(crate) busy_poll: Option<(Duration, Arc<SpinBudget>)>,
-    max_connections: usize,
+    /// Pending handshakes and authenticated connections (`admission.rs`).
+    pub(crate) admission: Arc<Admission>,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
     address: Address,
@@ -39,6 +41,7 @@ pub(crate) struct Shared {
     listener: Mutex<Option<Arc<Listener>>>,
     /// Authenticated connections, to wake them at shutdown.
     conns: Mutex<HashMap<u64, Stream>>,
+    /// Connection threads alive (pending, authenticated, or closing).
     active: AtomicUsize,
     next_conn: AtomicU64,
     /// Set when the accept loop has ended and the listener is closed.
@@ -202,9 +205,10 @@ impl Server {
     /// socket file is replaced, a live one refused).
     ///
     /// Errors: [`ServerError::EmptyAuthkey`] for an empty key on a
-    /// non-loopback TCP address, [`ServerError::InvalidObject`] for a named
-    /// object whose typeid is taken, [`ServerError::Listen`] if binding
-    /// fails.
+    /// non-loopback TCP address, [`ServerError::EmptyAuthkeyNotAllowed`]
+    /// for an empty key without [`ServerConfig::allow_empty_authkey`],
+    /// [`ServerError::InvalidObject`] for a named object whose typeid is
+    /// taken, [`ServerError::Listen`] if binding fails.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         if config.authkey.is_empty() {
             if let Address::Tcp(sa) = &config.address {
@@ -213,6 +217,9 @@ impl Server {
                         address: config.address.to_string(),
                     });
                 }
+            }
+            if !config.allow_empty_authkey {
+                return Err(ServerError::EmptyAuthkeyNotAllowed);
             }
         }
         let registry = config
@@ -240,7 +247,10 @@ impl Server {
             serializer: config.serializer,
             busy_poll: (!config.busy_poll.is_zero())
                 .then(|| (config.busy_poll, Arc::new(SpinBudget::for_this_machine()))),
-            max_connections: config.max_connections.max(1),
+            admission: Arc::new(Admission::new(
+                config.max_connections,
+                config.max_pending_handshakes,
+            )),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
             address,
@@ -356,25 +366,21 @@ impl Server {
     }
 }
 
-/// Starts the thread serving one accepted connection.
+/// Starts the thread serving one accepted connection. It is pending (see
+/// `admission.rs`) until its handshake ends: at the limit of pending
+/// handshakes the oldest pending connection is closed to make room.
 fn start_connection(shared: &Arc<Shared>, stream: Stream) {
-    let n = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.active.fetch_add(1, Ordering::SeqCst);
     let guard = ActiveGuard(shared.clone());
-    if n > shared.max_connections {
-        tracing::warn!(
-            max = shared.max_connections,
-            "too many connections; closing a new one"
-        );
-        return;
-    }
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let pending = shared.admission.enter_pending(id, &stream);
     let sh = shared.clone();
     let r = std::thread::Builder::new()
         .name(format!("mpm-conn-{id}"))
         .stack_size(shared.thread_stack_size)
         .spawn(move || {
             let _guard = guard;
-            let r = catch_unwind(AssertUnwindSafe(|| conn::handle(&sh, id, stream)));
+            let r = catch_unwind(AssertUnwindSafe(|| conn::handle(&sh, id, stream, pending)));
             if r.is_err() {
                 tracing::error!(
                     conn = id,
@@ -434,9 +440,22 @@ impl ServerHandle {
         &self.shared.address
     }
 
-    /// Connections currently open (including ones still authenticating).
+    /// Connections currently open (including ones still authenticating,
+    /// and ones being closed).
     pub fn active_connections(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst)
+    }
+
+    /// Authenticated connections, the ones counted toward
+    /// [`ServerConfig::max_connections`].
+    pub fn authenticated_connections(&self) -> usize {
+        self.shared.admission.authenticated()
+    }
+
+    /// Connections in the authentication handshake (at most
+    /// [`ServerConfig::max_pending_handshakes`]).
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.admission.pending()
     }
 }
 

@@ -1,0 +1,340 @@
+//! Admission control: a bound on connections still in the handshake,
+//! separate from the bound on authenticated ones, and rate-limited
+//! warnings about the connections turned away.
+//!
+//! * A connection is *pending* from `accept` until its handshake ends. At
+//!   most [`ServerConfig::max_pending_handshakes`] are pending; when a new
+//!   one arrives at the limit the **oldest** pending one is closed. A client
+//!   with the key answers the challenge within a round trip, so it is done
+//!   long before it becomes the oldest; a peer without the key that keeps
+//!   sockets open (re-opening each one it loses) only evicts its own
+//!   sockets. Refusing the newcomer instead would hand the pending slots to
+//!   whoever holds them first, i.e. to the flooder.
+//! * Only authenticated connections count toward
+//!   [`ServerConfig::max_connections`]. A client that authenticates while
+//!   that limit is reached has its first request answered with
+//!   `ConnectionRefusedError` (a `#TRACEBACK` with the `xmlrpclib`
+//!   serializer) that names the limit and the flag, then the connection is
+//!   closed. Only a peer that proved it has the key learns why.
+//!
+//! [`ServerConfig::max_pending_handshakes`]: crate::ServerConfig::max_pending_handshakes
+//! [`ServerConfig::max_connections`]: crate::ServerConfig::max_connections
+
+use std::collections::BTreeMap;
+use std::net::Shutdown;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use mpmanager_connection::{auth, Connection, Stream};
+use mpmanager_pickle::{encode_with, EncodeOptions, ExcType, Global, PyErr};
+use mpmanager_protocol::{Reply, Serializer};
+
+use crate::server::Shared;
+
+/// Warnings of one kind are printed at most once per this period; the
+/// next one says how many were left out.
+pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// The longest first request read from a client that is refused (to answer
+/// it and close without a reset); a longer one is not read.
+const REFUSED_REQUEST_MAX: usize = 1 << 20;
+
+/// The admission state of a server (a field of [`Shared`]).
+pub(crate) struct Admission {
+    max_connections: usize,
+    max_pending: usize,
+    /// Pending connections by id (ids grow: the first is the oldest), with
+    /// a clone of the stream to close it when evicted.
+    pending: Mutex<BTreeMap<u64, Stream>>,
+    /// Authenticated connections holding a slot.
+    authenticated: AtomicUsize,
+    evicted: RateLimit,
+    refused: RateLimit,
+    auth_failed: RateLimit,
+}
+
+impl Admission {
+    pub(crate) fn new(max_connections: usize, max_pending: usize) -> Admission {
+        Admission {
+            max_connections: max_connections.max(1),
+            max_pending: max_pending.max(1),
+            pending: Mutex::new(BTreeMap::new()),
+            authenticated: AtomicUsize::new(0),
+            evicted: RateLimit::new(WARN_EVERY),
+            refused: RateLimit::new(WARN_EVERY),
+            auth_failed: RateLimit::new(WARN_EVERY),
+        }
+    }
+
+    /// Authenticated connections open now.
+    pub(crate) fn authenticated(&self) -> usize {
+        self.authenticated.load(Ordering::SeqCst)
+    }
+
+    /// Connections in the handshake now.
+    pub(crate) fn pending(&self) -> usize {
+        self.lock_pending().len()
+    }
+
+    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Stream>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers a just-accepted connection as pending, closing the oldest
+    /// pending one if the limit is reached. The guard unregisters it.
+    pub(crate) fn enter_pending(self: &Arc<Self>, id: u64, stream: &Stream) -> PendingGuard {
+        let guard = PendingGuard {
+            admission: self.clone(),
+            id,
+        };
+        let Ok(clone) = stream.try_clone() else {
+            // Out of descriptors: it cannot be evicted, but its handshake
+            // still ends at the timeout.
+            return guard;
+        };
+        let mut evicted = 0;
+        {
+            let mut pending = self.lock_pending();
+            while pending.len() >= self.max_pending {
+                let Some((_, oldest)) = pending.pop_first() else {
+                    break;
+                };
+                let _ = oldest.shutdown(Shutdown::Both);
+                evicted += 1;
+            }
+            pending.insert(id, clone);
+        }
+        if evicted > 0 {
+            if let Some(before) = self.evicted.hit(evicted) {
+                tracing::warn!(
+                    max = self.max_pending,
+                    "{} handshakes pending (the limit set by --max-pending-handshakes): \
+                     closed the oldest unauthenticated connection{}",
+                    self.max_pending,
+                    before.suffix("such connections closed"),
+                );
+            }
+        }
+        guard
+    }
+
+    /// Takes a slot for an authenticated connection, or `None` at the limit.
+    fn try_slot(self: &Arc<Self>) -> Option<SlotGuard> {
+        self.authenticated
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < self.max_connections).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| SlotGuard(self.clone()))
+    }
+}
+
+/// Unregisters a pending connection when dropped (at the end of its
+/// handshake, or of its thread).
+pub(crate) struct PendingGuard {
+    admission: Arc<Admission>,
+    id: u64,
+}
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.admission.lock_pending().remove(&self.id);
+    }
+}
+
+/// An authenticated connection's slot (counted toward `max_connections`)
+/// until dropped.
+pub(crate) struct SlotGuard(Arc<Admission>);
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        self.0.authenticated.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs the server side of the handshake on a pending connection and, if
+/// it succeeds and a slot is free, returns the authenticated connection and
+/// its slot. Otherwise logs why (rate-limited at WARN for a wrong key or a
+/// full server) and returns `None`; a client refused for the limit gets a
+/// readable error first.
+pub(crate) fn admit(
+    shared: &Arc<Shared>,
+    stream: Stream,
+    pending: PendingGuard,
+    peer: &str,
+) -> Option<(Connection, SlotGuard)> {
+    let admission = &shared.admission;
+    let mut conn = Connection::new(stream);
+    let r =
+        auth::server_handshake_timeout(&mut conn, &shared.authkey, Some(shared.handshake_timeout));
+    drop(pending);
+    if let Err(e) = r {
+        if e.is_auth_failure() {
+            if let Some(before) = admission.auth_failed.hit(1) {
+                tracing::warn!(%peer, "{e}{}", before.suffix("failed handshakes"));
+            }
+        } else {
+            tracing::debug!(%peer, "handshake did not complete: {e}");
+        }
+        return None;
+    }
+    match admission.try_slot() {
+        Some(slot) => Some((conn, slot)),
+        None => {
+            if let Some(before) = admission.refused.hit(1) {
+                tracing::warn!(
+                    %peer,
+                    max = admission.max_connections,
+                    "connection refused: {} authenticated connections open, the limit set by \
+                     --max-connections{}",
+                    admission.max_connections,
+                    before.suffix("connections refused"),
+                );
+            }
+            refuse(shared, conn);
+            None
+        }
+    }
+}
+
+/// The text a client refused for `--max-connections` sees.
+pub(crate) fn refusal_text(max_connections: usize) -> String {
+    format!(
+        "mpmanager refused the connection: {max_connections} connections are open, \
+         the server's limit (--max-connections, ServerConfig::max_connections); \
+         close some or raise the limit"
+    )
+}
+
+/// Answers the client's first request with the refusal and closes. The
+/// request is read first, so that closing does not reset the connection
+/// under the reply.
+fn refuse(shared: &Shared, mut conn: Connection) {
+    let _ = conn
+        .stream()
+        .set_read_timeout(Some(shared.handshake_timeout));
+    let _ = conn
+        .stream()
+        .set_write_timeout(Some(shared.handshake_timeout));
+    let request = match conn.recv(REFUSED_REQUEST_MAX) {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("refused client sent no request: {e}");
+            return;
+        }
+    };
+    let text = refusal_text(shared.admission.max_connections);
+    let bytes = match shared.serializer {
+        Serializer::XmlRpc => mpmanager_xmlrpc::encode(&Reply::Traceback(text).to_value()).ok(),
+        _ => {
+            // The protocol of the request (CPython 3.14 sends 5), so
+            // that every client can load the reply.
+            let protocol = match request.as_slice() {
+                [0x80, p, ..] if (2..=5).contains(p) => *p,
+                _ => 2,
+            };
+            let err = PyErr::new(
+                ExcType::Other(Arc::new(Global::new("builtins", "ConnectionRefusedError"))),
+                text,
+            );
+            encode_with(
+                &Reply::error(&err).to_value(),
+                &EncodeOptions::protocol(protocol),
+            )
+            .ok()
+        }
+    };
+    if let Some(b) = bytes {
+        if let Err(e) = conn.send(&b) {
+            tracing::debug!("cannot send the refusal: {e}");
+        }
+    }
+    let _ = conn.stream().shutdown(Shutdown::Write);
+}
+
+/// At most one line per period for a kind of warning; the line says how
+/// many were left out since the last one.
+pub(crate) struct RateLimit {
+    every: Duration,
+    state: Mutex<RateState>,
+}
+
+struct RateState {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+/// What a rate-limited line reports about the events left out before it.
+pub(crate) struct Suppressed {
+    count: u64,
+    since: Duration,
+}
+
+impl Suppressed {
+    /// `""`, or `" (and N more <what> in the last S s)"`.
+    pub(crate) fn suffix(&self, what: &str) -> String {
+        if self.count == 0 {
+            String::new()
+        } else {
+            format!(
+                " ({} more {what} in the last {:.0} s, not logged one by one)",
+                self.count,
+                self.since.as_secs_f64()
+            )
+        }
+    }
+}
+
+impl RateLimit {
+    pub(crate) fn new(every: Duration) -> RateLimit {
+        RateLimit {
+            every,
+            state: Mutex::new(RateState {
+                last: None,
+                suppressed: 0,
+            }),
+        }
+    }
+
+    /// Records `n` events. `Some` if a line is due now (with the number of
+    /// earlier events not logged), `None` if this one is left out.
+    pub(crate) fn hit(&self, n: u64) -> Option<Suppressed> {
+        let now = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        match s.last {
+            Some(last) if now.duration_since(last) < self.every => {
+                s.suppressed += n;
+                None
+            }
+            last => {
+                let r = Suppressed {
+                    count: s.suppressed + n.saturating_sub(1),
+                    since: last.map_or(Duration::ZERO, |l| now.duration_since(l)),
+                };
+                s.last = Some(now);
+                s.suppressed = 0;
+                Some(r)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rate_limit_prints_once_per_period_with_the_count() {
+        let r = RateLimit::new(Duration::from_millis(200));
+        assert_eq!(r.hit(1).unwrap().suffix("x"), "");
+        for _ in 0..5 {
+            assert!(r.hit(1).is_none());
+        }
+        std::thread::sleep(Duration::from_millis(250));
+        let s = r.hit(1).unwrap();
+        assert_eq!(s.count, 5);
+        assert!(s.suffix("x").starts_with(" (5 more x in the last"), "{}", s.suffix("x"));
+        assert!(r.hit(1).is_none());
+    }
+}
