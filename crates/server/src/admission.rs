@@ -20,7 +20,7 @@
 //! [`ServerConfig::max_pending_handshakes`]: crate::ServerConfig::max_pending_handshakes
 //! [`ServerConfig::max_connections`]: crate::ServerConfig::max_connections
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::net::Shutdown;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -40,13 +40,16 @@ pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
 /// it and close without a reset); a longer one is not read.
 const REFUSED_REQUEST_MAX: usize = 1 << 20;
 
+/// Evicted connections held open (see [`Unauthenticated::tarpit`]): this
+/// many times the pending-handshake bound.
+pub(crate) const TARPIT_FACTOR: usize = 4;
+
 /// The admission state of a server (a field of [`Shared`]).
 pub(crate) struct Admission {
     max_connections: usize,
     max_pending: usize,
-    /// Pending connections by id (ids grow: the first is the oldest), with
-    /// a clone of the stream to close it when evicted.
-    pending: Mutex<BTreeMap<u64, Stream>>,
+    handshake_timeout: Duration,
+    unauth: Mutex<Unauthenticated>,
     /// Authenticated connections holding a slot.
     authenticated: AtomicUsize,
     evicted: RateLimit,
@@ -54,12 +57,53 @@ pub(crate) struct Admission {
     auth_failed: RateLimit,
 }
 
+/// Connections that have not proven they have the key.
+struct Unauthenticated {
+    /// Pending connections by id (ids grow: the first is the oldest), with
+    /// a clone of the stream to close it, and when it was accepted.
+    pending: BTreeMap<u64, (Stream, Instant)>,
+    /// Evicted pending connections, held open without a thread until their
+    /// handshake deadline (at most [`TARPIT_FACTOR`] × `max_pending` of
+    /// them, oldest first).
+    /// A peer that re-opens each socket it loses would otherwise turn every
+    /// eviction into a new connection, and evictions into a loop fast
+    /// enough to evict clients with the key in the middle of their
+    /// handshake; held open, its sockets cost one descriptor each.
+    tarpit: VecDeque<(Instant, Stream)>,
+    /// A thread is closing the held sockets at their deadlines.
+    janitor: bool,
+}
+
+impl Unauthenticated {
+    /// Closes the held sockets whose deadline has passed, and the oldest
+    /// ones beyond `max`.
+    fn sweep(&mut self, now: Instant, max: usize) {
+        while let Some((deadline, _)) = self.tarpit.front() {
+            if *deadline > now && self.tarpit.len() <= max {
+                break;
+            }
+            if let Some((_, s)) = self.tarpit.pop_front() {
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }
+    }
+}
+
 impl Admission {
-    pub(crate) fn new(max_connections: usize, max_pending: usize) -> Admission {
+    pub(crate) fn new(
+        max_connections: usize,
+        max_pending: usize,
+        handshake_timeout: Duration,
+    ) -> Admission {
         Admission {
             max_connections: max_connections.max(1),
             max_pending: max_pending.max(1),
-            pending: Mutex::new(BTreeMap::new()),
+            handshake_timeout,
+            unauth: Mutex::new(Unauthenticated {
+                pending: BTreeMap::new(),
+                tarpit: VecDeque::new(),
+                janitor: false,
+            }),
             authenticated: AtomicUsize::new(0),
             evicted: RateLimit::new(WARN_EVERY),
             refused: RateLimit::new(WARN_EVERY),
@@ -74,20 +118,23 @@ impl Admission {
 
     /// Connections in the handshake now.
     pub(crate) fn pending(&self) -> usize {
-        self.lock_pending().len()
+        self.lock().pending.len()
     }
 
-    fn lock_pending(&self) -> std::sync::MutexGuard<'_, BTreeMap<u64, Stream>> {
-        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> std::sync::MutexGuard<'_, Unauthenticated> {
+        self.unauth.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers a just-accepted connection as pending, closing the oldest
-    /// pending one if the limit is reached. The guard unregisters it.
+    /// Registers a just-accepted connection as pending. At the limit, the
+    /// oldest pending one is evicted: its thread is woken (its handshake
+    /// fails) and the socket is held open, without a thread, until its
+    /// deadline. The guard unregisters the connection.
     pub(crate) fn enter_pending(self: &Arc<Self>, id: u64, stream: &Stream) -> PendingGuard {
         let guard = PendingGuard {
             admission: self.clone(),
-            id,
+            id: Some(id),
         };
+        let now = Instant::now();
         let Ok(clone) = stream.try_clone() else {
             // Out of descriptors: it cannot be evicted, but its handshake
             // still ends at the timeout.
@@ -95,31 +142,75 @@ impl Admission {
         };
         let mut evicted = 0;
         {
-            let mut pending = self.lock_pending();
-            while pending.len() >= self.max_pending {
-                let Some((_, oldest)) = pending.pop_first() else {
+            let mut u = self.lock();
+            let max_held = self.max_pending * TARPIT_FACTOR;
+            u.sweep(now, max_held);
+            while u.pending.len() >= self.max_pending {
+                let Some((_, (oldest, accepted))) = u.pending.pop_first() else {
                     break;
                 };
-                let _ = oldest.shutdown(Shutdown::Both);
+                // Wakes the handshake thread with end of file, without
+                // telling the peer.
+                let _ = oldest.shutdown(Shutdown::Read);
+                u.tarpit
+                    .push_back((accepted + self.handshake_timeout, oldest));
                 evicted += 1;
             }
-            pending.insert(id, clone);
+            u.sweep(now, max_held);
+            u.pending.insert(id, (clone, now));
+            if !u.tarpit.is_empty() && !u.janitor {
+                let me = self.clone();
+                u.janitor = std::thread::Builder::new()
+                    .name("mpm-tarpit".into())
+                    .stack_size(64 << 10)
+                    .spawn(move || me.janitor())
+                    .is_ok();
+            }
         }
         if evicted > 0 {
             if let Some(before) = self.evicted.hit(evicted) {
                 tracing::warn!(
                     max = self.max_pending,
                     "{} handshakes pending (the limit set by --max-pending-handshakes): \
-                     closed the oldest unauthenticated connection{}",
+                     evicted the oldest unauthenticated connection{}",
                     self.max_pending,
-                    before.suffix("such connections closed"),
+                    before.suffix("such evictions"),
                 );
             }
         }
         guard
     }
 
-    /// Takes a slot for an authenticated connection, or `None` at the limit.
+    /// Closes the held sockets at their deadlines; ends when none is left.
+    fn janitor(self: Arc<Self>) {
+        loop {
+            let next = {
+                let mut u = self.lock();
+                u.sweep(Instant::now(), self.max_pending * TARPIT_FACTOR);
+                match u.tarpit.front() {
+                    Some((deadline, _)) => *deadline,
+                    None => {
+                        u.janitor = false;
+                        return;
+                    }
+                }
+            };
+            std::thread::sleep(
+                next.saturating_duration_since(Instant::now()) + Duration::from_millis(5),
+            );
+        }
+    }
+
+    /// Closes every unauthenticated connection (at shutdown).
+    pub(crate) fn close_unauthenticated(&self) {
+        let mut u = self.lock();
+        for (_, (s, _)) in std::mem::take(&mut u.pending) {
+            let _ = s.shutdown(Shutdown::Both);
+        }
+        u.sweep(Instant::now(), 0);
+    }
+
+/// Takes a slot for an authenticated connection, or `None` at the limit.
     fn try_slot(self: &Arc<Self>) -> Option<SlotGuard> {
         self.authenticated
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -130,16 +221,25 @@ impl Admission {
     }
 }
 
-/// Unregisters a pending connection when dropped (at the end of its
-/// handshake, or of its thread).
+/// Unregisters a pending connection when dropped or
+/// [`done`](PendingGuard::done) (once the peer has proven it has the key,
+/// at the end of its handshake, or of its thread).
 pub(crate) struct PendingGuard {
     admission: Arc<Admission>,
-    id: u64,
+    id: Option<u64>,
+}
+
+impl PendingGuard {
+    fn done(&mut self) {
+        if let Some(id) = self.id.take() {
+            self.admission.lock().pending.remove(&id);
+        }
+    }
 }
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.admission.lock_pending().remove(&self.id);
+        self.done();
     }
 }
 
@@ -161,13 +261,19 @@ impl Drop for SlotGuard {
 pub(crate) fn admit(
     shared: &Arc<Shared>,
     stream: Stream,
-    pending: PendingGuard,
+    mut pending: PendingGuard,
     peer: &str,
 ) -> Option<(Connection, SlotGuard)> {
     let admission = &shared.admission;
     let mut conn = Connection::new(stream);
-    let r =
-        auth::server_handshake_timeout(&mut conn, &shared.authkey, Some(shared.handshake_timeout));
+    // The connection stops being pending (and can no longer be evicted)
+    // as soon as the peer has proven it has the key.
+    let r = auth::server_handshake_verified(
+        &mut conn,
+        &shared.authkey,
+        Some(shared.handshake_timeout),
+        || pending.done(),
+    );
     drop(pending);
     if let Err(e) = r {
         if e.is_auth_failure() {

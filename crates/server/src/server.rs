@@ -250,6 +250,7 @@ impl Server {
             admission: Arc::new(Admission::new(
                 config.max_connections,
                 config.max_pending_handshakes,
+                config.handshake_timeout,
             )),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
@@ -341,6 +342,7 @@ impl Server {
         drop(slot);
         drop(listener);
         shared.shutdown();
+        shared.admission.close_unauthenticated();
         *shared.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
         shared.finished_cv.notify_all();
         tracing::info!("server stopped");
