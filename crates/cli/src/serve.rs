@@ -282,9 +282,32 @@ fn watch_parent_fd(fd: i32, handle: mpmanager_server::ServerHandle) -> Result<()
     Ok(())
 }
 
+/// Raises the soft limit on open descriptors to the hard limit: every
+/// connection, pending handshake and evicted socket held until its deadline
+/// is a descriptor, and the common soft default (1024) is below the default
+/// limits (--max-connections 4096). At the limit, accept fails and clients
+/// wait.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(from = old, to = lim.rlim_max, "raised the open-files limit");
+            }
+        }
+    }
+}
+
 /// `mpmanager serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logging(&args)?;
+    raise_fd_limit();
     let address: Address = args
         .address
         .parse()

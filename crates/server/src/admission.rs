@@ -9,7 +9,13 @@
 //!   long before it becomes the oldest; a peer without the key that keeps
 //!   sockets open (re-opening each one it loses) only evicts its own
 //!   sockets. Refusing the newcomer instead would hand the pending slots to
-//!   whoever holds them first, i.e. to the flooder.
+//!   whoever holds them first, i.e. to the flooder. The evicted socket is
+//!   not closed but held, without a thread, until its handshake deadline
+//!   (up to [`TARPIT_FACTOR`] × the bound): a peer that re-opens every
+//!   socket it loses would otherwise turn each eviction into a new
+//!   connection and evictions into a loop fast enough to evict clients in
+//!   the middle of their handshake. A connection stops being pending as
+//!   soon as the peer has answered our challenge (it has the key).
 //! * Only authenticated connections count toward
 //!   [`ServerConfig::max_connections`]. A client that authenticates while
 //!   that limit is reached has its first request answered with
