@@ -198,3 +198,21 @@ fn pickle_subcommands_still_work() {
     assert!(out.status.success());
     assert_eq!(&out.stdout[..2], b"\x80\x02");
 }
+
+#[test]
+fn busy_port_error_says_each_thing_once() {
+    let srv = ServeProc::start("127.0.0.1:0", Key::Env("k"), &[]);
+    let out = Command::new(BIN)
+        .args(["serve", "--address", &srv.address.to_string()])
+        .env("MPMANAGER_AUTHKEY", "k")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("mpmanager: cannot listen on"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(line.matches("cannot listen").count(), 1, "{line}");
+    assert_eq!(line.matches("in use").count(), 1, "{line}");
+}

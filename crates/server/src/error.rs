@@ -25,8 +25,8 @@ use mpmanager_connection::ConnectionError;
 pub enum ServerError {
     /// The listening socket could not be created (address in use, no
     /// permission, a live server already on that unix path, …).
-    #[error("{0}")]
-    Listen(#[source] ConnectionError),
+    #[error(transparent)]
+    Listen(ConnectionError),
 
     /// An empty authkey was given for a TCP address that is not loopback:
     /// anyone on the network could use the server. Use a key, or listen on
