@@ -249,10 +249,7 @@ fn watch_parent_fd(fd: i32, handle: mpmanager_server::ServerHandle) -> Result<()
     // SAFETY: F_GETFD only queries the descriptor's flags; it tells whether
     // `fd` is open before we take ownership of it.
     if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
-        bail!(
-            "--parent-fd {fd}: {}",
-            std::io::Error::last_os_error()
-        );
+        bail!("--parent-fd {fd}: {}", std::io::Error::last_os_error());
     }
     // SAFETY: the descriptor is open (checked above) and given to this
     // process for this purpose only; nothing else in it uses or closes it.

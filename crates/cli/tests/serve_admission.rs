@@ -62,7 +62,11 @@ impl Flooder {
                     .collect();
                 // SAFETY: `fds` is a valid array of pollfd of that length.
                 unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, 50) };
-                let ready: Vec<i32> = fds.iter().filter(|f| f.revents != 0).map(|f| f.fd).collect();
+                let ready: Vec<i32> = fds
+                    .iter()
+                    .filter(|f| f.revents != 0)
+                    .map(|f| f.fd)
+                    .collect();
                 for s in socks.iter_mut() {
                     let Some(t) = s else { continue };
                     if !ready.contains(&t.as_raw_fd()) {
@@ -274,8 +278,9 @@ print(last)
         let out = py.run_ok(code, &[&srv.py_address(), KEY], b"");
         let out = String::from_utf8_lossy(&out);
         assert!(
-            out.starts_with("ConnectionRefusedError: mpmanager refused the connection: 2 connections are open")
-                && out.contains("--max-connections"),
+            out.starts_with(
+                "ConnectionRefusedError: mpmanager refused the connection: 2 connections are open"
+            ) && out.contains("--max-connections"),
             "python {}: {out}",
             py.label()
         );

@@ -72,7 +72,11 @@ fn empty_key_is_refused_unless_allowed_explicitly() {
     std::fs::write(&empty_file, b"").unwrap();
     // MPMANAGER_AUTHKEY="$UNSET_VAR", and an empty key file, on loopback.
     for (env, file, source) in [
-        (Some(""), None, "MPMANAGER_AUTHKEY is set to the empty string"),
+        (
+            Some(""),
+            None,
+            "MPMANAGER_AUTHKEY is set to the empty string",
+        ),
         (None, Some(&empty_file), "is empty"),
     ] {
         let mut cmd = Command::new(BIN);

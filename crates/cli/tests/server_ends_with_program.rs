@@ -132,7 +132,7 @@ fn servers_on(port: u16) -> Vec<i32> {
             continue;
         };
         let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
-        if args.iter().any(|a| *a == b"serve") && args.iter().any(|a| *a == needle.as_bytes()) {
+        if args.contains(&&b"serve"[..]) && args.contains(&needle.as_bytes()) {
             pids.push(pid);
         }
     }

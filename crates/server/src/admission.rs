@@ -216,7 +216,7 @@ impl Admission {
         u.sweep(Instant::now(), 0);
     }
 
-/// Takes a slot for an authenticated connection, or `None` at the limit.
+    /// Takes a slot for an authenticated connection, or `None` at the limit.
     fn try_slot(self: &Arc<Self>) -> Option<SlotGuard> {
         self.authenticated
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
@@ -446,7 +446,11 @@ mod tests {
         std::thread::sleep(Duration::from_millis(250));
         let s = r.hit(1).unwrap();
         assert_eq!(s.count, 5);
-        assert!(s.suffix("x").starts_with(" (5 more x in the last"), "{}", s.suffix("x"));
+        assert!(
+            s.suffix("x").starts_with(" (5 more x in the last"),
+            "{}",
+            s.suffix("x")
+        );
         assert!(r.hit(1).is_none());
     }
 }

@@ -113,7 +113,8 @@ mod server;
 
 pub use config::{
     ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_THREAD_STACK,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_THREAD_STACK,
 };
 pub use error::ServerError;
 pub use server::{BackgroundServer, Server, ServerHandle};
