@@ -230,9 +230,12 @@ fn keyholders_get_in_while_a_keyless_peer_overflows_the_pending_handshakes() {
         eprintln!("skipped: no CPython");
         return;
     };
-    // The peer holds twice the pending-handshake bound: the server keeps
-    // closing the oldest pending sockets and the peer keeps re-opening
-    // them, a constant churn the key-holder's handshakes go through.
+    // The peer holds twice the pending-handshake bound: the server evicts
+    // the oldest pending sockets (holding them open until their deadline)
+    // and the peer re-opens each one it loses. FLOOD_SOCKETS=N changes the
+    // number of sockets (beyond 5x the bound the peer's re-opens churn
+    // through the pending handshakes and some key-holder handshakes are
+    // evicted: see the README).
     let r = flood(
         &py,
         &["--max-connections", "8", "--max-pending-handshakes", "32"],

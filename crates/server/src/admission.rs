@@ -11,7 +11,8 @@
 //!   sockets. Refusing the newcomer instead would hand the pending slots to
 //!   whoever holds them first, i.e. to the flooder. The evicted socket is
 //!   not closed but held, without a thread, until its handshake deadline
-//!   (up to [`TARPIT_FACTOR`] × the bound): a peer that re-opens every
+//!   (up to [`held_max`] of them: a quarter of the open-files limit, at
+//!   most 16384): a peer that re-opens every
 //!   socket it loses would otherwise turn each eviction into a new
 //!   connection and evictions into a loop fast enough to evict clients in
 //!   the middle of their handshake. A connection stops being pending as
@@ -46,14 +47,33 @@ pub(crate) const WARN_EVERY: Duration = Duration::from_secs(10);
 /// it and close without a reset); a longer one is not read.
 const REFUSED_REQUEST_MAX: usize = 1 << 20;
 
-/// Evicted connections held open (see [`Unauthenticated::tarpit`]): this
-/// many times the pending-handshake bound.
-pub(crate) const TARPIT_FACTOR: usize = 4;
+/// The most evicted connections held open (see
+/// [`Unauthenticated::tarpit`]): a quarter of the soft open-files limit,
+/// at most 16384, at least `max_pending`. Each costs one descriptor,
+/// as it costs the peer one; a peer holding more sockets than the pending
+/// bound plus this makes the server close held ones early, which it
+/// re-opens, and its re-opens then evict pending handshakes as fast as
+/// the server accepts them.
+pub(crate) fn held_max(max_pending: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes the struct we pass.
+    let nofile = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    (nofile / 4).min(16384).max(max_pending)
+}
 
 /// The admission state of a server (a field of [`Shared`]).
 pub(crate) struct Admission {
     max_connections: usize,
     max_pending: usize,
+    /// See [`held_max`].
+    max_held: usize,
     handshake_timeout: Duration,
     unauth: Mutex<Unauthenticated>,
     /// Authenticated connections holding a slot.
@@ -69,8 +89,8 @@ struct Unauthenticated {
     /// a clone of the stream to close it, and when it was accepted.
     pending: BTreeMap<u64, (Stream, Instant)>,
     /// Evicted pending connections, held open without a thread until their
-    /// handshake deadline (at most [`TARPIT_FACTOR`] × `max_pending` of
-    /// them, oldest first).
+    /// handshake deadline (at most `Admission::max_held` of them, oldest
+    /// first).
     /// A peer that re-opens each socket it loses would otherwise turn every
     /// eviction into a new connection, and evictions into a loop fast
     /// enough to evict clients with the key in the middle of their
@@ -104,6 +124,7 @@ impl Admission {
         Admission {
             max_connections: max_connections.max(1),
             max_pending: max_pending.max(1),
+            max_held: held_max(max_pending.max(1)),
             handshake_timeout,
             unauth: Mutex::new(Unauthenticated {
                 pending: BTreeMap::new(),
@@ -149,7 +170,7 @@ impl Admission {
         let mut evicted = 0;
         {
             let mut u = self.lock();
-            let max_held = self.max_pending * TARPIT_FACTOR;
+            let max_held = self.max_held;
             u.sweep(now, max_held);
             while u.pending.len() >= self.max_pending {
                 let Some((_, (oldest, accepted))) = u.pending.pop_first() else {
@@ -192,7 +213,7 @@ impl Admission {
         loop {
             let next = {
                 let mut u = self.lock();
-                u.sweep(Instant::now(), self.max_pending * TARPIT_FACTOR);
+                u.sweep(Instant::now(), self.max_held);
                 match u.tarpit.front() {
                     Some((deadline, _)) => *deadline,
                     None => {

@@ -75,11 +75,12 @@ pub struct ServerConfig {
     /// being pending as soon as the peer has proven it has the key. When a
     /// new connection arrives at the limit, the *oldest* pending one is
     /// evicted: its handshake ends, and its socket is held open without a
-    /// thread until its deadline (up to 4 × this many such sockets, then
-    /// the oldest is closed). A client with the key answers within a round
-    /// trip and is done long before it becomes the oldest, so a peer
-    /// without the key that holds sockets open (re-opening each it loses)
-    /// cannot keep it out as long as it holds fewer than 5 × this many.
+    /// thread until its deadline (up to a quarter of the open-files limit,
+    /// at most 16384 such sockets, then the oldest is closed). A client
+    /// with the key answers within a round trip and is done long before it
+    /// becomes the oldest, so a peer without the key that holds sockets
+    /// open (re-opening each it loses) cannot keep it out as long as it
+    /// holds fewer than this many plus the held ones.
     pub max_pending_handshakes: usize,
     /// The largest request frame accepted, in bytes (default 256 MiB). A
     /// larger frame closes that connection; nothing is allocated for it.
