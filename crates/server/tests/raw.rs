@@ -636,6 +636,25 @@ fn only_authenticated_connections_count_toward_max_connections() {
 }
 
 #[test]
+fn xmlrpc_client_refused_for_max_connections_gets_a_traceback_naming_the_limit() {
+    let mut cfg = config("127.0.0.1:0");
+    cfg.max_connections = 1;
+    cfg.serializer = mpmanager_server::Serializer::XmlRpc;
+    let s = spawn(cfg);
+    // An authenticated connection that has not sent its first request
+    // holds the one slot.
+    let _held = client(s.address());
+    let mut c = client(s.address());
+    let req = Request::public(PublicOp::Dummy, vec![]).to_value();
+    c.send(&mpmanager_xmlrpc::encode(&req).unwrap()).unwrap();
+    let reply =
+        Reply::from_value(&mpmanager_xmlrpc::decode(&c.recv(1 << 20).unwrap()).unwrap()).unwrap();
+    let tb = traceback(reply);
+    assert!(tb.contains("--max-connections"), "{tb}");
+    assert_closed(&mut c);
+}
+
+#[test]
 fn oldest_pending_handshake_is_evicted_at_the_limit_and_held_until_its_deadline() {
     let mut cfg = config("127.0.0.1:0");
     cfg.max_pending_handshakes = 3;
