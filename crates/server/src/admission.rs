@@ -333,8 +333,13 @@ pub(crate) fn admit(
 
 /// The text a client refused for `--max-connections` sees.
 pub(crate) fn refusal_text(max_connections: usize) -> String {
+    let are = if max_connections == 1 {
+        "connection is"
+    } else {
+        "connections are"
+    };
     format!(
-        "mpmanager refused the connection: {max_connections} connections are open, \
+        "mpmanager refused the connection: {max_connections} {are} open, \
          the server's limit (--max-connections, ServerConfig::max_connections); \
          close some or raise the limit"
     )
