@@ -34,7 +34,14 @@ From Python:
 The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
 UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
 taken from the command line nor logged. With neither, a random key is
-generated and printed once on stderr.
+generated and printed once on stderr. An empty key (MPMANAGER_AUTHKEY
+set from an unset variable, an empty key file) is an error unless
+--allow-empty-authkey is given.
+
+Only authenticated connections count toward --max-connections; a client
+over it gets ConnectionRefusedError naming the limit. Connections still
+authenticating are bounded apart (--max-pending-handshakes, with
+--handshake-timeout), so a peer without the key cannot keep clients out.
 
 Proxies that come back inside other objects (nested proxies) are rebuilt
 by the client with its process key: set
@@ -81,8 +88,9 @@ pub struct ServeArgs {
     max_connections: usize,
 
     /// Most connections in the authentication handshake at once; at the
-    /// limit a new connection closes the oldest pending one (so a peer
-    /// without the key holding sockets open cannot keep clients out).
+    /// limit a new connection evicts the oldest pending one (whose socket
+    /// is held open, without a thread, until its deadline), so a peer
+    /// without the key holding sockets open cannot keep clients out.
     #[arg(long, value_name = "N", default_value_t = mpmanager_server::DEFAULT_MAX_PENDING_HANDSHAKES)]
     max_pending_handshakes: usize,
 

@@ -40,7 +40,7 @@ pub enum ServerError {
         address: String,
     },
 
-    /// The authkey is empty and [`ServerConfig::allow_empty_authkey`] is not
+    /// The authkey is empty and [`ServerConfig::allow_empty_authkey`](crate::ServerConfig::allow_empty_authkey) is not
     /// set. An empty key usually comes from a variable that was never set
     /// (`MPMANAGER_AUTHKEY="$UNSET_VAR"`) or an empty key file.
     #[error(
