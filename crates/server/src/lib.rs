@@ -29,7 +29,11 @@
 //!   method-call path (see `mpmanager_objects::Registry`).
 //! * Every connection performs the mutual HMAC handshake (§2), delivering
 //!   the modern `{sha256}` challenge first, under a deadline
-//!   ([`ServerConfig::handshake_timeout`]).
+//!   ([`ServerConfig::handshake_timeout`]). Connections in the handshake
+//!   are bounded by [`ServerConfig::max_pending_handshakes`] (at the bound
+//!   the oldest is evicted), apart from the authenticated ones, which
+//!   alone count toward [`ServerConfig::max_connections`]; a client with
+//!   the key over that limit gets `ConnectionRefusedError` naming it.
 //! * The first request is a one-shot operation (`create`, `incref`,
 //!   `decref`, `get_methods`, `debug_info`, `number_of_objects`, `dummy`,
 //!   `shutdown`), answered with `#RETURN` or `#TRACEBACK`, or
