@@ -159,6 +159,7 @@ struct FloodResult {
 
 fn flood(py: &Python, extra: &[&str], sockets: usize, rounds: u32) -> FloodResult {
     let srv = ServeProc::start("127.0.0.1:0", Key::Env(KEY), extra);
+    let idle = (proc_status(srv.pid(), "Threads:"), fds(srv.pid()));
     let flooder = Flooder::start(&srv.address, sockets);
     // Let the flood fill the pending handshakes first.
     std::thread::sleep(Duration::from_millis(300));
@@ -169,6 +170,21 @@ fn flood(py: &Python, extra: &[&str], sockets: usize, rounds: u32) -> FloodResul
     );
     let reopened = flooder.reopened.load(Ordering::Relaxed);
     drop(flooder);
+    // Once the peer is gone, the server is back to its idle threads and
+    // descriptors (held sockets are closed at their 1 s deadline).
+    let start = Instant::now();
+    let mut now = idle;
+    while start.elapsed() < Duration::from_secs(10) {
+        now = (proc_status(srv.pid(), "Threads:"), fds(srv.pid()));
+        if now.0 <= idle.0 && now.1 <= idle.1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        now.0 <= idle.0 && now.1 <= idle.1,
+        "threads and descriptors (idle {idle:?}) still at {now:?} 10 s after the flood"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         out.status.success(),
@@ -201,6 +217,11 @@ fn flood(py: &Python, extra: &[&str], sockets: usize, rounds: u32) -> FloodResul
         reopened,
         report,
     }
+}
+
+/// Open descriptors of process `pid`.
+fn fds(pid: i32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
 }
 
 fn assert_99(r: &FloodResult) {
