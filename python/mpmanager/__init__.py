@@ -403,17 +403,32 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False,
     for typeid, kind, _fill, _obj in objects:
         cmd += ["--object", "%s=%s" % (typeid, kind)]
     if not foreground:
-        cmd += ["--ignore-sigint", "--parent-pid", str(os.getpid())]
+        cmd += ["--ignore-sigint"]
+    if not bytes(authkey):
+        # An empty key given explicitly (authkey=b''), as CPython allows.
+        cmd += ["--allow-empty-authkey"]
+    # The server stops when this process is gone, however it dies: it
+    # watches the read end of a pipe whose write end only this process
+    # (and children it forks) holds, and checks that its parent is still
+    # this process (for forked children that outlive it).
+    cmd += ["--parent-pid", str(os.getpid())]
+    alive_r, alive_w = os.pipe()
+    cmd += ["--parent-fd", str(alive_r)]
     r, w = os.pipe()
     try:
         cmd += ["--authkey-file", "/dev/fd/%d" % r]
         try:
             popen = subprocess.Popen(
                 cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                pass_fds=(r,), close_fds=True,
+                pass_fds=(r, alive_r), close_fds=True,
                 start_new_session=not foreground)
         except OSError as e:
+            os.close(alive_w)
             raise ServerStartError("cannot run %s: %s" % (binary, e)) from e
+        finally:
+            os.close(alive_r)
+        # Closed with the Popen object (or when the program exits).
+        popen._mpmanager_alive = os.fdopen(alive_w, "wb", buffering=0)
         os.close(r)
         r = -1
         view = memoryview(bytes(authkey))

@@ -75,6 +75,19 @@ class ManagerTest(unittest.TestCase):
         finally:
             m.shutdown()
 
+    def test_explicit_empty_authkey_works_as_with_cpython(self):
+        # authkey=b'' is explicit in the program: the package asks the
+        # binary for it (--allow-empty-authkey), as CPython's server
+        # accepts it.
+        m = mpmanager.SyncManager(address=("127.0.0.1", 0), authkey=b"")
+        m.start()
+        try:
+            other = managers.SyncManager(address=m.address, authkey=b"")
+            other.connect()
+            self.assertEqual(other.list([1, 2])[:], [1, 2])
+        finally:
+            m.shutdown()
+
     def test_state_errors_match_cpython(self):
         m = mpmanager.SyncManager()
         m.start()

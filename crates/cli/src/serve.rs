@@ -34,7 +34,14 @@ From Python:
 The authkey comes from the environment variable MPMANAGER_AUTHKEY (its
 UTF-8 bytes) or from --authkey-file (the file's exact bytes); it is never
 taken from the command line nor logged. With neither, a random key is
-generated and printed once on stderr.
+generated and printed once on stderr. An empty key (MPMANAGER_AUTHKEY
+set from an unset variable, an empty key file) is an error unless
+--allow-empty-authkey is given.
+
+Only authenticated connections count toward --max-connections; a client
+over it gets ConnectionRefusedError naming the limit. Connections still
+authenticating are bounded apart (--max-pending-handshakes, with
+--handshake-timeout), so a peer without the key cannot keep clients out.
 
 Proxies that come back inside other objects (nested proxies) are rebuilt
 by the client with its process key: set
@@ -74,9 +81,25 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 5.0, value_name = "SECS")]
     handshake_timeout: f64,
 
-    /// Most connections open at once.
+    /// Most authenticated connections open at once. Connections still in
+    /// the handshake do not count; a client over the limit gets
+    /// ConnectionRefusedError naming it.
     #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_CONNECTIONS)]
     max_connections: usize,
+
+    /// Most connections in the authentication handshake at once; at the
+    /// limit a new connection evicts the oldest pending one (whose socket
+    /// is held open, without a thread, until its deadline), so a peer
+    /// without the key holding sockets open cannot keep clients out.
+    #[arg(long, value_name = "N", default_value_t = mpmanager_server::DEFAULT_MAX_PENDING_HANDSHAKES)]
+    max_pending_handshakes: usize,
+
+    /// Serve with an empty authkey (MPMANAGER_AUTHKEY set to "" or an empty
+    /// --authkey-file), which lets anyone who can connect use the server.
+    /// Without this flag an empty key is an error. Never allowed on a
+    /// non-loopback TCP address.
+    #[arg(long)]
+    allow_empty_authkey: bool,
 
     /// Largest request accepted, in bytes.
     #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME)]
@@ -139,6 +162,14 @@ pub struct ServeArgs {
     /// behind.
     #[arg(long, value_name = "PID")]
     parent_pid: Option<u32>,
+
+    /// Stop (as on SIGTERM) as soon as descriptor FD, the read end of a
+    /// pipe, reaches end of file: when every copy of the write end is
+    /// closed, which the kernel does when the program holding it exits,
+    /// however it dies. The Python package keeps the write end open for
+    /// its lifetime.
+    #[arg(long, value_name = "FD")]
+    parent_fd: Option<i32>,
 }
 
 fn parse_serializer(s: &str) -> Result<Serializer, String> {
@@ -164,18 +195,31 @@ fn init_logging(args: &ServeArgs) -> Result<()> {
     r.map_err(|e| anyhow::anyhow!("cannot set up logging: {e}"))
 }
 
-/// The authkey and where it came from; generated keys are printed.
+/// The authkey and where it came from; generated keys are printed. An
+/// empty key is refused without --allow-empty-authkey.
 fn authkey(args: &ServeArgs) -> Result<Vec<u8>> {
+    let empty = |source: String| {
+        anyhow::anyhow!(
+            "the authkey is empty ({source}): anyone who can connect could use the server; \
+             set a key, or pass --allow-empty-authkey to serve without one"
+        )
+    };
     if let Some(p) = &args.authkey_file {
         let key = std::fs::read(p)
             .with_context(|| format!("cannot read the authkey file {}", p.display()))?;
         if std::env::var_os(AUTHKEY_ENV).is_some() {
             tracing::info!("using --authkey-file; {AUTHKEY_ENV} is ignored");
         }
+        if key.is_empty() && !args.allow_empty_authkey {
+            return Err(empty(format!("the file {} is empty", p.display())));
+        }
         return Ok(key);
     }
     match std::env::var_os(AUTHKEY_ENV) {
         Some(v) => match v.into_string() {
+            Ok(s) if s.is_empty() && !args.allow_empty_authkey => {
+                Err(empty(format!("{AUTHKEY_ENV} is set to the empty string")))
+            }
             Ok(s) => Ok(s.into_bytes()),
             Err(_) => bail!("{AUTHKEY_ENV} is not valid UTF-8; use --authkey-file for raw bytes"),
         },
@@ -213,9 +257,70 @@ fn watch_parent(parent: u32, handle: mpmanager_server::ServerHandle) -> Result<(
     Ok(())
 }
 
+/// Stops the server through `handle` once descriptor `fd` (the read end of
+/// a pipe whose write end the parent holds) reaches end of file.
+fn watch_parent_fd(fd: i32, handle: mpmanager_server::ServerHandle) -> Result<()> {
+    use std::io::Read;
+    use std::os::fd::FromRawFd;
+    // SAFETY: F_GETFD only queries the descriptor's flags; it tells whether
+    // `fd` is open before we take ownership of it.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        bail!("--parent-fd {fd}: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: the descriptor is open (checked above) and given to this
+    // process for this purpose only; nothing else in it uses or closes it.
+    let mut pipe = unsafe { std::fs::File::from_raw_fd(fd) };
+    // Keep it out of anything this process might execute.
+    // SAFETY: F_SETFD on a descriptor we own.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+    std::thread::Builder::new()
+        .name("mpmanager-parent-fd".into())
+        .spawn(move || {
+            let mut buf = [0u8; 64];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(_) => continue,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        tracing::warn!(fd, "cannot watch --parent-fd: {e}");
+                        return;
+                    }
+                }
+            }
+            tracing::info!(fd, "parent process gone (its pipe closed); stopping");
+            handle.shutdown();
+        })
+        .context("cannot start the parent pipe watchdog thread")?;
+    Ok(())
+}
+
+/// Raises the soft limit on open descriptors to the hard limit: every
+/// connection, pending handshake and evicted socket held until its deadline
+/// is a descriptor, and the common soft default (1024) is below the default
+/// limits (--max-connections 4096). At the limit, accept fails and clients
+/// wait.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            let old = lim.rlim_cur;
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) == 0 {
+                tracing::debug!(from = old, to = lim.rlim_max, "raised the open-files limit");
+            }
+        }
+    }
+}
+
 /// `mpmanager serve`.
 pub fn run(args: ServeArgs) -> Result<()> {
     init_logging(&args)?;
+    raise_fd_limit();
     let address: Address = args
         .address
         .parse()
@@ -231,6 +336,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut config = ServerConfig::new(address, key);
     config.handshake_timeout = Duration::from_secs_f64(args.handshake_timeout);
     config.max_connections = args.max_connections;
+    config.max_pending_handshakes = args.max_pending_handshakes;
+    // Also checked in `authkey()`, with the key's source in the message.
+    config.allow_empty_authkey = args.allow_empty_authkey;
     config.max_frame = args.max_frame;
     config.serializer = args.serializer;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
@@ -257,6 +365,9 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let handle = server.handle();
     if let Some(parent) = args.parent_pid {
         watch_parent(parent, handle.clone())?;
+    }
+    if let Some(fd) = args.parent_fd {
+        watch_parent_fd(fd, handle.clone())?;
     }
     let sig_handle = signals.handle();
     std::thread::Builder::new()

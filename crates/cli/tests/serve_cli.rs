@@ -66,17 +66,49 @@ fn authkey_file_is_used_byte_for_byte() {
 }
 
 #[test]
-fn empty_key_refused_on_a_network_address() {
+fn empty_key_is_refused_unless_allowed_explicitly() {
+    let dir = TempDir::new("empty-key");
+    let empty_file = dir.path("key");
+    std::fs::write(&empty_file, b"").unwrap();
+    // MPMANAGER_AUTHKEY="$UNSET_VAR", and an empty key file, on loopback.
+    for (env, file, source) in [
+        (
+            Some(""),
+            None,
+            "MPMANAGER_AUTHKEY is set to the empty string",
+        ),
+        (None, Some(&empty_file), "is empty"),
+    ] {
+        let mut cmd = Command::new(BIN);
+        cmd.args(["serve", "--address", "127.0.0.1:0"])
+            .env_remove("MPMANAGER_AUTHKEY");
+        if let Some(v) = env {
+            cmd.env("MPMANAGER_AUTHKEY", v);
+        }
+        if let Some(f) = file {
+            cmd.arg("--authkey-file").arg(f);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("the authkey is empty")
+                && err.contains(source)
+                && err.contains("--allow-empty-authkey"),
+            "{err}"
+        );
+    }
+    // On a network address even the flag does not allow it.
     let out = Command::new(BIN)
-        .args(["serve", "--address", "0.0.0.0:0"])
+        .args(["serve", "--address", "0.0.0.0:0", "--allow-empty-authkey"])
         .env("MPMANAGER_AUTHKEY", "")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("refusing an empty authkey"), "{err}");
-    // On loopback an empty key is accepted.
-    let srv = ServeProc::start("127.0.0.1:0", Key::Env(""), &[]);
+    // On loopback, asked for explicitly, an empty key is accepted.
+    let srv = ServeProc::start("127.0.0.1:0", Key::Env(""), &["--allow-empty-authkey"]);
     assert_eq!(
         one_shot(&srv.address, b"", PublicOp::Dummy, vec![]),
         Reply::none()
@@ -169,4 +201,22 @@ fn pickle_subcommands_still_work() {
         .unwrap();
     assert!(out.status.success());
     assert_eq!(&out.stdout[..2], b"\x80\x02");
+}
+
+#[test]
+fn busy_port_error_says_each_thing_once() {
+    let srv = ServeProc::start("127.0.0.1:0", Key::Env("k"), &[]);
+    let out = Command::new(BIN)
+        .args(["serve", "--address", &srv.address.to_string()])
+        .env("MPMANAGER_AUTHKEY", "k")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("mpmanager: cannot listen on"))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert_eq!(line.matches("cannot listen").count(), 1, "{line}");
+    assert_eq!(line.matches("in use").count(), 1, "{line}");
 }

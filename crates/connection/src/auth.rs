@@ -242,7 +242,7 @@ fn with_deadline(
     });
     deadline.restore(conn);
     if let Err(e) = &r {
-        tracing::debug!("authentication handshake failed: {e}");
+        tracing::debug!("authentication handshake ended: {e}");
         conn.poison();
     }
     r
@@ -326,9 +326,23 @@ pub fn server_handshake_timeout(
     key: &[u8],
     timeout: Option<Duration>,
 ) -> Result<()> {
+    server_handshake_verified(conn, key, timeout, || {})
+}
+
+/// [`server_handshake_timeout`], calling `verified` as soon as the peer
+/// has answered our challenge correctly (it has the key), before the
+/// second half (we answer the peer's challenge). A server uses it to stop
+/// counting the connection as unauthenticated one round trip earlier.
+pub fn server_handshake_verified(
+    conn: &mut Connection,
+    key: &[u8],
+    timeout: Option<Duration>,
+    verified: impl FnOnce(),
+) -> Result<()> {
     let nonce = random_nonce()?;
     with_deadline(conn, timeout, |c| {
         deliver(c, key, &nonce)?;
+        verified();
         answer(c, key)
     })
 }

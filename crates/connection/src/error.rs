@@ -75,7 +75,7 @@ pub enum ConnectionError {
 
     /// Binding a listener to `address` failed (including "a live socket
     /// already listens on this unix path").
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address}")]
     Bind {
         /// The address as displayed by [`Address`](crate::Address).
         address: String,

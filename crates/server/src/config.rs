@@ -20,6 +20,8 @@ use crate::ServerError;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// Default [`ServerConfig::max_connections`]: 4096.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
+/// Default [`ServerConfig::max_pending_handshakes`]: 256.
+pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
 /// Default [`ServerConfig::max_frame`]: 256 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
 /// Default [`ServerConfig::thread_stack_size`]: 256 KiB.
@@ -48,15 +50,38 @@ pub struct ServerConfig {
     /// socket path or a Linux abstract socket.
     pub address: Address,
     /// The shared secret of the HMAC handshake every connection performs
-    /// (CPython's `authkey`). An empty key is refused on a TCP address that
-    /// is not loopback.
+    /// (CPython's `authkey`). An empty key is refused unless
+    /// [`allow_empty_authkey`](Self::allow_empty_authkey) is set, and always
+    /// on a TCP address that is not loopback.
     pub authkey: Vec<u8>,
+    /// Accept an empty [`authkey`](Self::authkey) (default false: an empty
+    /// key, such as `MPMANAGER_AUTHKEY="$UNSET_VAR"`, is an error, since
+    /// anyone who can connect could use the server). Even when set, an
+    /// empty key is refused on a non-loopback TCP address.
+    pub allow_empty_authkey: bool,
     /// The longest a new connection may take to complete the mutual
     /// authentication handshake before it is dropped (default 5 s).
     pub handshake_timeout: Duration,
-    /// The most connections open at once, authenticated or not (default
-    /// 4096). Connections beyond it are closed at once.
+    /// The most authenticated connections open at once (default 4096).
+    /// Connections still in the handshake do not count (see
+    /// [`max_pending_handshakes`](Self::max_pending_handshakes)). A client
+    /// that authenticates while the limit is reached has its first request
+    /// answered with `ConnectionRefusedError` naming the limit, and is
+    /// closed.
     pub max_connections: usize,
+    /// The most connections in the authentication handshake at once
+    /// (default 256), each for at most
+    /// [`handshake_timeout`](Self::handshake_timeout); a connection stops
+    /// being pending as soon as the peer has proven it has the key. When a
+    /// new connection arrives at the limit, the *oldest* pending one is
+    /// evicted: its handshake ends, and its socket is held open without a
+    /// thread until its deadline (up to a quarter of the open-files limit,
+    /// at most 16384 such sockets, then the oldest is closed). A client
+    /// with the key answers within a round trip and is done long before it
+    /// becomes the oldest, so a peer without the key that holds sockets
+    /// open (re-opening each it loses) cannot keep it out as long as it
+    /// holds fewer than this many plus the held ones.
+    pub max_pending_handshakes: usize,
     /// The largest request frame accepted, in bytes (default 256 MiB). A
     /// larger frame closes that connection; nothing is allocated for it.
     pub max_frame: usize,
@@ -107,8 +132,10 @@ impl ServerConfig {
         ServerConfig {
             address,
             authkey,
+            allow_empty_authkey: false,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_frame: DEFAULT_MAX_FRAME,
             thread_stack_size: DEFAULT_THREAD_STACK,
             objects: Vec::new(),
@@ -128,8 +155,10 @@ impl fmt::Debug for ServerConfig {
                 "authkey",
                 &format_args!("<{} bytes, hidden>", self.authkey.len()),
             )
+            .field("allow_empty_authkey", &self.allow_empty_authkey)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("max_connections", &self.max_connections)
+            .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_frame", &self.max_frame)
             .field("thread_stack_size", &self.thread_stack_size)
             .field("objects", &self.objects)

@@ -13,6 +13,9 @@ use mpmanager_connection::ConnectionError;
 /// let config = ServerConfig::new("0.0.0.0:0".parse().unwrap(), Vec::new());
 /// let err = Server::bind(config).unwrap_err();
 /// assert!(matches!(err, ServerError::EmptyAuthkey { .. }));
+/// let config = ServerConfig::new("127.0.0.1:0".parse().unwrap(), Vec::new());
+/// let err = Server::bind(config).unwrap_err();
+/// assert!(matches!(err, ServerError::EmptyAuthkeyNotAllowed));
 ///
 /// let err = "q=Queue:many".parse::<SharedObject>().unwrap_err();
 /// assert!(matches!(err, ServerError::InvalidObject { .. }));
@@ -22,8 +25,8 @@ use mpmanager_connection::ConnectionError;
 pub enum ServerError {
     /// The listening socket could not be created (address in use, no
     /// permission, a live server already on that unix path, …).
-    #[error("{0}")]
-    Listen(#[source] ConnectionError),
+    #[error(transparent)]
+    Listen(ConnectionError),
 
     /// An empty authkey was given for a TCP address that is not loopback:
     /// anyone on the network could use the server. Use a key, or listen on
@@ -36,6 +39,15 @@ pub enum ServerError {
         /// The address, as given.
         address: String,
     },
+
+    /// The authkey is empty and [`ServerConfig::allow_empty_authkey`](crate::ServerConfig::allow_empty_authkey) is not
+    /// set. An empty key usually comes from a variable that was never set
+    /// (`MPMANAGER_AUTHKEY="$UNSET_VAR"`) or an empty key file.
+    #[error(
+        "refusing an empty authkey: anyone who can connect could use the server \
+         (allow it explicitly with ServerConfig::allow_empty_authkey)"
+    )]
+    EmptyAuthkeyNotAllowed,
 
     /// A named shared object (`NAME=TYPE`) is malformed, names an unknown or
     /// not yet supported type, or clashes with another typeid.

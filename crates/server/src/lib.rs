@@ -30,7 +30,11 @@
 //!   method-call path (see `mpmanager_objects::Registry`).
 //! * Every connection performs the mutual HMAC handshake (§2), delivering
 //!   the modern `{sha256}` challenge first, under a deadline
-//!   ([`ServerConfig::handshake_timeout`]).
+//!   ([`ServerConfig::handshake_timeout`]). Connections in the handshake
+//!   are bounded by [`ServerConfig::max_pending_handshakes`] (at the bound
+//!   the oldest is evicted), apart from the authenticated ones, which
+//!   alone count toward [`ServerConfig::max_connections`]; a client with
+//!   the key over that limit gets `ConnectionRefusedError` naming it.
 //! * The first request is a one-shot operation (`create`, `incref`,
 //!   `decref`, `get_methods`, `debug_info`, `number_of_objects`, `dummy`,
 //!   `shutdown`), answered with `#RETURN` or `#TRACEBACK`, or
@@ -106,6 +110,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod admission;
 mod config;
 mod conn;
 mod error;
@@ -114,7 +119,8 @@ mod watch;
 
 pub use config::{
     ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_THREAD_STACK,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING_HANDSHAKES,
+    DEFAULT_THREAD_STACK,
 };
 pub use error::ServerError;
 pub use server::{BackgroundServer, Server, ServerHandle};

@@ -15,6 +15,7 @@ use mpmanager_connection::{Address, ConnectionError, Listener, SpinBudget, Strea
 use mpmanager_objects::Registry;
 use mpmanager_protocol::PyAddress;
 
+use crate::admission::Admission;
 use crate::watch::HangupWatcher;
 use crate::{conn, ServerConfig, ServerError};
 use mpmanager_protocol::Serializer;
@@ -33,7 +34,8 @@ pub(crate) struct Shared {
     /// Cancels the calls of connections whose peer hangs up (`None` if it
     /// could not be started: calls then wait as with CPython's server).
     pub(crate) watcher: Option<Arc<HangupWatcher>>,
-    max_connections: usize,
+    /// Pending handshakes and authenticated connections (`admission.rs`).
+    pub(crate) admission: Arc<Admission>,
     thread_stack_size: usize,
     pub(crate) registry: Arc<Registry>,
     address: Address,
@@ -45,6 +47,7 @@ pub(crate) struct Shared {
     listener: Mutex<Option<Arc<Listener>>>,
     /// Authenticated connections, to wake them at shutdown.
     conns: Mutex<HashMap<u64, Stream>>,
+    /// Connection threads alive (pending, authenticated, or closing).
     active: AtomicUsize,
     next_conn: AtomicU64,
     /// Set when the accept loop has ended and the listener is closed.
@@ -200,9 +203,10 @@ impl Server {
     /// socket file is replaced, a live one refused).
     ///
     /// Errors: [`ServerError::EmptyAuthkey`] for an empty key on a
-    /// non-loopback TCP address, [`ServerError::InvalidObject`] for a named
-    /// object whose typeid is taken, [`ServerError::Listen`] if binding
-    /// fails.
+    /// non-loopback TCP address, [`ServerError::EmptyAuthkeyNotAllowed`]
+    /// for an empty key without [`ServerConfig::allow_empty_authkey`],
+    /// [`ServerError::InvalidObject`] for a named object whose typeid is
+    /// taken, [`ServerError::Listen`] if binding fails.
     pub fn bind(config: ServerConfig) -> Result<Server, ServerError> {
         if config.authkey.is_empty() {
             if let Address::Tcp(sa) = &config.address {
@@ -211,6 +215,9 @@ impl Server {
                         address: config.address.to_string(),
                     });
                 }
+            }
+            if !config.allow_empty_authkey {
+                return Err(ServerError::EmptyAuthkeyNotAllowed);
             }
         }
         let registry = config
@@ -249,7 +256,11 @@ impl Server {
                     None
                 }
             },
-            max_connections: config.max_connections.max(1),
+            admission: Arc::new(Admission::new(
+                config.max_connections,
+                config.max_pending_handshakes,
+                config.handshake_timeout,
+            )),
             thread_stack_size: config.thread_stack_size.max(64 << 10),
             registry,
             address,
@@ -340,6 +351,7 @@ impl Server {
         drop(slot);
         drop(listener);
         shared.shutdown();
+        shared.admission.close_unauthenticated();
         *shared.finished.lock().unwrap_or_else(|p| p.into_inner()) = true;
         shared.finished_cv.notify_all();
         tracing::info!("server stopped");
@@ -365,25 +377,21 @@ impl Server {
     }
 }
 
-/// Starts the thread serving one accepted connection.
+/// Starts the thread serving one accepted connection. It is pending (see
+/// `admission.rs`) until its handshake ends: at the limit of pending
+/// handshakes the oldest pending connection is closed to make room.
 fn start_connection(shared: &Arc<Shared>, stream: Stream) {
-    let n = shared.active.fetch_add(1, Ordering::SeqCst) + 1;
+    shared.active.fetch_add(1, Ordering::SeqCst);
     let guard = ActiveGuard(shared.clone());
-    if n > shared.max_connections {
-        tracing::warn!(
-            max = shared.max_connections,
-            "too many connections; closing a new one"
-        );
-        return;
-    }
     let id = shared.next_conn.fetch_add(1, Ordering::Relaxed);
+    let pending = shared.admission.enter_pending(id, &stream);
     let sh = shared.clone();
     let r = std::thread::Builder::new()
         .name(format!("mpm-conn-{id}"))
         .stack_size(shared.thread_stack_size)
         .spawn(move || {
             let _guard = guard;
-            let r = catch_unwind(AssertUnwindSafe(|| conn::handle(&sh, id, stream)));
+            let r = catch_unwind(AssertUnwindSafe(|| conn::handle(&sh, id, stream, pending)));
             if r.is_err() {
                 tracing::error!(
                     conn = id,
@@ -443,9 +451,22 @@ impl ServerHandle {
         &self.shared.address
     }
 
-    /// Connections currently open (including ones still authenticating).
+    /// Connections currently open (including ones still authenticating,
+    /// and ones being closed).
     pub fn active_connections(&self) -> usize {
         self.shared.active.load(Ordering::SeqCst)
+    }
+
+    /// Authenticated connections, the ones counted toward
+    /// [`ServerConfig::max_connections`].
+    pub fn authenticated_connections(&self) -> usize {
+        self.shared.admission.authenticated()
+    }
+
+    /// Connections in the authentication handshake (at most
+    /// [`ServerConfig::max_pending_handshakes`]).
+    pub fn pending_handshakes(&self) -> usize {
+        self.shared.admission.pending()
     }
 }
 

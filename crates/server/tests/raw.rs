@@ -605,26 +605,83 @@ fn frame_limit_is_configurable() {
 }
 
 #[test]
-fn connection_cap() {
+fn only_authenticated_connections_count_toward_max_connections() {
     let mut cfg = config("127.0.0.1:0");
     cfg.max_connections = 2;
-    cfg.handshake_timeout = Duration::from_secs(5);
     let s = spawn(cfg);
-    let _a = raw_tcp(&s);
-    let _b = raw_tcp(&s);
-    // Wait until both are counted.
-    let start = Instant::now();
-    while s.handle().active_connections() < 2 && start.elapsed() < IO {
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let mut third = raw_tcp(&s);
-    assert!(wait_eof(&mut third) < Duration::from_secs(2));
+    // Unauthenticated sockets take no slot.
+    let _silent: Vec<TcpStream> = (0..4).map(|_| raw_tcp(&s)).collect();
+    let _a = served(s.address());
+    let _b = served(s.address());
+    assert_eq!(s.handle().authenticated_connections(), 2);
+    // A third client with the key is refused with a readable error naming
+    // the limit and the flag, in reply to its first request.
+    let mut c = client(s.address());
+    send(&mut c, &Request::public(PublicOp::Dummy, vec![]).to_value());
+    let r = recv(&mut c);
+    let err = r.as_py_err().expect("an exception");
+    assert_eq!(err.ty.name(), "ConnectionRefusedError", "{r:?}");
+    let msg = err.message().unwrap();
+    assert!(
+        msg.contains("--max-connections") && msg.contains(" 2 connections"),
+        "{msg}"
+    );
+    assert_closed(&mut c);
     drop((_a, _b));
     let start = Instant::now();
-    while s.handle().active_connections() > 0 && start.elapsed() < IO {
+    while s.handle().authenticated_connections() > 0 && start.elapsed() < IO {
         std::thread::sleep(Duration::from_millis(5));
     }
     assert_eq!(one_shot(s.address(), "dummy", vec![]), Reply::none());
+}
+
+#[test]
+fn xmlrpc_client_refused_for_max_connections_gets_a_traceback_naming_the_limit() {
+    let mut cfg = config("127.0.0.1:0");
+    cfg.max_connections = 1;
+    cfg.serializer = mpmanager_server::Serializer::XmlRpc;
+    let s = spawn(cfg);
+    // An authenticated connection that has not sent its first request
+    // holds the one slot.
+    let _held = client(s.address());
+    let mut c = client(s.address());
+    let req = Request::public(PublicOp::Dummy, vec![]).to_value();
+    c.send(&mpmanager_xmlrpc::encode(&req).unwrap()).unwrap();
+    let reply =
+        Reply::from_value(&mpmanager_xmlrpc::decode(&c.recv(1 << 20).unwrap()).unwrap()).unwrap();
+    let tb = traceback(reply);
+    assert!(tb.contains("--max-connections"), "{tb}");
+    assert_closed(&mut c);
+}
+
+#[test]
+fn oldest_pending_handshake_is_evicted_at_the_limit_and_held_until_its_deadline() {
+    let mut cfg = config("127.0.0.1:0");
+    cfg.max_pending_handshakes = 3;
+    cfg.handshake_timeout = Duration::from_secs(2);
+    let s = spawn(cfg);
+    let start = Instant::now();
+    let mut silent: Vec<TcpStream> = Vec::new();
+    for _ in 0..3 {
+        silent.push(raw_tcp(&s));
+    }
+    while s.handle().pending_handshakes() < 3 && start.elapsed() < IO {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // More silent peers evict the oldest ones, and a client with the key
+    // still gets in.
+    for _ in 0..3 {
+        silent.push(raw_tcp(&s));
+    }
+    assert_eq!(one_shot(s.address(), "dummy", vec![]), Reply::none());
+    assert!(s.handle().pending_handshakes() <= 3);
+    // The evicted sockets are not closed at once (a peer that re-opens
+    // what it loses would evict again at once), but at their deadline.
+    let took = start.elapsed() + wait_eof(&mut silent[0]);
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_secs(5),
+        "{took:?}"
+    );
 }
 
 // ------------------------------------------------------------ addresses
@@ -653,8 +710,19 @@ fn abstract_and_ipv6_addresses() {
 fn empty_authkey_rules() {
     let e = Server::bind(ServerConfig::new("0.0.0.0:0".parse().unwrap(), vec![])).unwrap_err();
     assert!(matches!(e, ServerError::EmptyAuthkey { .. }), "{e}");
-    // Loopback is fine, and the handshake runs with the empty key.
-    let s = spawn(ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec![]));
+    // Allowing it does not make it fine on the network.
+    let mut c = ServerConfig::new("0.0.0.0:0".parse().unwrap(), vec![]);
+    c.allow_empty_authkey = true;
+    let e = Server::bind(c).unwrap_err();
+    assert!(matches!(e, ServerError::EmptyAuthkey { .. }), "{e}");
+    // On loopback it must be asked for.
+    let e = Server::bind(ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec![])).unwrap_err();
+    assert!(matches!(e, ServerError::EmptyAuthkeyNotAllowed), "{e}");
+    assert!(e.to_string().contains("allow_empty_authkey"), "{e}");
+    // Asked for, the handshake runs with the empty key.
+    let mut c = ServerConfig::new("127.0.0.1:0".parse().unwrap(), vec![]);
+    c.allow_empty_authkey = true;
+    let s = spawn(c);
     let mut c = Connection::connect(s.address(), Some(IO)).unwrap();
     auth::client_handshake(&mut c, b"").unwrap();
 }

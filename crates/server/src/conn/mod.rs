@@ -16,13 +16,14 @@ mod one_shot;
 use std::os::fd::{AsRawFd, RawFd};
 use std::sync::Arc;
 
-use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
+use mpmanager_connection::{BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{PyErr, Value};
 use mpmanager_protocol::traceback;
 use mpmanager_protocol::{PublicOp, Reply, Request, Token};
 
 use self::codec::{unserializable_traceback, Codec, DecodeFailure, Unencodable};
+use crate::admission::{self, PendingGuard};
 use crate::server::Shared;
 
 /// Buffers above this capacity are given back after use.
@@ -102,21 +103,13 @@ fn peer(stream: &Stream) -> String {
 }
 
 /// Serves one accepted connection until it ends.
-pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
+pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream, pending: PendingGuard) {
     let peer = peer(&stream);
     let span = tracing::debug_span!("conn", id, %peer);
     let _e = span.enter();
-    let mut conn = Connection::new(stream);
-    if let Err(e) =
-        auth::server_handshake_timeout(&mut conn, &shared.authkey, Some(shared.handshake_timeout))
-    {
-        if e.is_auth_failure() {
-            tracing::warn!(%peer, "authentication failed: {e}");
-        } else {
-            tracing::debug!(%peer, "handshake did not complete: {e}");
-        }
+    let Some((mut conn, _slot)) = admission::admit(shared, stream, pending, &peer) else {
         return;
-    }
+    };
     // The client's last handshake message (`#WELCOME#`) and its first
     // request are two small writes in a row on a socket without
     // TCP_NODELAY: Nagle holds the request until our ACK of the welcome,
