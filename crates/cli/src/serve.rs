@@ -84,14 +84,14 @@ pub struct ServeArgs {
     /// Most authenticated connections open at once. Connections still in
     /// the handshake do not count; a client over the limit gets
     /// ConnectionRefusedError naming it.
-    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_CONNECTIONS)]
+    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_CONNECTIONS, value_parser = at_least_one)]
     max_connections: usize,
 
     /// Most connections in the authentication handshake at once; at the
     /// limit a new connection evicts the oldest pending one (whose socket
     /// is held open, without a thread, until its deadline), so a peer
     /// without the key holding sockets open cannot keep clients out.
-    #[arg(long, value_name = "N", default_value_t = mpmanager_server::DEFAULT_MAX_PENDING_HANDSHAKES)]
+    #[arg(long, value_name = "N", default_value_t = mpmanager_server::DEFAULT_MAX_PENDING_HANDSHAKES, value_parser = at_least_one)]
     max_pending_handshakes: usize,
 
     /// Serve with an empty authkey (MPMANAGER_AUTHKEY set to "" or an empty
@@ -102,7 +102,7 @@ pub struct ServeArgs {
     allow_empty_authkey: bool,
 
     /// Largest request accepted, in bytes.
-    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME)]
+    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME, value_parser = at_least_one)]
     max_frame: usize,
 
     /// Busy-poll for up to MICROS microseconds for a client's next request
@@ -172,16 +172,61 @@ pub struct ServeArgs {
     parent_fd: Option<i32>,
 }
 
+/// A count that must be at least 1 (`--max-connections 0` would refuse
+/// everyone).
+fn at_least_one(s: &str) -> std::result::Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".to_string()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 fn parse_serializer(s: &str) -> Result<Serializer, String> {
     s.parse()
         .map_err(|e: mpmanager_server::UnknownSerializer| e.to_string())
 }
 
+/// The levels a log filter may name.
+const LEVELS: &[&str] = &["off", "error", "warn", "info", "debug", "trace"];
+
+/// Checks a log filter (`--log-level`, `RUST_LOG`) before `tracing` reads
+/// it: `tracing` takes any bare word as a target name, so a misspelt level
+/// (`warning`, `verbose`) would silently turn every log line off. Accepted:
+/// comma-separated directives, each a level, `TARGET=LEVEL`, or a target
+/// path of ours (`mpmanager_server`, `mpmanager_server::conn`).
+fn check_log_filter(filter: &str) -> std::result::Result<(), String> {
+    for directive in filter.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let level = match directive.rsplit_once('=') {
+            Some((_, level)) => level,
+            None if directive.starts_with("mpmanager") => continue,
+            None => directive,
+        };
+        if !LEVELS.iter().any(|l| l.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "unknown log level {level:?} in {filter:?}: use one of {} or a directive \
+                 like mpmanager_server=debug",
+                LEVELS.join(", ")
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn init_logging(args: &ServeArgs) -> Result<()> {
     use tracing_subscriber::EnvFilter;
     let filter = match &args.log_level {
-        Some(f) => EnvFilter::try_new(f).with_context(|| format!("bad --log-level {f:?}"))?,
-        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        Some(f) => {
+            check_log_filter(f).map_err(|e| anyhow::anyhow!("bad --log-level: {e}"))?;
+            EnvFilter::try_new(f).with_context(|| format!("bad --log-level {f:?}"))?
+        }
+        None => match std::env::var("RUST_LOG") {
+            Ok(f) if !f.trim().is_empty() => {
+                check_log_filter(&f).map_err(|e| anyhow::anyhow!("bad RUST_LOG: {e}"))?;
+                EnvFilter::try_new(&f).with_context(|| format!("bad RUST_LOG {f:?}"))?
+            }
+            _ => EnvFilter::new("info"),
+        },
     };
     use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
