@@ -80,9 +80,12 @@ class BinaryNotFound(ProcessError):
     """The ``mpmanager`` executable could not be found."""
 
 
-class ServerStartError(ProcessError):
+class ServerStartError(ProcessError, OSError):
     """The ``mpmanager`` server did not start (it exited, or did not report
-    its address in time)."""
+    its address in time). It is an :class:`OSError` too, with the
+    ``errno`` of the failure where there is one (``EADDRINUSE`` for an
+    address in use), so code written for CPython's manager, which raises
+    ``OSError`` there, catches it."""
 
 
 class UnsupportedRegistration(TypeError):
@@ -468,6 +471,13 @@ def _spawn_server(address, authkey, serializer, objects, foreground=False,
                 % (code, _address_arg(address)))
         line += chunk
     out.close()
+    if line.startswith(b"error errno="):
+        # The server could not listen, and says why (then exits).
+        code = popen.wait()
+        err = int(line.split(b"=", 1)[1])
+        raise ServerStartError(
+            err, "%s: the mpmanager server exited with status %s: it cannot "
+            "listen on %s" % (os.strerror(err), code, _address_arg(address)))
     return popen, _python_address(line.decode().strip())
 
 

@@ -49,6 +49,34 @@ class ManagerTest(unittest.TestCase):
         self.assertFalse(m._process.is_alive())
         self.assertEqual(m._process.exitcode, 0)
 
+    def test_busy_port_raises_oserror_eaddrinuse_like_cpython(self):
+        import errno
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            with self.assertRaises(OSError) as cm:
+                mpmanager.Manager(address=s.getsockname(), authkey=b"k")
+        self.assertIsInstance(cm.exception, mpmanager.ServerStartError)
+        self.assertEqual(cm.exception.errno, errno.EADDRINUSE)
+
+    def test_release_on_disconnect_frees_a_dead_clients_lock(self):
+        with mpmanager.Manager(release_on_disconnect=True) as m:
+            lock = m.Lock()
+            ctx = multiprocessing.get_context("fork")
+            ready = ctx.Event()
+
+            def hold(lock, ready):
+                lock.acquire()
+                ready.set()
+                time.sleep(60)
+
+            p = ctx.Process(target=hold, args=(lock, ready))
+            p.start()
+            self.assertTrue(ready.wait(30))
+            os.kill(p.pid, signal.SIGKILL)
+            p.join()
+            self.assertTrue(lock.acquire(timeout=10))
+
     def test_default_address_is_a_unix_socket_like_cpython(self):
         m = mpmanager.Manager()
         try:

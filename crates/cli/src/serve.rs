@@ -172,6 +172,18 @@ pub struct ServeArgs {
     parent_fd: Option<i32>,
 }
 
+/// The OS error number of a failure to listen, if that is what `e` is.
+fn bind_errno(e: &mpmanager_server::ServerError) -> Option<i32> {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            return io.raw_os_error();
+        }
+        source = err.source();
+    }
+    None
+}
+
 /// A count that must be at least 1 (`--max-connections 0` would refuse
 /// everyone).
 fn at_least_one(s: &str) -> std::result::Result<usize, String> {
@@ -406,7 +418,17 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let mut signals = signal_hook::iterator::Signals::new(stop_signals)
         .context("cannot install signal handlers")?;
 
-    let server = Server::bind(config)?;
+    let server = match Server::bind(config) {
+        Ok(s) => s,
+        Err(e) => {
+            // A program reading --print-address learns why, e.g. the
+            // Python package raises OSError(EADDRINUSE) as CPython would.
+            if let (true, Some(errno)) = (args.print_address, bind_errno(&e)) {
+                println!("error errno={errno}");
+            }
+            return Err(e.into());
+        }
+    };
     let handle = server.handle();
     if let Some(parent) = args.parent_pid {
         watch_parent(parent, handle.clone())?;
