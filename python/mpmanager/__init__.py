@@ -121,6 +121,7 @@ def binary_path():
             return c
     found = shutil.which("mpmanager")
     if found:
+        _check_path_binary(found)
         return found
     raise BinaryNotFound(
         "the mpmanager server executable was not found (looked at "
@@ -130,6 +131,31 @@ def binary_path():
         "'cargo build --release -p mpmanager-cli' and set "
         "MPMANAGER_BIN=target/release/mpmanager" % ", ".join(candidates)
     )
+
+
+_checked_binaries = {}
+
+
+def _check_path_binary(path):
+    """An ``mpmanager`` found on ``PATH`` (not this package's) is used only
+    if it is this package's version: another build could speak another
+    dialect of the command line."""
+    if path in _checked_binaries:
+        version = _checked_binaries[path]
+    else:
+        try:
+            out = subprocess.run([path, "--version"], stdout=subprocess.PIPE,
+                                 stderr=subprocess.DEVNULL, timeout=10,
+                                 universal_newlines=True).stdout
+        except (OSError, subprocess.SubprocessError) as e:
+            out = "(cannot run it: %s)" % e
+        version = out.strip()
+        _checked_binaries[path] = version
+    if version.split()[-1:] != [__version__]:
+        raise BinaryNotFound(
+            "this package's mpmanager server executable is missing, and the one "
+            "on PATH (%s) is %r, not mpmanager %s; reinstall the package, or set "
+            "MPMANAGER_BIN=%s to use that one anyway" % (path, version, __version__, path))
 
 
 # ---------------------------------------------------------------------------

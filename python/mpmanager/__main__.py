@@ -2,6 +2,9 @@
 with :func:`mpmanager.install` in effect: its ``multiprocessing.Manager()``,
 ``SyncManager().start()`` and ``BaseManager`` servers are mpmanager's.
 
+``python -m mpmanager -m module [args...]`` does the same for a module, as
+``python -m module`` would run it.
+
 ``python -m mpmanager --strict script.py`` fails instead of falling back to
 CPython's server for managers that need Python code in the server.
 ``python -m mpmanager --version`` prints the package and binary versions.
@@ -14,15 +17,23 @@ import sys
 
 import mpmanager
 
-USAGE = "usage: python -m mpmanager [--strict] SCRIPT [ARGS...] | --version"
+USAGE = ("usage: python -m mpmanager [--strict] (SCRIPT | -m MODULE) [ARGS...] "
+         "| --version")
 
 
 def main(argv):
     strict = False
+    module = None
     while argv and argv[0].startswith("-"):
         opt = argv.pop(0)
         if opt == "--strict":
             strict = True
+        elif opt == "-m":
+            if not argv:
+                print(USAGE, file=sys.stderr)
+                return 2
+            module = argv.pop(0)
+            break
         elif opt == "--version":
             binary = mpmanager.binary_path()
             out = subprocess.run([binary, "--version"], stdout=subprocess.PIPE,
@@ -37,6 +48,12 @@ def main(argv):
         else:
             print(USAGE, file=sys.stderr)
             return 2
+    if module is not None:
+        mpmanager.install(strict=strict)
+        sys.argv = [module] + list(argv)
+        sys.path[0] = os.getcwd()
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        return 0
     if not argv:
         print(USAGE, file=sys.stderr)
         return 2

@@ -355,6 +355,43 @@ class RegistrationTest(unittest.TestCase):
         self.assertEqual(done, [0])
 
 
+class CommandLineTest(unittest.TestCase):
+    def test_dash_m_runs_a_module_with_mpmanagers_server(self):
+        with tempfile.TemporaryDirectory() as d:
+            with open(os.path.join(d, "mpm_dash_m_mod.py"), "w") as f:
+                f.write("import sys, multiprocessing\n"
+                        "if __name__ == '__main__':\n"
+                        "    with multiprocessing.Manager() as m:\n"
+                        "        print(sys.argv[1:], type(m._process).__name__)\n")
+            out = subprocess.run(
+                [sys.executable, "-m", "mpmanager", "-m", "mpm_dash_m_mod", "a", "b"],
+                cwd=d, stdout=subprocess.PIPE, universal_newlines=True, timeout=120,
+                env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+        self.assertEqual(out.returncode, 0)
+        self.assertEqual(out.stdout.strip(), "['a', 'b'] ServerProcess")
+
+    def test_an_mpmanager_of_another_version_on_path_is_refused(self):
+        import sysconfig
+        own = [os.path.join(p, "mpmanager") for p in
+               (sysconfig.get_path("scripts"), os.path.dirname(sys.executable)) if p]
+        if any(os.path.exists(p) for p in own):
+            self.skipTest("this environment has the package's own binary")
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "mpmanager")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\necho mpmanager 9.9.9\n")
+            os.chmod(fake, 0o755)
+            env = dict(os.environ, PATH=d + os.pathsep + os.environ.get("PATH", ""))
+            env.pop("MPMANAGER_BIN", None)
+            env["PYTHONPATH"] = os.pathsep.join(sys.path)
+            out = subprocess.run(
+                [sys.executable, "-c", "import mpmanager; mpmanager.binary_path()"],
+                stderr=subprocess.PIPE, universal_newlines=True, env=env, timeout=60)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("BinaryNotFound", out.stderr)
+        self.assertIn("9.9.9", out.stderr)
+
+
 class InstallTest(unittest.TestCase):
     def tearDown(self):
         mpmanager.uninstall()
