@@ -100,7 +100,7 @@ pub enum ClientError {
     /// Connecting, authenticating, sending or receiving failed. The
     /// underlying error tells whether the server is unreachable, the key
     /// wrong, or a deadline expired.
-    #[error("transport error: {0}")]
+    #[error(transparent)]
     Connection(#[from] ConnectionError),
 
     /// The deadline of [`Proxy::call_with_deadline`](crate::Proxy::call_with_deadline)
@@ -148,7 +148,7 @@ pub enum ClientError {
 
     /// A Rust value could not be converted to or from a Python value
     /// (e.g. asking for an `i64` where the server holds a `str`).
-    #[error("conversion error: {0}")]
+    #[error(transparent)]
     Convert(#[from] mpmanager_pickle::SerdeError),
 
     /// A Namespace attribute whose name starts with `_`: CPython's
@@ -164,7 +164,7 @@ pub enum ClientError {
 
     /// The in-process server of [`Manager::start_in_background`](crate::Manager::start_in_background)
     /// could not start.
-    #[error("cannot start the server: {0}")]
+    #[error("cannot start the server")]
     Server(#[from] mpmanager_server::ServerError),
 
     /// The server process of [`Manager::start_server_process`](crate::Manager::start_server_process)

@@ -60,11 +60,11 @@ impl std::fmt::Display for AuthFailure {
 pub enum ConnectionError {
     /// An I/O error on an established connection or a listener. The
     /// connection (if any) is unusable.
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] io::Error),
 
     /// Connecting to `address` failed.
-    #[error("cannot connect to {address}: {source}")]
+    #[error("cannot connect to {address}")]
     Connect {
         /// The address as displayed by [`Address`](crate::Address).
         address: String,

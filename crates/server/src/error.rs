@@ -61,7 +61,7 @@ pub enum ServerError {
 
     /// An operating system error while starting the server (e.g. a thread
     /// could not be spawned).
-    #[error("I/O error: {0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 
     /// The server's background thread panicked (a bug; reported by
