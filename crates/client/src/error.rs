@@ -164,6 +164,7 @@ pub enum ClientError {
 
     /// The in-process server of [`Manager::start_in_background`](crate::Manager::start_in_background)
     /// could not start.
+    #[cfg(feature = "server")]
     #[error("cannot start the server")]
     Server(#[from] mpmanager_server::ServerError),
 

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use mpmanager_connection::Address;
 use mpmanager_pickle::Value;
 use mpmanager_protocol::{PublicOp, Token};
+#[cfg(feature = "server")]
 use mpmanager_server::{BackgroundServer, Server, ServerConfig};
 use serde::Serialize;
 
@@ -47,6 +48,7 @@ use crate::Pipeline;
 /// ```
 pub struct Manager {
     client: Arc<Client>,
+    #[cfg(feature = "server")]
     server: Option<BackgroundServer>,
     process: Option<std::sync::Mutex<std::process::Child>>,
 }
@@ -55,7 +57,7 @@ impl std::fmt::Debug for Manager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Manager")
             .field("address", &self.client.address)
-            .field("in_process_server", &self.server.is_some())
+            .field("in_process_server", &self.in_process_server())
             .field("server_process", &self.process.is_some())
             .finish()
     }
@@ -80,6 +82,7 @@ impl Manager {
         Ok(Manager {
             process: None,
             client,
+            #[cfg(feature = "server")]
             server: None,
         })
     }
@@ -87,6 +90,7 @@ impl Manager {
     /// Runs an mpmanager server on `127.0.0.1` (a free port) in a
     /// background thread of this process, with SyncManager's types, and
     /// connects to it.
+    #[cfg(feature = "server")]
     pub fn start_in_background(authkey: &[u8]) -> Result<Manager> {
         let config = ServerConfig::new(
             "127.0.0.1:0".parse().expect("a valid address"),
@@ -111,6 +115,7 @@ impl Manager {
     /// assert!(!dir.join("s").exists());
     /// std::fs::remove_dir(&dir).unwrap();
     /// ```
+    #[cfg(feature = "server")]
     pub fn spawn_server(config: ServerConfig) -> Result<Manager> {
         let authkey = config.authkey.clone();
         let server = Server::bind(config)?.spawn()?;
@@ -129,8 +134,17 @@ impl Manager {
 
     /// The in-process server, for [`spawn_server`](Self::spawn_server)ed
     /// managers (its registry, a shutdown handle).
+    #[cfg(feature = "server")]
     pub fn server(&self) -> Option<&BackgroundServer> {
         self.server.as_ref()
+    }
+
+    /// True if this manager runs its server on a thread of this process.
+    fn in_process_server(&self) -> bool {
+        #[cfg(feature = "server")]
+        return self.server.is_some();
+        #[cfg(not(feature = "server"))]
+        return false;
     }
 
     /// Creates a new shared object of type `typeid` (`'list'`, `'dict'`,
@@ -317,6 +331,7 @@ impl Manager {
                 .map(drop)
         };
         self.client.close();
+        #[cfg(feature = "server")]
         if let Some(s) = &self.server {
             s.shutdown();
             s.handle().wait();
@@ -459,6 +474,7 @@ impl Manager {
 impl Drop for Manager {
     /// Stops an in-process server (as CPython's manager `__exit__` does).
     fn drop(&mut self) {
+        #[cfg(feature = "server")]
         if let Some(s) = &self.server {
             self.client.close();
             s.shutdown();
