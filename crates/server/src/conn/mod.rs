@@ -150,7 +150,15 @@ impl Conn<'_> {
                 tracing::trace!("peer closed the connection");
                 return Incoming::Close { reset: false };
             }
-            Err(ConnectionError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+            // ECONNRESET: the peer closed with data of ours unread. EPIPE on
+            // a read: a TCP peer that had closed (FIN) answered our data
+            // with a reset, so it never read it either.
+            Err(ConnectionError::Io(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+                ) =>
+            {
                 tracing::debug!("peer reset the connection");
                 return Incoming::Close { reset: true };
             }
@@ -391,7 +399,10 @@ impl Conn<'_> {
         let Some(undo) = undo else {
             return self.reply_served(reply).is_ok();
         };
-        if !cx.is_cancelled() && !self.peer_gone() && self.reply_served(reply).is_ok() {
+        // One zero-timeout poll: whether the peer hung up while the call ran
+        // (over TCP a reply sent after the peer's FIN would vanish without
+        // an error).
+        if !self.peer_gone() && self.reply_served(reply).is_ok() {
             self.unacked = Some(undo);
             return true;
         }
