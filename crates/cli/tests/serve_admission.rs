@@ -221,7 +221,9 @@ fn flood(py: &Python, extra: &[&str], sockets: usize, rounds: u32) -> FloodResul
 
 /// Open descriptors of process `pid`.
 fn fds(pid: i32) -> u64 {
-    std::fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count() as u64
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
 }
 
 fn assert_99(r: &FloodResult) {

@@ -15,7 +15,10 @@ fn serve(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
         .stdin(Stdio::null())
         .output()
         .unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -33,7 +36,11 @@ fn misspelt_log_levels_are_refused_with_the_valid_choices() {
 
 #[test]
 fn zero_limits_are_refused() {
-    for flag in ["--max-connections", "--max-frame", "--max-pending-handshakes"] {
+    for flag in [
+        "--max-connections",
+        "--max-frame",
+        "--max-pending-handshakes",
+    ] {
         let (ok, err) = serve(&[flag, "0"], &[]);
         assert!(!ok, "{flag} 0 was accepted");
         assert!(err.contains("must be at least 1"), "{flag}: {err}");

@@ -261,6 +261,23 @@ trait Acquirer: Send + Sync {
     fn release_owner(&self, owner: u64, release_unowned: bool) -> Option<String>;
 }
 
+/// [`Referent::reply_lost`] of a lock or semaphore: an `acquire` that
+/// returned `True` to a client that never read it is undone as `owner`;
+/// `what` says what was given back.
+fn undo_acquire(
+    lock: &dyn Acquirer,
+    owner: u64,
+    method: &str,
+    value: &Value,
+    what: impl FnOnce() -> String,
+) -> Option<String> {
+    if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
+        return None;
+    }
+    lock.release_as(owner).ok()?;
+    Some(format!("{} a dead client's {method} had taken", what()))
+}
+
 /// Acquires the lock in `guard` for `me`, waiting on `cv` as `wait`
 /// allows. Returns whether it was acquired.
 fn acquire_in(
@@ -495,14 +512,9 @@ impl Referent for LockObject {
 
     /// An acquisition the client never learnt of is released.
     fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
-        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
-            return None;
-        }
-        self.release_as(cx.connection).ok()?;
-        Some(format!(
-            "released the {} a dead client's {method} had taken",
-            self.type_name()
-        ))
+        undo_acquire(self, cx.connection, method, value, || {
+            format!("released the {}", self.type_name())
+        })
     }
 
     fn connection_closed(&self, closed: &Closed) -> Vec<String> {
@@ -810,14 +822,9 @@ impl Referent for SemaphoreObject {
 
     /// A permit the client never learnt of is given back.
     fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
-        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
-            return None;
-        }
-        self.release_as(cx.connection).ok()?;
-        Some(format!(
-            "gave back the {} permit a dead client's {method} had taken",
-            self.qualname()
-        ))
+        undo_acquire(self, cx.connection, method, value, || {
+            format!("gave back the {} permit", self.qualname())
+        })
     }
 
     fn connection_closed(&self, closed: &Closed) -> Vec<String> {
@@ -1205,13 +1212,13 @@ impl Referent for ConditionObject {
     /// that re-took the lock for a dead client is released when its
     /// connection closes).
     fn reply_lost(&self, cx: &CallContext, method: &str, value: &Value) -> Option<String> {
-        if !matches!(method, "acquire" | "__enter__") || !matches!(value, Value::Bool(true)) {
-            return None;
-        }
-        self.lock.release_as(self.owner(cx.connection)).ok()?;
-        Some(format!(
-            "released the Condition's lock a dead client's {method} had taken"
-        ))
+        undo_acquire(
+            &*self.lock,
+            self.owner(cx.connection),
+            method,
+            value,
+            || "released the Condition's lock".to_string(),
+        )
     }
 
     /// The condition's lock held by the closed connection is released (a
