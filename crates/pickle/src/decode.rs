@@ -552,11 +552,17 @@ fn decode_inner<'a>(
     };
     // The vectors kept from an earlier decode are this decode's memory too.
     // Every memo entry costs at least two bytes of input; most values
-    // take more. Reserving up front saves copying a large memo as it grows
-    // (at most 64 Ki entries, 1.5 MiB, are reserved).
-    let memo = (data.len() / 8).clamp(8, 1 << 16).max(d.memo.capacity());
+    // take more. Reserving up front saves copying a memo as it grows (at
+    // most 8 Ki entries, 192 KiB, are reserved: a large input may well be
+    // one `bytes`).
+    let memo = (data.len() / 8).clamp(8, 1 << 13).max(d.memo.capacity());
     let result = d
         .charge(d.stack.capacity() * size_of::<Entry>() + memo * MEMO_SLOT)
+        .map_err(|mut e| {
+            // Before the first opcode.
+            e.opcode = None;
+            e
+        })
         .and_then(|()| {
             d.memo.reserve(memo);
             d.run()
@@ -721,22 +727,28 @@ impl<'a> Decoder<'a> {
         // Chunks grow with what was taken, from 64 KiB (most requests need
         // no more) to BUDGET_CHUNK.
         let chunk = self.granted.clamp(BUDGET_CHUNK / 16, BUDGET_CHUNK);
-        let want = (self.alloc - self.granted)
-            .max(chunk)
-            .min(self.limit - self.granted);
-        match self.budget.as_mut() {
-            None => self.granted = self.limit,
-            Some(b) => match b.take(want) {
-                Ok(()) => self.granted += want,
-                Err(source) => {
-                    return Err(self.err(K::MemoryRefused {
-                        wanted: want,
-                        source,
-                    }))
-                }
-            },
+        let need = self.alloc - self.granted;
+        let want = need.max(chunk).min(self.limit - self.granted);
+        let Some(b) = self.budget.as_mut() else {
+            self.granted = self.limit;
+            return Ok(());
+        };
+        // A whole chunk if there is one, else just what is needed.
+        let r = match b.take(want) {
+            Ok(()) => Ok(want),
+            Err(_) if want > need => b.take(need).map(|()| need),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(n) => {
+                self.granted += n;
+                Ok(())
+            }
+            Err(source) => Err(self.err(K::MemoryRefused {
+                wanted: need,
+                source,
+            })),
         }
-        Ok(())
     }
 
     /// Counts the growth of a vector that is about to receive `extra` more

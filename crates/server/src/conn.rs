@@ -6,12 +6,13 @@ use std::sync::Arc;
 use mpmanager_connection::{auth, BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{args, CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{
-    decode_with, encode_into, DecodeErrorKind, DecodeOptions, EncodeError, EncodeOptions, PyErr,
-    Value,
+    decode_with_budget, encode_into, DecodeErrorKind, DecodeOptions, EncodeError, EncodeOptions,
+    PyErr, Value,
 };
 use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
 use mpmanager_protocol::{PublicOp, Reply, Request, Serializer, Token};
 
+use crate::budget::{self, Grant, Intake};
 use crate::server::Shared;
 
 /// Buffers above this capacity are given back after use.
@@ -101,6 +102,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
     }
     let mut decode = DecodeOptions::default();
     decode.max_input = shared.max_frame;
+    decode.max_alloc_factor = shared.decode_factor;
     let mut xml_decode = mpmanager_xmlrpc::DecodeOptions::default();
     xml_decode.max_input = shared.max_frame;
     let mut c = Conn {
@@ -122,6 +124,9 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream) {
 fn unpickling_traceback(e: &mpmanager_pickle::DecodeError, function: &str) -> String {
     let exception = match e.kind {
         DecodeErrorKind::EmptyInput => "EOFError: Ran out of input".to_string(),
+        DecodeErrorKind::AllocLimit { .. } | DecodeErrorKind::MemoryRefused { .. } => {
+            budget::memory_exception_line(e)
+        }
         _ => format!("_pickle.UnpicklingError: {e}"),
     };
     format_chain(&[TbEntry {
@@ -158,8 +163,22 @@ fn one_shot_err(e: CallError, op: &str) -> String {
 impl Conn<'_> {
     /// Reads and decodes one request.
     fn read(&mut self, function: &str) -> Incoming {
-        match self.conn.recv_into(&mut self.recv, self.shared.max_frame) {
-            Ok(()) => {}
+        let shared = self.shared;
+        let mut grant = match budget::receive(
+            &shared.request_memory,
+            &mut self.conn,
+            &mut self.recv,
+            shared.max_frame,
+        ) {
+            Ok(Intake::Frame(grant)) => grant,
+            Ok(Intake::Refused(why)) => {
+                tracing::info!("request refused: {why}");
+                let tb = format_chain(&[TbEntry {
+                    frames: vec![Frame::mpmanager(function)],
+                    exception: why.exception_line(),
+                }]);
+                return Incoming::Request(Err(tb));
+            }
             Err(ConnectionError::Closed) => {
                 tracing::trace!("peer closed the connection");
                 return Incoming::Close;
@@ -172,9 +191,9 @@ impl Conn<'_> {
                 }
                 return Incoming::Close;
             }
-        }
+        };
         let r = match self.shared.serializer {
-            Serializer::Pickle => self.decode_pickle(function),
+            Serializer::Pickle => self.decode_pickle(function, &mut grant),
             Serializer::XmlRpc => match mpmanager_xmlrpc::decode_with(&self.recv, &self.xml_decode)
             {
                 // An empty payload is an ExpatError ("no element found"),
@@ -196,6 +215,7 @@ impl Conn<'_> {
         if self.recv.capacity() > KEEP_BUFFER {
             self.recv = Vec::new();
         }
+        drop(grant);
         match r {
             Ok(req) => Incoming::Request(Ok(req)),
             // An empty payload is EOFError for CPython's served loop, which
@@ -206,12 +226,16 @@ impl Conn<'_> {
     }
 
     /// Decodes the pickled request in `self.recv`; `Err((is_eof, traceback))`.
-    fn decode_pickle(&mut self, function: &str) -> Result<Request, (bool, String)> {
+    fn decode_pickle(
+        &mut self,
+        function: &str,
+        grant: &mut Grant<'_>,
+    ) -> Result<Request, (bool, String)> {
         self.protocol = match self.recv.as_slice() {
             [0x80, p, ..] if (2..=5).contains(p) => *p,
             _ => 4,
         };
-        match decode_with(&self.recv, &self.decode) {
+        match decode_with_budget(&self.recv, &self.decode, grant) {
             Err(e) => {
                 tracing::debug!("undecodable request: {e}");
                 Err((
