@@ -160,9 +160,28 @@ impl MemoryBudget for Grant<'_> {
     }
 }
 
+/// A request that held at least this much gives the allocator's free
+/// memory back to the system when it is done (see [`Grant`]'s drop).
+const TRIM_AFTER: usize = 4 << 20;
+
 impl Drop for Grant<'_> {
     fn drop(&mut self) {
         self.memory.give(self.held);
+        if self.held >= TRIM_AFTER {
+            release_free_memory();
+        }
+    }
+}
+
+/// Returns the allocator's free memory to the system. glibc keeps what a
+/// large decode freed (millions of small blocks) in the arena of the
+/// thread that decoded it; with one arena per connection thread, the
+/// resident size would grow to several times the request budget.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free memory of the allocator.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
 
