@@ -740,6 +740,57 @@ mod tests {
         assert!(e.to_string().contains("unusable"));
     }
 
+    /// Frames skipped after their header leave the connection at the next
+    /// frame, whatever their size relative to the read buffer.
+    #[test]
+    fn skipped_payloads_keep_framing() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        let sizes = [0, 1, INITIAL_READ_BUF_SIZE + 3, READ_BUF_SIZE + 1, 1 << 20];
+        let t = std::thread::spawn(move || {
+            for &n in &sizes {
+                a.send(&vec![9u8; n]).unwrap();
+                a.send(&(n as u32).to_be_bytes()).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for &n in &sizes {
+            assert_eq!(b.recv_header().unwrap(), n as u64);
+            b.skip_payload().unwrap();
+            b.recv_into(&mut buf, 4).unwrap();
+            assert_eq!(buf, (n as u32).to_be_bytes(), "after skipping {n} bytes");
+        }
+        t.join().unwrap();
+        assert!(!b.is_poisoned());
+    }
+
+    #[test]
+    fn truncated_skip_and_misuse_poison() {
+        let (mut c, mut raw) = raw_peer();
+        raw.write_all(&[0, 0, 0x80, 0]).unwrap();
+        raw.write_all(&[1u8; 100]).unwrap();
+        drop(raw);
+        assert_eq!(c.recv_header().unwrap(), 0x8000);
+        let e = c.skip_payload().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConnectionError::Truncated {
+                    expected: 0x8000,
+                    received: 100
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(c.is_poisoned());
+        // A payload read without a header first is a misuse.
+        let (mut c, _raw) = raw_peer();
+        assert!(matches!(
+            c.recv_payload_into(&mut Vec::new()),
+            Err(ConnectionError::Poisoned)
+        ));
+    }
+
     #[test]
     fn big_payloads_across_buffer_sizes() {
         let (a, b) = Stream::pair().unwrap();

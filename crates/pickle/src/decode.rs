@@ -77,14 +77,19 @@ pub struct DecodeOptions {
     /// bytes (see [`DecodeOptions::max_alloc`]).
     ///
     /// What is counted: every value made (a `str`/`bytes` costs its
-    /// length, a container its header), the capacity of containers, of the
-    /// decoder's stack and of its memo, as the allocator sees them (with
-    /// an allocator overhead per allocation). Nothing freed during
-    /// decoding is given back, so the count is an upper bound of the
-    /// decoded value's size. Bytes and text cost about 1× their input;
-    /// containers of small items written by CPython 10–40×; the densest
-    /// hostile shapes (a list of a million empty lists, memo references
-    /// copied into new containers) are stopped at the limit.
+    /// length, a container its header), the capacity of containers and of
+    /// the decoder's stack (each growth counts the whole new block, as a
+    /// moving `realloc` holds both), memo slots as they are used (the memo
+    /// reserved up front, at most 1.5 MiB, costs address space until
+    /// then), and copies made by the builtin constructors decoded natively
+    /// (`bytearray(b)`, `frozenset(l)`, …), with an allocator overhead per
+    /// allocation. Nothing freed during decoding is given back, so the
+    /// count bounds the decoder's peak memory (measured in
+    /// `tests/decode_memory.rs`). Bytes and text cost about 1× their input;
+    /// containers of small items written by CPython 10–35×, of empty lists
+    /// or dicts ~100×; the densest hostile shapes (a flat list of a million
+    /// empty lists, memo references copied into new containers) are
+    /// stopped at the limit.
     pub max_alloc_factor: usize,
     /// Memory any input may allocate besides
     /// [`max_alloc_factor`](DecodeOptions::max_alloc_factor) per byte
@@ -552,12 +557,13 @@ fn decode_inner<'a>(
     };
     // The vectors kept from an earlier decode are this decode's memory too.
     // Every memo entry costs at least two bytes of input; most values
-    // take more. Reserving up front saves copying a memo as it grows (at
-    // most 8 Ki entries, 192 KiB, are reserved: a large input may well be
-    // one `bytes`).
-    let memo = (data.len() / 8).clamp(8, 1 << 13).max(d.memo.capacity());
+    // take more. Reserving up front saves copying a large memo as it grows
+    // (at most 64 Ki entries, 1.5 MiB, are reserved).
+    // The reservation is counted as its slots are used (untouched, it
+    // costs address space, not memory): a large input may be one `bytes`.
+    let memo = (data.len() / 8).clamp(8, 1 << 16).max(d.memo.capacity());
     let result = d
-        .charge(d.stack.capacity() * size_of::<Entry>() + memo * MEMO_SLOT)
+        .charge(d.stack.capacity() * size_of::<Entry>())
         .map_err(|mut e| {
             // Before the first opcode.
             e.opcode = None;
@@ -1001,6 +1007,7 @@ impl<'a> Decoder<'a> {
             Ok(i) if i == self.memo.len() && self.sparse.is_empty() => {
                 self.new_memo_entry()?;
                 self.charge_vec(self.memo.len(), self.memo.capacity(), 1, MEMO_SLOT)?;
+                self.charge(MEMO_SLOT)?;
                 self.memo.push(Some(slot));
             }
             Ok(i) if i < self.memo.len() => {
@@ -1016,6 +1023,7 @@ impl<'a> Decoder<'a> {
                 }
                 let extra = i + 1 - self.memo.len();
                 self.charge_vec(self.memo.len(), self.memo.capacity(), extra, MEMO_SLOT)?;
+                self.charge(extra * MEMO_SLOT)?;
                 self.memo.resize_with(i + 1, || None);
                 self.memo[i] = Some(slot);
             }
@@ -1153,6 +1161,7 @@ impl<'a> Decoder<'a> {
                         if i == self.memo.capacity() {
                             self.charge_vec(i, i, 1, MEMO_SLOT)?;
                         }
+                        self.charge(MEMO_SLOT)?;
                         let e = &mut self.stack[n - 1];
                         e.memo = i as u32;
                         let slot = MemoSlot {
@@ -3066,12 +3075,11 @@ mod tests {
         p.extend(std::iter::repeat_n(b']', n));
         p.extend(std::iter::repeat_n(b'a', n - 1));
         p.push(b'.');
-        // A million lists on the stack already pass the memory limit: the
-        // decoder stops at about 32 bytes per input byte, before the depth
-        // check.
+        // A million lists on the stack pass the memory limit: the decoder
+        // stops at about 32 bytes per input byte (plus 64 MiB), before the
+        // depth check.
         let err = e(&p);
         assert!(matches!(err.kind, K::AllocLimit { .. }), "{err}");
-        assert_eq!(err.opcode, Some(b']'));
         let roomy = DecodeOptions::default().with_max_alloc(1000, 0);
         let err = decode_with(&p, &roomy).unwrap_err();
         assert!(matches!(err.kind, K::DepthLimit { max: 1000 }), "{err}");

@@ -623,13 +623,13 @@ fn frame_limit_is_configurable() {
 #[test]
 fn request_memory_over_budget_gets_a_memory_error_and_the_connection_goes_on() {
     let mut cfg = config("127.0.0.1:0");
-    cfg.request_memory = 3 << 20;
+    cfg.request_memory = 4 << 20;
     cfg.request_memory_wait = Duration::from_millis(100);
     let s = spawn(cfg);
     let l = create(s.address(), "list", vec![]);
     let mut c = served(s.address());
-    // 2 MiB of bytes: the frame and its decoded copy need 4 MiB.
-    let reply = call(&mut c, &l, "append", vec![Value::bytes(&vec![1; 2 << 20])]);
+    // 3 MiB of bytes: the frame and its decoded copy need 6 MiB.
+    let reply = call(&mut c, &l, "append", vec![Value::bytes(&vec![1; 3 << 20])]);
     let Reply::Traceback(tb) = &reply else {
         panic!("{reply:?}")
     };
