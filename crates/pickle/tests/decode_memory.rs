@@ -223,13 +223,13 @@ fn hostile() -> Vec<(&'static str, Vec<u8>)> {
         ("marks", repeat(b"\x80\x04", b"(", n, b"N.")),
         ("deep nesting (rejected)", {
             let mut v = repeat(b"\x80\x04", b"]\x94(", n, b"");
-            v.extend(std::iter::repeat(b'e').take(n));
+            v.extend(std::iter::repeat_n(b'e', n));
             v.push(b'.');
             v
         }),
         ("deep nesting, no memo (rejected)", {
             let mut v = repeat(b"\x80\x04", b"](", n, b"");
-            v.extend(std::iter::repeat(b'e').take(n));
+            v.extend(std::iter::repeat_n(b'e', n));
             v.push(b'.');
             v
         }),
