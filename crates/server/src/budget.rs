@@ -10,7 +10,9 @@
 //! budget is used up, a request waits (up to
 //! [`ServerConfig::request_memory_wait`](crate::ServerConfig::request_memory_wait))
 //! and then fails with an error its client can read; the connection stays
-//! usable. What a request leaves behind once decoded (a value stored in a
+//! usable. A request waiting while decoding holds what it has taken so
+//! far; two large requests waiting for each other both fail at the end of
+//! their wait, and give everything back. What a request leaves behind once decoded (a value stored in a
 //! shared object, the reply) is the server's data, as in CPython, and not
 //! part of this budget.
 
@@ -283,6 +285,9 @@ pub(crate) fn receive<'a>(
     }
     grant.held = len as usize;
     conn.recv_payload_into(buf)?;
+    // Waits while decoding get their own window (a large frame may have
+    // taken a while to arrive).
+    grant.since = Instant::now();
     Ok(Intake::Frame(grant))
 }
 

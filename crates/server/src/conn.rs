@@ -172,10 +172,11 @@ impl Conn<'_> {
         ) {
             Ok(Intake::Frame(grant)) => grant,
             Ok(Intake::Refused(why)) => {
-                tracing::info!("request refused: {why}");
+                let exception = why.exception_line();
+                tracing::info!("request refused: {exception}");
                 let tb = format_chain(&[TbEntry {
                     frames: vec![Frame::mpmanager(function)],
-                    exception: why.exception_line(),
+                    exception,
                 }]);
                 return Incoming::Request(Err(tb));
             }
