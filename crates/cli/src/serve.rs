@@ -101,9 +101,33 @@ pub struct ServeArgs {
     #[arg(long)]
     allow_empty_authkey: bool,
 
-    /// Largest request accepted, in bytes.
-    #[arg(long, default_value_t = mpmanager_server::DEFAULT_MAX_FRAME, value_parser = at_least_one)]
+    /// Largest request accepted, in bytes (suffixes K, M, G, KiB, MiB, GiB
+    /// are binary: 8M = 8MiB). A larger request is read and thrown away and
+    /// its client gets a MemoryError naming this flag (a RemoteError in
+    /// Python); its connection and proxy keep working.
+    #[arg(long, default_value = "1GiB", value_name = "BYTES", value_parser = parse_size)]
     max_frame: usize,
+
+    /// Memory that requests being received and decoded at once may hold
+    /// together (their frames and what decoding allocates). A request that
+    /// would go over it waits up to --request-memory-wait, then fails with
+    /// a MemoryError naming this flag; so does one needing more than all of
+    /// it (a bytes value takes about twice its size: frame and copy). Peak
+    /// memory is about the server's data plus this. Stored values are not
+    /// counted, as in CPython.
+    #[arg(long, default_value = "2304MiB", value_name = "BYTES", value_parser = parse_size)]
+    max_request_memory: usize,
+
+    /// Seconds a request may wait for --max-request-memory.
+    #[arg(long, default_value_t = mpmanager_server::DEFAULT_REQUEST_MEMORY_WAIT.as_secs_f64(), value_name = "SECS")]
+    request_memory_wait: f64,
+
+    /// Decoding a request may allocate at most N times its size plus 64
+    /// MiB; more fails that request with a MemoryError naming this flag.
+    /// bytes and str cost about 1x their size, lists and dicts of small
+    /// items 10-30x, a list of empty lists up to ~60x.
+    #[arg(long, value_name = "N", default_value_t = mpmanager_server::DEFAULT_DECODE_FACTOR)]
+    decode_factor: usize,
 
     /// Busy-poll for up to MICROS microseconds for a client's next request
     /// before sleeping (0, the default: never). Each connection polls only
@@ -191,6 +215,33 @@ fn at_least_one(s: &str) -> std::result::Result<usize, String> {
         Ok(0) => Err("must be at least 1".to_string()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
+    }
+}
+
+/// A byte count: digits and an optional binary suffix (K, M, G, KiB, MiB,
+/// GiB; case-insensitive; B alone is bytes).
+fn parse_size(s: &str) -> Result<usize, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: usize = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a byte count (e.g. 1048576, 8MiB, 1G)"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        _ => {
+            return Err(format!(
+                "{s:?}: unknown unit (use K, M, G, KiB, MiB or GiB)"
+            ))
+        }
+    };
+    match n.checked_mul(1usize << shift) {
+        Some(0) => Err("must be at least 1".to_string()),
+        Some(n) => Ok(n),
+        None => Err(format!("{s:?} is too large")),
     }
 }
 
@@ -397,6 +448,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     // Also checked in `authkey()`, with the key's source in the message.
     config.allow_empty_authkey = args.allow_empty_authkey;
     config.max_frame = args.max_frame;
+    config.request_memory = args.max_request_memory;
+    if !(args.request_memory_wait.is_finite() && args.request_memory_wait >= 0.0) {
+        bail!("--request-memory-wait must be a number of seconds");
+    }
+    config.request_memory_wait = Duration::from_secs_f64(args.request_memory_wait);
+    config.decode_factor = args.decode_factor;
     config.serializer = args.serializer;
     config.busy_poll = Duration::from_micros(args.busy_poll_us);
     config.release_on_disconnect = args.release_on_disconnect;

@@ -72,6 +72,9 @@ pub struct Connection {
     /// ACK at once when a read waits for the rest of a frame (see
     /// [`Connection::set_quickack`]).
     quickack: bool,
+    /// The payload length of a frame whose header [`recv_header`]
+    /// (Self::recv_header) has read and whose payload is still unread.
+    pending: Option<u64>,
 }
 
 fn map_io(e: io::Error, operation: &'static str, partial: bool) -> ConnectionError {
@@ -95,6 +98,7 @@ impl Connection {
             deadline: None,
             busy_poll: None,
             quickack: false,
+            pending: None,
         }
     }
 
@@ -268,35 +272,149 @@ impl Connection {
     /// over `max_len`, [`Timeout`](ConnectionError::Timeout) if a read timeout
     /// expires (retryable while still waiting for the header).
     pub fn recv_into(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<()> {
-        if self.poisoned {
-            return Err(ConnectionError::Poisoned);
-        }
         buf.clear();
-        let r = self.recv_frame(buf, max_len);
-        if let Err(e) = &r {
-            if e.must_reconnect() && !matches!(e, ConnectionError::Closed) {
-                self.poisoned = true;
-            }
-        }
-        r
-    }
-
-    fn recv_frame(&mut self, buf: &mut Vec<u8>, max_len: usize) -> Result<()> {
-        // Header: nothing is consumed until it is complete, so a timeout here
-        // leaves the connection consistent.
-        let n = self.read_header()?;
+        let n = self.recv_header()?;
         if n > max_len as u64 {
+            // The payload is left unread: the stream is mid-frame.
+            self.pending = None;
+            self.poisoned = true;
             return Err(ConnectionError::FrameTooLarge {
                 len: n,
                 max: max_len,
             });
         }
-        let n = usize::try_from(n).map_err(|_| ConnectionError::FrameTooLarge {
-            len: n,
-            max: usize::MAX,
-        })?;
+        self.recv_payload_into(buf)
+    }
+
+    /// The first half of a receive in two steps: reads the next frame's
+    /// header and returns its payload length, so that the caller can decide
+    /// what to do with a payload before it is read (refuse one that is too
+    /// large, wait for memory to hold it). Then either
+    /// [`recv_payload_into`](Self::recv_payload_into) reads the payload or
+    /// [`skip_payload`](Self::skip_payload) reads and discards it; either
+    /// leaves the connection at the next frame, usable.
+    ///
+    /// Errors as [`recv_into`](Self::recv_into) before the payload. Calling
+    /// it again before the payload is read or skipped fails with
+    /// [`ConnectionError::Poisoned`].
+    ///
+    /// ```
+    /// use mpmanager_connection::{Connection, Stream};
+    /// let (a, b) = Stream::pair().unwrap();
+    /// let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+    /// a.send(&[1u8; 1000]).unwrap();
+    /// a.send(b"next").unwrap();
+    /// assert_eq!(b.recv_header().unwrap(), 1000);
+    /// b.skip_payload().unwrap();               // too large for us: thrown away
+    /// assert_eq!(b.recv_header().unwrap(), 4);
+    /// let mut buf = Vec::new();
+    /// b.recv_payload_into(&mut buf).unwrap();
+    /// assert_eq!(buf, b"next");
+    /// ```
+    pub fn recv_header(&mut self) -> Result<u64> {
+        if self.poisoned || self.pending.is_some() {
+            self.poisoned = true;
+            return Err(ConnectionError::Poisoned);
+        }
+        // Nothing is consumed until the header is complete, so a timeout
+        // here leaves the connection consistent.
+        let r = self.read_header();
+        match &r {
+            Ok(n) => self.pending = Some(*n),
+            Err(e) => self.poison_after(e),
+        }
+        r
+    }
+
+    /// Reads the payload announced by [`recv_header`](Self::recv_header)
+    /// into `buf` (cleared first, capacity reused; grown to exactly the
+    /// payload's length as it arrives).
+    ///
+    /// Errors: [`Truncated`](ConnectionError::Truncated) on end of file,
+    /// [`Timeout`](ConnectionError::Timeout) (not retryable: the stream is
+    /// mid-frame), [`Poisoned`](ConnectionError::Poisoned) without a header
+    /// read first.
+    pub fn recv_payload_into(&mut self, buf: &mut Vec<u8>) -> Result<()> {
+        buf.clear();
+        let Some(n) = self.pending.take().filter(|_| !self.poisoned) else {
+            self.poisoned = true;
+            return Err(ConnectionError::Poisoned);
+        };
+        let r = match usize::try_from(n) {
+            Ok(n) => self.read_payload(buf, n),
+            Err(_) => Err(ConnectionError::FrameTooLarge {
+                len: n,
+                max: usize::MAX,
+            }),
+        };
+        if let Err(e) = &r {
+            self.poison_after(e);
+        }
+        r
+    }
+
+    /// Reads the payload announced by [`recv_header`](Self::recv_header)
+    /// and throws it away, through the connection's own read buffer:
+    /// nothing is allocated, however large the frame. The connection is
+    /// then at the next frame.
+    ///
+    /// Errors as [`recv_payload_into`](Self::recv_payload_into).
+    pub fn skip_payload(&mut self) -> Result<()> {
+        let Some(n) = self.pending.take().filter(|_| !self.poisoned) else {
+            self.poisoned = true;
+            return Err(ConnectionError::Poisoned);
+        };
+        let r = self.skip(n);
+        if let Err(e) = &r {
+            self.poison_after(e);
+        }
+        r
+    }
+
+    fn poison_after(&mut self, e: &ConnectionError) {
+        if e.must_reconnect() && !matches!(e, ConnectionError::Closed) {
+            self.poisoned = true;
+        }
+    }
+
+    fn skip(&mut self, n: u64) -> Result<()> {
+        let mut left = n;
+        loop {
+            let have = (self.buffered_len() as u64).min(left);
+            self.start += have as usize;
+            left -= have;
+            if left == 0 {
+                return Ok(());
+            }
+            if self.deadline.is_some() {
+                // Only auth frames (<= 256 bytes) are read under a deadline.
+                return Err(ConnectionError::FrameTooLarge {
+                    len: n,
+                    max: self.rbuf.len(),
+                });
+            }
+            if self.quickack {
+                self.stream.quickack();
+            }
+            // The read buffer is empty: refill it with up to `left` bytes.
+            let want = (left as usize).min(self.rbuf.len()).max(1);
+            match self.fill(want.min(self.rbuf.len())) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Err(ConnectionError::Truncated {
+                        expected: n,
+                        received: n - left + self.buffered_len() as u64,
+                    })
+                }
+                Err(e) => return Err(map_io(e, "recv", true)),
+            }
+        }
+    }
+
+    /// Reads an `n`-byte payload into `buf`.
+    fn read_payload(&mut self, buf: &mut Vec<u8>, n: usize) -> Result<()> {
         let have = self.buffered_len().min(n);
-        buf.reserve(n.min(MAX_PREALLOC));
+        buf.reserve_exact(n.min(MAX_PREALLOC));
         buf.extend_from_slice(&self.rbuf[self.start..self.start + have]);
         self.start += have;
         let remaining = n - have;
@@ -330,15 +448,25 @@ impl Connection {
                     max: self.rbuf.len(),
                 });
             }
-            let mut take = (&self.stream).take(remaining as u64);
-            if let Err(e) = take.read_to_end(buf) {
-                return Err(map_io(e, "recv", true));
-            }
-            if buf.len() < n {
-                return Err(ConnectionError::Truncated {
-                    expected: n as u64,
-                    received: buf.len() as u64,
-                });
+            // Grow the buffer as the bytes arrive (a peer announcing a huge
+            // frame must send it), by doubling, but never past `n`.
+            while buf.len() < n {
+                if buf.len() == buf.capacity() {
+                    let more = buf.capacity().max(MAX_PREALLOC).min(n - buf.len());
+                    buf.reserve_exact(more);
+                }
+                let room = buf.capacity().min(n) - buf.len();
+                let mut take = (&self.stream).take(room as u64);
+                match take.read_to_end(buf) {
+                    Ok(0) => {
+                        return Err(ConnectionError::Truncated {
+                            expected: n as u64,
+                            received: buf.len() as u64,
+                        })
+                    }
+                    Ok(_) => {}
+                    Err(e) => return Err(map_io(e, "recv", true)),
+                }
             }
         }
         Ok(())
@@ -610,6 +738,57 @@ mod tests {
             "{e:?}"
         );
         assert!(e.to_string().contains("unusable"));
+    }
+
+    /// Frames skipped after their header leave the connection at the next
+    /// frame, whatever their size relative to the read buffer.
+    #[test]
+    fn skipped_payloads_keep_framing() {
+        let (a, b) = Stream::pair().unwrap();
+        let (mut a, mut b) = (Connection::new(a), Connection::new(b));
+        let sizes = [0, 1, INITIAL_READ_BUF_SIZE + 3, READ_BUF_SIZE + 1, 1 << 20];
+        let t = std::thread::spawn(move || {
+            for &n in &sizes {
+                a.send(&vec![9u8; n]).unwrap();
+                a.send(&(n as u32).to_be_bytes()).unwrap();
+            }
+        });
+        let mut buf = Vec::new();
+        for &n in &sizes {
+            assert_eq!(b.recv_header().unwrap(), n as u64);
+            b.skip_payload().unwrap();
+            b.recv_into(&mut buf, 4).unwrap();
+            assert_eq!(buf, (n as u32).to_be_bytes(), "after skipping {n} bytes");
+        }
+        t.join().unwrap();
+        assert!(!b.is_poisoned());
+    }
+
+    #[test]
+    fn truncated_skip_and_misuse_poison() {
+        let (mut c, mut raw) = raw_peer();
+        raw.write_all(&[0, 0, 0x80, 0]).unwrap();
+        raw.write_all(&[1u8; 100]).unwrap();
+        drop(raw);
+        assert_eq!(c.recv_header().unwrap(), 0x8000);
+        let e = c.skip_payload().unwrap_err();
+        assert!(
+            matches!(
+                e,
+                ConnectionError::Truncated {
+                    expected: 0x8000,
+                    received: 100
+                }
+            ),
+            "{e:?}"
+        );
+        assert!(c.is_poisoned());
+        // A payload read without a header first is a misuse.
+        let (mut c, _raw) = raw_peer();
+        assert!(matches!(
+            c.recv_payload_into(&mut Vec::new()),
+            Err(ConnectionError::Poisoned)
+        ));
     }
 
     #[test]

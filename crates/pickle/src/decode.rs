@@ -70,6 +70,31 @@ pub struct DecodeOptions {
     /// `sys.get_int_max_str_digits()`; parsing long decimal text is
     /// quadratic.
     pub max_int_digits: usize,
+    /// Memory decoding may allocate, per input byte (default 32). With
+    /// [`max_alloc_extra`](DecodeOptions::max_alloc_extra), decoding an
+    /// input of `n` bytes fails with [`DecodeErrorKind::AllocLimit`] once
+    /// it has allocated more than `max_alloc_factor × n + max_alloc_extra`
+    /// bytes (see [`DecodeOptions::max_alloc`]).
+    ///
+    /// What is counted: every value made (a `str`/`bytes` costs its
+    /// length, a container its header), the capacity of containers and of
+    /// the decoder's stack (each growth counts the whole new block, as a
+    /// moving `realloc` holds both), memo slots as they are used (the memo
+    /// reserved up front, at most 1.5 MiB, costs address space until
+    /// then), and copies made by the builtin constructors decoded natively
+    /// (`bytearray(b)`, `frozenset(l)`, …), with an allocator overhead per
+    /// allocation. Nothing freed during decoding is given back, so the
+    /// count bounds the decoder's peak memory (measured in
+    /// `tests/decode_memory.rs`). Bytes and text cost about 1× their input;
+    /// containers of small items written by CPython 10–35×, of empty lists
+    /// or dicts ~100×; the densest hostile shapes (a flat list of a million
+    /// empty lists, memo references copied into new containers) are
+    /// stopped at the limit.
+    pub max_alloc_factor: usize,
+    /// Memory any input may allocate besides
+    /// [`max_alloc_factor`](DecodeOptions::max_alloc_factor) per byte
+    /// (default 64 MiB), so that small requests of any honest shape pass.
+    pub max_alloc_extra: usize,
 }
 
 impl Default for DecodeOptions {
@@ -80,9 +105,16 @@ impl Default for DecodeOptions {
             max_memo: 1 << 24,
             max_items: 1 << 28,
             max_int_digits: 4300,
+            max_alloc_factor: DEFAULT_ALLOC_FACTOR,
+            max_alloc_extra: DEFAULT_ALLOC_EXTRA,
         }
     }
 }
+
+/// Default [`DecodeOptions::max_alloc_factor`].
+pub const DEFAULT_ALLOC_FACTOR: usize = 32;
+/// Default [`DecodeOptions::max_alloc_extra`]: 64 MiB.
+pub const DEFAULT_ALLOC_EXTRA: usize = 64 << 20;
 
 impl DecodeOptions {
     /// Sets [`max_input`](DecodeOptions::max_input).
@@ -110,7 +142,55 @@ impl DecodeOptions {
         self.max_int_digits = n;
         self
     }
+    /// Sets [`max_alloc_factor`](DecodeOptions::max_alloc_factor) and
+    /// [`max_alloc_extra`](DecodeOptions::max_alloc_extra).
+    pub fn with_max_alloc(mut self, factor: usize, extra: usize) -> DecodeOptions {
+        self.max_alloc_factor = factor;
+        self.max_alloc_extra = extra;
+        self
+    }
+
+    /// The most memory decoding an input of `input_len` bytes may
+    /// allocate: `max_alloc_factor × input_len + max_alloc_extra`.
+    ///
+    /// ```
+    /// use mpmanager_pickle::decode::{decode_with, DecodeErrorKind, DecodeOptions};
+    /// let opts = DecodeOptions::default().with_max_alloc(4, 1024);
+    /// assert_eq!(opts.max_alloc(100), 1424);
+    /// // A flat list of 10,000 empty lists: 10 KB of input, ~1 MB decoded.
+    /// let mut p = b"\x80\x04](".to_vec();
+    /// p.extend(std::iter::repeat(b']').take(10_000));
+    /// p.extend(b"e.");
+    /// let err = decode_with(&p, &opts).unwrap_err();
+    /// assert!(matches!(err.kind, DecodeErrorKind::AllocLimit { limit } if limit == opts.max_alloc(p.len())));
+    /// assert!(decode_with(&p, &DecodeOptions::default()).is_ok());
+    /// ```
+    pub fn max_alloc(&self, input_len: usize) -> usize {
+        self.max_alloc_factor
+            .saturating_mul(input_len)
+            .saturating_add(self.max_alloc_extra)
+    }
 }
+
+/// Memory shared by several decoders, e.g. a server's budget for all the
+/// requests it decodes at once ([`decode_with_budget`]). The decoder takes
+/// from it in chunks (from 64 KiB up to [`BUDGET_CHUNK`], but never past its
+/// own [`DecodeOptions::max_alloc`]) as its count of allocated memory grows;
+/// giving the memory back once the decoded value is dropped or stored is
+/// the budget owner's business.
+pub trait MemoryBudget {
+    /// Takes `bytes` more. An error (why not: the budget is exhausted, a
+    /// wait timed out, …) stops decoding with
+    /// [`DecodeErrorKind::MemoryRefused`].
+    fn take(&mut self, bytes: usize) -> Result<(), BudgetRefusal>;
+}
+
+/// Why a [`MemoryBudget`] refused memory.
+pub type BudgetRefusal = Arc<dyn std::error::Error + Send + Sync>;
+
+/// The most a decoder takes from a [`MemoryBudget`] at once beyond what it
+/// needs right now: 1 MiB.
+pub const BUDGET_CHUNK: usize = 1 << 20;
 
 /// What went wrong while decoding (see [`DecodeError`] for where).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -204,6 +284,23 @@ pub enum DecodeErrorKind {
         /// The limit.
         max: usize,
     },
+    /// Decoding would allocate more than [`DecodeOptions::max_alloc`]
+    /// allows for this input.
+    #[error("decoding would allocate more than {limit} bytes")]
+    AllocLimit {
+        /// The limit for this input, in bytes.
+        limit: usize,
+    },
+    /// The shared [`MemoryBudget`] refused more memory (the source says
+    /// why).
+    #[error("no memory left to decode: {wanted} more bytes refused")]
+    MemoryRefused {
+        /// The bytes asked for.
+        wanted: usize,
+        /// Why the budget refused.
+        #[source]
+        source: BudgetRefusal,
+    },
 }
 
 /// A decoding failure: what, at which byte offset, in which opcode.
@@ -260,7 +357,14 @@ impl fmt::Display for DecodeError {
     }
 }
 
-impl std::error::Error for DecodeError {}
+impl std::error::Error for DecodeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match &self.kind {
+            DecodeErrorKind::MemoryRefused { source, .. } => Some(&**source),
+            _ => None,
+        }
+    }
+}
 
 /// The name of a pickle opcode (`"BINUNICODE"` for `0x58`), as in
 /// CPython's `pickletools`; `None` for a byte that is no opcode.
@@ -372,6 +476,46 @@ pub fn decode(data: &[u8]) -> Result<Value, DecodeError> {
 /// assert!(matches!(t[1], Value::None));
 /// ```
 pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeError> {
+    decode_inner(data, opts, None)
+}
+
+/// [`decode_with`], taking the memory decoding allocates from `budget` as
+/// well (besides the per-input bound [`DecodeOptions::max_alloc`]).
+///
+/// ```
+/// use std::sync::Arc;
+/// use mpmanager_pickle::decode::{decode_with_budget, BudgetRefusal, DecodeErrorKind, DecodeOptions, MemoryBudget};
+/// struct Pool(usize);
+/// impl MemoryBudget for Pool {
+///     fn take(&mut self, bytes: usize) -> Result<(), BudgetRefusal> {
+///         if bytes > self.0 {
+///             return Err(Arc::from(Box::<dyn std::error::Error + Send + Sync>::from("pool empty")));
+///         }
+///         self.0 -= bytes;
+///         Ok(())
+///     }
+/// }
+/// let opts = DecodeOptions::default();
+/// let small = b"\x80\x04\x95\x06\x00\x00\x00\x00\x00\x00\x00]\x94K\x01a.";
+/// let mut pool = Pool(4 << 20);
+/// assert!(decode_with_budget(small, &opts, &mut pool).is_ok());
+/// let mut empty = Pool(0);
+/// let err = decode_with_budget(small, &opts, &mut empty).unwrap_err();
+/// assert!(matches!(err.kind, DecodeErrorKind::MemoryRefused { .. }));
+/// ```
+pub fn decode_with_budget(
+    data: &[u8],
+    opts: &DecodeOptions,
+    budget: &mut dyn MemoryBudget,
+) -> Result<Value, DecodeError> {
+    decode_inner(data, opts, Some(budget))
+}
+
+fn decode_inner<'a>(
+    data: &'a [u8],
+    opts: &'a DecodeOptions,
+    budget: Option<&'a mut dyn MemoryBudget>,
+) -> Result<Value, DecodeError> {
     if data.is_empty() {
         return Err(DecodeError::new(DecodeErrorKind::EmptyInput, 0, None));
     }
@@ -385,15 +529,13 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
             None,
         ));
     }
-    let mut bufs = BUFFERS.with(Cell::take).unwrap_or_else(|| Buffers {
+    let bufs = BUFFERS.with(Cell::take).unwrap_or_else(|| Buffers {
         stack: Vec::with_capacity(16),
         marks: Vec::new(),
         memo: Vec::new(),
     });
-    // Every memo entry costs at least two bytes of input; most values
-    // take more. Reserving up front saves copying a large memo as it grows
-    // (at most 64 Ki entries, 2 MiB, are reserved).
-    bufs.memo.reserve((data.len() / 8).clamp(8, 1 << 16));
+    let limit = opts.max_alloc(data.len());
+    let granted = if budget.is_some() { 0 } else { limit };
     let mut d = Decoder {
         data,
         pos: 0,
@@ -408,8 +550,29 @@ pub fn decode_with(data: &[u8], opts: &DecodeOptions) -> Result<Value, DecodeErr
         proto: 0,
         empty_tuple: None,
         opts,
+        alloc: 0,
+        granted,
+        limit,
+        budget,
     };
-    let result = d.run();
+    // The vectors kept from an earlier decode are this decode's memory too.
+    // Every memo entry costs at least two bytes of input; most values
+    // take more. Reserving up front saves copying a large memo as it grows
+    // (at most 64 Ki entries, 1.5 MiB, are reserved).
+    // The reservation is counted as its slots are used (untouched, it
+    // costs address space, not memory): a large input may be one `bytes`.
+    let memo = (data.len() / 8).clamp(8, 1 << 16).max(d.memo.capacity());
+    let result = d
+        .charge(d.stack.capacity() * size_of::<Entry>())
+        .map_err(|mut e| {
+            // Before the first opcode.
+            e.opcode = None;
+            e
+        })
+        .and_then(|()| {
+            d.memo.reserve(memo);
+            d.run()
+        });
     let mut bufs = Buffers {
         stack: std::mem::take(&mut d.stack),
         marks: std::mem::take(&mut d.marks),
@@ -473,6 +636,63 @@ struct Decoder<'a> {
     proto: u8,
     empty_tuple: Option<Value>,
     opts: &'a DecodeOptions,
+    /// Bytes counted as allocated so far (see
+    /// [`DecodeOptions::max_alloc_factor`]).
+    alloc: usize,
+    /// Bytes `alloc` may reach before more is asked of `budget` (all of
+    /// `limit` without a budget).
+    granted: usize,
+    /// [`DecodeOptions::max_alloc`] for this input.
+    limit: usize,
+    budget: Option<&'a mut dyn MemoryBudget>,
+}
+
+// ---- what decoding allocates -------------------------------------------------
+
+/// Allocator overhead counted per allocation (a glibc chunk header and
+/// rounding to 16 bytes).
+const MALLOC: usize = 16;
+/// A memo slot.
+const MEMO_SLOT: usize = size_of::<Option<MemoSlot>>();
+/// An entry of the sparse memo (hash table slot and control byte).
+const SPARSE_SLOT: usize = size_of::<(u64, MemoSlot)>() * 2 + 2;
+/// A `Value` in a vector or tuple.
+const VALUE: usize = size_of::<Value>();
+/// An `Arc` allocation holding `T`.
+const fn arc<T>() -> usize {
+    2 * size_of::<usize>() + size_of::<T>() + MALLOC
+}
+/// A new list, dict, set or object (its shared cell).
+const LIST: usize = arc::<parking_lot::RwLock<crate::value::List>>();
+const DICT: usize = arc::<parking_lot::RwLock<Dict>>();
+const SET: usize = arc::<parking_lot::RwLock<Set>>();
+const OBJECT: usize = arc::<parking_lot::RwLock<Object>>();
+/// One unit of a dict's capacity: an entry (hash, key, value) and its
+/// index slot in the hash table (8 bytes and a control byte, with the
+/// table at most 7/8 full).
+const DICT_ENTRY: usize = 8 + size_of::<Key>() + VALUE + 11;
+/// One unit of a set's capacity.
+const SET_ENTRY: usize = 8 + size_of::<Key>() + 11;
+/// A cycle-collector candidate ([`crate::cycles::track`]).
+const TRACKED: usize = 32;
+/// A `str`/`bytes`/`bigint` of `n` bytes on the heap.
+const fn heap_bytes(n: usize) -> usize {
+    n + 2 * size_of::<usize>() + MALLOC
+}
+/// What copying `v` into a new container costs at most (for the builtin
+/// constructors decoded natively: `bytearray(b)`, `set(l)`, `dict(d)` …).
+fn copy_cost(v: &Value) -> usize {
+    match v {
+        Value::Str(s) => heap_bytes(s.as_wtf8().len()),
+        Value::Bytes(b) => heap_bytes(b.len()),
+        Value::ByteArray(b) => heap_bytes(b.read().len()),
+        Value::List(l) => l.read().len() * DICT_ENTRY,
+        Value::Tuple(t) => t.len() * DICT_ENTRY,
+        Value::Set(x) => x.read().len() * DICT_ENTRY,
+        Value::FrozenSet(x) => x.len() * DICT_ENTRY,
+        Value::Dict(d) => d.read().len() * DICT_ENTRY,
+        _ => 0,
+    }
 }
 
 use DecodeErrorKind as K;
@@ -489,6 +709,67 @@ impl<'a> Decoder<'a> {
     #[cold]
     fn err(&self, kind: DecodeErrorKind) -> DecodeError {
         DecodeError::new(kind, self.op_pos, Some(self.op))
+    }
+
+    // ---- memory ----------------------------------------------------------
+
+    /// Counts `n` more bytes as allocated (see
+    /// [`DecodeOptions::max_alloc_factor`]).
+    #[inline]
+    fn charge(&mut self, n: usize) -> Result<()> {
+        self.alloc = self.alloc.saturating_add(n);
+        if self.alloc > self.granted {
+            return self.charge_slow();
+        }
+        Ok(())
+    }
+
+    /// Past what was granted: over the limit, or time to ask the budget.
+    #[cold]
+    fn charge_slow(&mut self) -> Result<()> {
+        if self.alloc > self.limit {
+            return Err(self.err(K::AllocLimit { limit: self.limit }));
+        }
+        // Chunks grow with what was taken, from 64 KiB (most requests need
+        // no more) to BUDGET_CHUNK.
+        let chunk = self.granted.clamp(BUDGET_CHUNK / 16, BUDGET_CHUNK);
+        let need = self.alloc - self.granted;
+        let want = need.max(chunk).min(self.limit - self.granted);
+        let Some(b) = self.budget.as_mut() else {
+            self.granted = self.limit;
+            return Ok(());
+        };
+        // A whole chunk if there is one, else just what is needed.
+        let r = match b.take(want) {
+            Ok(()) => Ok(want),
+            Err(_) if want > need => b.take(need).map(|()| need),
+            Err(e) => Err(e),
+        };
+        match r {
+            Ok(n) => {
+                self.granted += n;
+                Ok(())
+            }
+            Err(source) => Err(self.err(K::MemoryRefused {
+                wanted: need,
+                source,
+            })),
+        }
+    }
+
+    /// Counts the growth of a vector that is about to receive `extra` more
+    /// items of `item` bytes (nothing while its capacity suffices).
+    #[inline]
+    fn charge_vec(&mut self, len: usize, cap: usize, extra: usize, item: usize) -> Result<()> {
+        let need = len.saturating_add(extra);
+        if need <= cap {
+            return Ok(());
+        }
+        // Vec grows to at least double (4 items at first); a moving
+        // `realloc` holds the old and the new block for a moment, so the
+        // whole new block is counted (in all, twice the final capacity).
+        let new_cap = need.max(cap.saturating_mul(2)).max(4);
+        self.charge(new_cap.saturating_mul(item).saturating_add(MALLOC))
     }
 
     // ---- readers -------------------------------------------------------
@@ -584,6 +865,14 @@ impl<'a> Decoder<'a> {
     #[inline]
     fn push(&mut self, v: Value, d: u32) -> Result<()> {
         self.count(1)?;
+        if self.stack.len() == self.stack.capacity() {
+            self.charge_vec(
+                self.stack.len(),
+                self.stack.capacity(),
+                1,
+                size_of::<Entry>(),
+            )?;
+        }
         self.stack.push(Entry {
             v,
             d,
@@ -717,6 +1006,8 @@ impl<'a> Decoder<'a> {
             // The common case: MEMOIZE numbers entries sequentially.
             Ok(i) if i == self.memo.len() && self.sparse.is_empty() => {
                 self.new_memo_entry()?;
+                self.charge_vec(self.memo.len(), self.memo.capacity(), 1, MEMO_SLOT)?;
+                self.charge(MEMO_SLOT)?;
                 self.memo.push(Some(slot));
             }
             Ok(i) if i < self.memo.len() => {
@@ -730,10 +1021,14 @@ impl<'a> Decoder<'a> {
                 if self.sparse.is_empty() || self.sparse.remove(&key).is_none() {
                     self.new_memo_entry()?;
                 }
+                let extra = i + 1 - self.memo.len();
+                self.charge_vec(self.memo.len(), self.memo.capacity(), extra, MEMO_SLOT)?;
+                self.charge(extra * MEMO_SLOT)?;
                 self.memo.resize_with(i + 1, || None);
                 self.memo[i] = Some(slot);
             }
             _ => {
+                self.charge(SPARSE_SLOT)?;
                 if self.sparse.insert(key, slot).is_none() {
                     self.new_memo_entry()?;
                 }
@@ -750,7 +1045,7 @@ impl<'a> Decoder<'a> {
         };
         // A mutable container met a second time may close a cycle: let the
         // cycle collector know, so it is reclaimed once unreachable.
-        crate::cycles::track(&v);
+        self.track(&v)?;
         self.push(v, d)?;
         if let Some(e) = self.stack.last_mut() {
             e.memo = u32::try_from(key).unwrap_or(NO_MEMO);
@@ -812,21 +1107,22 @@ impl<'a> Decoder<'a> {
                 b'C' => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?;
-                    self.push0(Value::Bytes(b.into()))?;
+                    self.push_bytes(b)?;
                 }
                 b'B' => {
                     let n = self.u32()? as u64;
                     let b = self.take_u64(n)?;
-                    self.push0(Value::Bytes(b.into()))?;
+                    self.push_bytes(b)?;
                 }
                 0x8e => {
                     let n = self.u64()?;
                     let b = self.take_u64(n)?;
-                    self.push0(Value::Bytes(b.into()))?;
+                    self.push_bytes(b)?;
                 }
                 0x96 => {
                     let n = self.u64()?;
                     let b = self.take_u64(n)?;
+                    self.charge(heap_bytes(b.len()) + arc::<parking_lot::RwLock<Vec<u8>>>())?;
                     self.push0(Value::bytearray(b.to_vec()))?;
                 }
                 b'U' => {
@@ -840,11 +1136,13 @@ impl<'a> Decoder<'a> {
                 }
                 b'S' => {
                     let line = self.line()?;
+                    self.charge(heap_bytes(line.len()))?;
                     let b = self.string_literal(line)?;
                     self.push_py2_str(&b)?;
                 }
                 b'V' => {
                     let line = self.line()?;
+                    self.charge(heap_bytes(line.len().saturating_mul(2)))?;
                     let s = raw_unicode_escape(line).map_err(|m| self.err(bad(m)))?;
                     self.push0(Value::Str(s))?;
                 }
@@ -860,6 +1158,10 @@ impl<'a> Decoder<'a> {
                         && n > self.fence()
                         && self.sparse.is_empty()
                     {
+                        if i == self.memo.capacity() {
+                            self.charge_vec(i, i, 1, MEMO_SLOT)?;
+                        }
+                        self.charge(MEMO_SLOT)?;
                         let e = &mut self.stack[n - 1];
                         e.memo = i as u32;
                         let slot = MemoSlot {
@@ -914,10 +1216,16 @@ impl<'a> Decoder<'a> {
                 0x8a => {
                     let n = self.u8()? as usize;
                     let b = self.take(n)?;
+                    if n > 8 {
+                        self.charge(heap_bytes(n) + arc::<BigInt>())?;
+                    }
                     self.push0(decode_long(b))?;
                 }
                 0x8b => {
                     let b = self.take_i32_len()?;
+                    if b.len() > 8 {
+                        self.charge(heap_bytes(b.len()) + arc::<BigInt>())?;
+                    }
                     self.push0(decode_long(b))?;
                 }
                 b'G' => {
@@ -970,7 +1278,10 @@ impl<'a> Decoder<'a> {
                 }
 
                 // -- lists --
-                b']' => self.push(Value::list(Vec::new()), 1)?,
+                b']' => {
+                    self.charge(LIST)?;
+                    self.push(Value::list(Vec::new()), 1)?
+                }
                 b'a' => {
                     let t = self.top_index()?;
                     if t <= self.fence() {
@@ -987,6 +1298,7 @@ impl<'a> Decoder<'a> {
                 }
                 b'l' => {
                     let from = self.pop_mark()?;
+                    self.charge(LIST + heap_bytes((self.stack.len() - from) * VALUE))?;
                     let (items, maxd) = self.drain_values(from);
                     let d = self.nest(maxd)?;
                     self.count(items.len())?;
@@ -994,7 +1306,10 @@ impl<'a> Decoder<'a> {
                 }
 
                 // -- dicts --
-                b'}' => self.push(Value::Dict(crate::value::shared(Dict::default())), 1)?,
+                b'}' => {
+                    self.charge(DICT)?;
+                    self.push(Value::Dict(crate::value::shared(Dict::default())), 1)?
+                }
                 b's' => {
                     let n = self.stack.len();
                     if n < self.fence() + 3 {
@@ -1016,13 +1331,17 @@ impl<'a> Decoder<'a> {
                     }
                     let maxd = self.max_depth_from(from);
                     let d = self.nest(maxd)?;
+                    self.charge(DICT)?;
                     let mut dict = Dict::default();
                     self.fill_dict(&mut dict, from)?;
                     self.push(Value::Dict(crate::value::shared(dict)), d)?;
                 }
 
                 // -- sets --
-                0x8f => self.push(Value::Set(crate::value::shared(Set::default())), 1)?,
+                0x8f => {
+                    self.charge(SET)?;
+                    self.push(Value::Set(crate::value::shared(Set::default())), 1)?
+                }
                 0x90 => {
                     let m = self.pop_mark()?;
                     if m == 0 || m <= self.fence() || m > self.stack.len() {
@@ -1034,6 +1353,7 @@ impl<'a> Decoder<'a> {
                     let from = self.pop_mark()?;
                     let maxd = self.max_depth_from(from);
                     let d = self.nest(maxd)?;
+                    self.charge(SET)?;
                     let mut set = Set::default();
                     self.fill_set(&mut set, from)?;
                     self.push(Value::FrozenSet(Arc::new(set)), d)?;
@@ -1042,6 +1362,10 @@ impl<'a> Decoder<'a> {
                 // -- stack manipulation --
                 b'(' => {
                     self.count(1)?;
+                    if self.marks.len() == self.marks.capacity() {
+                        let n = self.marks.len();
+                        self.charge_vec(n, n, 1, size_of::<usize>())?;
+                    }
                     self.marks.push(self.stack.len());
                 }
                 b'0' => {
@@ -1063,7 +1387,7 @@ impl<'a> Decoder<'a> {
                     let (v, d) = (self.stack[t].v.clone(), self.stack[t].d);
                     // A second reference can close a cycle (`]2a`: a list
                     // appended to itself), as a memo GET can.
-                    crate::cycles::track(&v);
+                    self.track(&v)?;
                     self.push(v, d)?;
                 }
 
@@ -1096,6 +1420,7 @@ impl<'a> Decoder<'a> {
                             (Ok(m), Ok(n)) => (m, n),
                             _ => return Err(self.err(K::InvalidUtf8)),
                         };
+                    self.charge_global(module, name)?;
                     let g = self.global(module, name);
                     self.push0(g)?;
                 }
@@ -1103,7 +1428,10 @@ impl<'a> Decoder<'a> {
                     let name = self.pop()?;
                     let module = self.pop()?;
                     let g = match (module.v.as_str(), name.v.as_str()) {
-                        (Some(m), Some(n)) => self.global(m, n),
+                        (Some(m), Some(n)) => {
+                            self.charge_global(m, n)?;
+                            self.global(m, n)
+                        }
                         _ => {
                             return Err(self.err(wrong("STACK_GLOBAL requires str module and name")))
                         }
@@ -1149,8 +1477,10 @@ impl<'a> Decoder<'a> {
                             (Ok(m), Ok(n)) => (m, n),
                             _ => return Err(self.err(K::InvalidUtf8)),
                         };
+                    self.charge_global(module, name)?;
                     let cls = self.global(module, name);
                     let from = self.pop_mark()?;
+                    self.charge(2 * heap_bytes((self.stack.len() - from) * VALUE))?;
                     let (items, maxd) = self.drain_values(from);
                     let d = self.nest(maxd)?;
                     self.count(items.len())?;
@@ -1171,6 +1501,7 @@ impl<'a> Decoder<'a> {
                     if from >= self.stack.len() {
                         return Err(self.err(K::StackUnderflow));
                     }
+                    self.charge(2 * heap_bytes((self.stack.len() - from) * VALUE))?;
                     let (items, maxd) = self.drain_values(from + 1);
                     let cls = self
                         .stack
@@ -1207,16 +1538,48 @@ impl<'a> Decoder<'a> {
 
     #[inline]
     fn push_str(&mut self, b: &[u8]) -> Result<()> {
+        if b.len() > PyStr::INLINE_MAX {
+            self.charge(heap_bytes(b.len()))?;
+        }
         match PyStr::from_wtf8(b) {
             Some(s) => self.push0(Value::Str(s)),
             None => Err(self.err(K::InvalidUtf8)),
         }
     }
 
+    #[inline]
+    fn push_bytes(&mut self, b: &[u8]) -> Result<()> {
+        self.charge(heap_bytes(b.len()))?;
+        self.push0(Value::Bytes(b.into()))
+    }
+
+    /// Registers a container met a second time with the cycle collector.
+    #[inline]
+    fn track(&mut self, v: &Value) -> Result<()> {
+        if matches!(
+            v,
+            Value::List(_) | Value::Dict(_) | Value::Set(_) | Value::Object(_)
+        ) {
+            self.charge(TRACKED)?;
+            crate::cycles::track(v);
+        }
+        Ok(())
+    }
+
+    /// Counts a new [`Global`](crate::value::Global) and its two names.
+    fn charge_global(&mut self, module: &str, name: &str) -> Result<()> {
+        self.charge(
+            arc::<crate::value::Global>() + heap_bytes(module.len()) + heap_bytes(name.len()),
+        )
+    }
+
     /// A Python 2 `str`, decoded as CPython's default `encoding='ASCII'`.
     fn push_py2_str(&mut self, b: &[u8]) -> Result<()> {
         if !b.is_ascii() {
             return Err(self.err(K::NonAsciiString));
+        }
+        if b.len() > PyStr::INLINE_MAX {
+            self.charge(heap_bytes(b.len()))?;
         }
         match std::str::from_utf8(b) {
             Ok(s) => self.push0(Value::str(s)),
@@ -1250,6 +1613,7 @@ impl<'a> Decoder<'a> {
         let maxd = self.max_depth_from(from);
         let d = self.nest(maxd)?;
         self.count(self.stack.len() - from)?;
+        self.charge(heap_bytes((self.stack.len() - from) * VALUE))?;
         // One allocation, filled straight from the stack.
         let t = Tuple::from_exact_iter(self.stack.drain(from..).map(|e| e.v));
         self.push(Value::Tuple(t), d)
@@ -1267,10 +1631,13 @@ impl<'a> Decoder<'a> {
         match &t {
             Value::List(l) => {
                 let mut l = l.write();
+                self.charge_vec(l.items.len(), l.items.capacity(), n, VALUE)?;
                 l.items.extend(self.stack.drain(from..).map(|e| e.v));
             }
             Value::Object(o) => {
                 let mut o = o.write();
+                let (len, cap) = (o.list_items.len(), o.list_items.capacity());
+                self.charge_vec(len, cap, n, VALUE)?;
                 o.list_items.extend(self.stack.drain(from..).map(|e| e.v));
             }
             other => {
@@ -1284,7 +1651,11 @@ impl<'a> Decoder<'a> {
     fn fill_dict(&mut self, dict: &mut Dict, from: usize) -> Result<()> {
         let n = self.stack.len() - from;
         self.count(n / 2)?;
+        let cap = dict.items.capacity();
         dict.items.reserve(n / 2);
+        if dict.items.capacity() > cap {
+            self.charge(dict.items.capacity() * DICT_ENTRY)?;
+        }
         let mut i = from;
         while i + 1 < self.stack.len() {
             let k = std::mem::take(&mut self.stack[i].v);
@@ -1301,7 +1672,11 @@ impl<'a> Decoder<'a> {
     fn fill_set(&mut self, set: &mut Set, from: usize) -> Result<()> {
         let n = self.stack.len() - from;
         self.count(n)?;
+        let cap = set.items.capacity();
         set.items.reserve(n);
+        if set.items.capacity() > cap {
+            self.charge(set.items.capacity() * SET_ENTRY)?;
+        }
         for i in from..self.stack.len() {
             let k = std::mem::take(&mut self.stack[i].v);
             let key = Key::new(k).map_err(|e| self.err(K::Unhashable(e)))?;
@@ -1339,7 +1714,10 @@ impl<'a> Decoder<'a> {
                     pairs.push((k, v));
                 }
                 drop(it);
-                o.write().dict_items.extend(pairs);
+                let mut o = o.write();
+                let (len, cap) = (o.dict_items.len(), o.dict_items.capacity());
+                self.charge_vec(len, cap, pairs.len(), 2 * VALUE)?;
+                o.dict_items.extend(pairs);
             }
             other => {
                 return Err(self.err(wrong(format!(
@@ -1390,12 +1768,17 @@ impl<'a> Decoder<'a> {
         }
         let d = self.nest(maxd)?;
         if construct == Construct::Reduce {
-            if let Value::Tuple(t) = &args.v {
+            if let (Value::Tuple(t), Value::Global(_)) = (&args.v, &func.v) {
+                // A builtin constructor may copy its argument (`bytearray(b)`,
+                // `set(l)` of a memoized value): count the copy first.
+                let copy = t.iter().map(copy_cost).sum::<usize>();
+                self.charge(copy + OBJECT)?;
                 if let Some(v) = native_call(&func.v, t).map_err(|k| self.err(k))? {
                     return self.push(v, d);
                 }
             }
         }
+        self.charge(OBJECT)?;
         let obj = Object {
             callable: func.v,
             args: args.v,
@@ -1417,6 +1800,12 @@ impl<'a> Decoder<'a> {
                 // Read the old state and merge without holding the lock:
                 // merging hashes and compares keys.
                 let old = o.read().state.clone();
+                if let (Some(Value::Dict(a)), Value::Dict(b)) = (&old, &state.v) {
+                    if !Arc::ptr_eq(a, b) {
+                        let n = a.read().len() + b.read().len();
+                        self.charge(DICT + n * DICT_ENTRY)?;
+                    }
+                }
                 let new = match (&old, &state.v) {
                     (Some(Value::Dict(a)), Value::Dict(b)) if !Arc::ptr_eq(a, b) => {
                         let mut merged = Dict::default();
@@ -2686,7 +3075,13 @@ mod tests {
         p.extend(std::iter::repeat_n(b']', n));
         p.extend(std::iter::repeat_n(b'a', n - 1));
         p.push(b'.');
+        // A million lists on the stack pass the memory limit: the decoder
+        // stops at about 32 bytes per input byte (plus 64 MiB), before the
+        // depth check.
         let err = e(&p);
+        assert!(matches!(err.kind, K::AllocLimit { .. }), "{err}");
+        let roomy = DecodeOptions::default().with_max_alloc(1000, 0);
+        let err = decode_with(&p, &roomy).unwrap_err();
         assert!(matches!(err.kind, K::DepthLimit { max: 1000 }), "{err}");
         assert_eq!(err.opcode, Some(b'a'));
         // Nested tuples via MARK too

@@ -39,7 +39,10 @@ pub mod repr;
 pub mod serde_bridge;
 pub mod value;
 
-pub use decode::{decode, decode_with, DecodeError, DecodeErrorKind, DecodeOptions};
+pub use decode::{
+    decode, decode_with, decode_with_budget, BudgetRefusal, DecodeError, DecodeErrorKind,
+    DecodeOptions, MemoryBudget,
+};
 pub use encode::{encode, encode_into, encode_with, EncodeError, EncodeOptions};
 pub use exc::{ExcType, PyErr};
 pub use repr::repr;

@@ -99,8 +99,9 @@ pub const MAX_REPR_PARTS: usize = 1 << 24;
 /// The most text one repr produces (counting the copies of nested parts
 /// into their containers) before failing with `MemoryError`: shared large
 /// strings under a DAG could otherwise multiply a small pickle into
-/// gigabytes within [`MAX_REPR_PARTS`]. 256 MiB is the server's default
-/// frame limit, so no legitimate reply is refused by it.
+/// gigabytes within [`MAX_REPR_PARTS`]. 256 MiB (the server's frame limit
+/// when this was set; it is 1 GiB now, so the repr of a value near that
+/// size fails with `MemoryError` where CPython would build it).
 pub const MAX_REPR_BYTES: usize = 256 << 20;
 
 /// CPython's default `sys.get_int_max_str_digits()`.

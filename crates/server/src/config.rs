@@ -22,8 +22,16 @@ pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 pub const DEFAULT_MAX_CONNECTIONS: usize = 4096;
 /// Default [`ServerConfig::max_pending_handshakes`]: 256.
 pub const DEFAULT_MAX_PENDING_HANDSHAKES: usize = 256;
-/// Default [`ServerConfig::max_frame`]: 256 MiB.
-pub const DEFAULT_MAX_FRAME: usize = 256 << 20;
+/// Default [`ServerConfig::max_frame`]: 1 GiB.
+pub const DEFAULT_MAX_FRAME: usize = 1 << 30;
+/// Default [`ServerConfig::request_memory`]: 2 GiB + 256 MiB, enough for one
+/// request of [`DEFAULT_MAX_FRAME`] holding one `bytes` (its frame and its
+/// decoded copy).
+pub const DEFAULT_REQUEST_MEMORY: usize = (2 << 30) + (256 << 20);
+/// Default [`ServerConfig::request_memory_wait`]: 10 s.
+pub const DEFAULT_REQUEST_MEMORY_WAIT: Duration = Duration::from_secs(10);
+/// Default [`ServerConfig::decode_factor`]: 32.
+pub const DEFAULT_DECODE_FACTOR: usize = mpmanager_pickle::decode::DEFAULT_ALLOC_FACTOR;
 /// Default [`ServerConfig::thread_stack_size`]: 256 KiB.
 pub const DEFAULT_THREAD_STACK: usize = 256 << 10;
 
@@ -82,9 +90,32 @@ pub struct ServerConfig {
     /// open (re-opening each it loses) cannot keep it out as long as it
     /// holds fewer than this many plus the held ones.
     pub max_pending_handshakes: usize,
-    /// The largest request frame accepted, in bytes (default 256 MiB). A
-    /// larger frame closes that connection; nothing is allocated for it.
+    /// The largest request frame accepted, in bytes (default 1 GiB). A
+    /// larger frame is read and thrown away (nothing is allocated for it)
+    /// and its client gets `MemoryError: request of N bytes exceeds the
+    /// server's frame limit …` (a `RemoteError` in Python); the connection
+    /// and its proxy stay usable.
     pub max_frame: usize,
+    /// The memory that requests being received and decoded at once may
+    /// hold together, in bytes (default 2.25 GiB): each request's frame,
+    /// reserved when its header arrives, and what decoding it allocates, as
+    /// counted by the decoder. A request that would go over it waits up to
+    /// [`request_memory_wait`](Self::request_memory_wait) for others to
+    /// finish, then fails with a `MemoryError` naming the limit; so does a
+    /// request that needs more than all of it (a frame of more than half of
+    /// it holding a `bytes`: its frame and its decoded copy). Values once
+    /// decoded and stored are not counted (as in CPython, stored data is
+    /// the program's business).
+    pub request_memory: usize,
+    /// How long a request may wait for [`request_memory`](Self::request_memory)
+    /// (default 10 s).
+    pub request_memory_wait: Duration,
+    /// Decoding one request may allocate at most this many times its frame
+    /// plus 64 MiB (default 32); more fails that request with a
+    /// `MemoryError`. Bytes and text cost about 1× their size, containers
+    /// of small items 10–30× (a list of empty lists ~60× at worst); the
+    /// fixed 64 MiB lets small requests of any shape through.
+    pub decode_factor: usize,
     /// Stack size of each connection thread (default 256 KiB; deep values
     /// are handled on heap-allocated stack segments).
     pub thread_stack_size: usize,
@@ -137,6 +168,9 @@ impl ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             max_pending_handshakes: DEFAULT_MAX_PENDING_HANDSHAKES,
             max_frame: DEFAULT_MAX_FRAME,
+            request_memory: DEFAULT_REQUEST_MEMORY,
+            request_memory_wait: DEFAULT_REQUEST_MEMORY_WAIT,
+            decode_factor: DEFAULT_DECODE_FACTOR,
             thread_stack_size: DEFAULT_THREAD_STACK,
             objects: Vec::new(),
             registry: None,
@@ -160,6 +194,9 @@ impl fmt::Debug for ServerConfig {
             .field("max_connections", &self.max_connections)
             .field("max_pending_handshakes", &self.max_pending_handshakes)
             .field("max_frame", &self.max_frame)
+            .field("request_memory", &self.request_memory)
+            .field("request_memory_wait", &self.request_memory_wait)
+            .field("decode_factor", &self.decode_factor)
             .field("thread_stack_size", &self.thread_stack_size)
             .field("objects", &self.objects)
             .field("registry", &self.registry.as_ref().map(|_| "custom"))

@@ -44,9 +44,18 @@
 //! * Replies are pickled with the protocol of the request they answer
 //!   (4 for CPython 3.8–3.13, 5 for 3.14).
 //! * Bad input fails only its request or its connection: an undecodable
-//!   pickle or a malformed request on a served connection gets a
-//!   `#TRACEBACK` and the connection goes on; a framing error, an oversized
-//!   frame or a failed handshake closes that connection. A panic in a
+//!   pickle, a malformed request, a frame over
+//!   [`ServerConfig::max_frame`] (read and thrown away) or one whose
+//!   decoding would take more memory than allowed gets a `#TRACEBACK`
+//!   (`MemoryError: …` naming the limit and its flag for the last two) and
+//!   the connection goes on; a framing error or a failed handshake closes
+//!   that connection.
+//! * Bounded memory: decoding a request may allocate at most
+//!   [`ServerConfig::decode_factor`] times its size plus 64 MiB, and the
+//!   requests being received and decoded at once hold at most
+//!   [`ServerConfig::request_memory`] together (frames and decoding);
+//!   over it, a request waits up to
+//!   [`ServerConfig::request_memory_wait`], then fails as above. A panic in a
 //!   connection thread (a bug) is caught and closes only that connection.
 //!
 //! ## Compatibility notes
@@ -111,15 +120,18 @@
 #![warn(missing_docs)]
 
 mod admission;
+mod budget;
 mod config;
 mod conn;
 mod error;
 mod server;
 mod watch;
 
+pub use budget::MemoryRefusal;
 pub use config::{
-    ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_HANDSHAKE_TIMEOUT,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME, DEFAULT_MAX_PENDING_HANDSHAKES,
+    ServerConfig, SharedKind, SharedObject, DEFAULT_BUSY_POLL, DEFAULT_DECODE_FACTOR,
+    DEFAULT_HANDSHAKE_TIMEOUT, DEFAULT_MAX_CONNECTIONS, DEFAULT_MAX_FRAME,
+    DEFAULT_MAX_PENDING_HANDSHAKES, DEFAULT_REQUEST_MEMORY, DEFAULT_REQUEST_MEMORY_WAIT,
     DEFAULT_THREAD_STACK,
 };
 pub use error::ServerError;

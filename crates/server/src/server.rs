@@ -25,6 +25,10 @@ pub(crate) struct Shared {
     pub(crate) authkey: Vec<u8>,
     pub(crate) handshake_timeout: Duration,
     pub(crate) max_frame: usize,
+    /// [`ServerConfig::decode_factor`].
+    pub(crate) decode_factor: usize,
+    /// [`ServerConfig::request_memory`], shared by all connections.
+    pub(crate) request_memory: crate::budget::RequestMemory,
     pub(crate) serializer: Serializer,
     /// [`ServerConfig::busy_poll`] and the server-wide cap on pollers;
     /// `None` when polling is off.
@@ -242,6 +246,11 @@ impl Server {
             authkey: config.authkey,
             handshake_timeout: config.handshake_timeout,
             max_frame: config.max_frame,
+            decode_factor: config.decode_factor,
+            request_memory: crate::budget::RequestMemory::new(
+                config.request_memory,
+                config.request_memory_wait,
+            ),
             serializer: config.serializer,
             busy_poll: (!config.busy_poll.is_zero())
                 .then(|| (config.busy_poll, Arc::new(SpinBudget::for_this_machine()))),

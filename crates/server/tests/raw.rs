@@ -556,8 +556,9 @@ fn bad_frames_close_only_their_connection() {
     let frames: Vec<Vec<u8>> = vec![
         // negative length
         (-5i32).to_be_bytes().to_vec(),
-        // 1 GiB length header (over the 256 MiB limit)
-        (1i32 << 30).to_be_bytes().to_vec(),
+        // 2 GiB - 1 length header (over the 1 GiB limit: the server reads
+        // and discards what comes, and the peer hangs up mid-frame)
+        i32::MAX.to_be_bytes().to_vec(),
         // huge large-frame header
         [&[0xff, 0xff, 0xff, 0xff][..], &(1u64 << 40).to_be_bytes()].concat(),
     ];
@@ -565,6 +566,9 @@ fn bad_frames_close_only_their_connection() {
         let mut c = served(&a);
         let mut raw = c.stream().try_clone().unwrap();
         raw.write_all(&f).unwrap();
+        // (The server may have closed already: negative length.)
+        let _ = raw.write_all(&[0x80; 1000]);
+        let _ = raw.shutdown(std::net::Shutdown::Write);
         assert_closed(&mut c);
         assert_eq!(
             call(&mut good, &l, "append", vec![Value::Int(1)]),
@@ -597,11 +601,49 @@ fn frame_limit_is_configurable() {
         call(&mut c, &l, "append", vec![Value::bytes(&[1; 500])]),
         Reply::none()
     );
-    send(
-        &mut c,
-        &Request::call(l.as_str(), "append", vec![Value::bytes(&[1; 2000])], vec![]).to_value(),
+    // Over the limit: read and thrown away, answered with a MemoryError
+    // naming the limit and the flag; the connection goes on.
+    let reply = call(&mut c, &l, "append", vec![Value::bytes(&[1; 2000])]);
+    let Reply::Traceback(tb) = &reply else {
+        panic!("{reply:?}")
+    };
+    assert!(
+        tb.contains("MemoryError: request of ")
+            && tb.contains(
+                "exceeds the server's frame limit of 1000 bytes (mpmanager serve --max-frame)"
+            ),
+        "{tb}"
     );
-    assert_closed(&mut c);
+    assert_eq!(
+        call(&mut c, &l, "__len__", vec![]),
+        Reply::Return(Value::Int(1))
+    );
+}
+
+#[test]
+fn request_memory_over_budget_gets_a_memory_error_and_the_connection_goes_on() {
+    let mut cfg = config("127.0.0.1:0");
+    cfg.request_memory = 4 << 20;
+    cfg.request_memory_wait = Duration::from_millis(100);
+    let s = spawn(cfg);
+    let l = create(s.address(), "list", vec![]);
+    let mut c = served(s.address());
+    // 3 MiB of bytes: the frame and its decoded copy need 6 MiB.
+    let reply = call(&mut c, &l, "append", vec![Value::bytes(&vec![1; 3 << 20])]);
+    let Reply::Traceback(tb) = &reply else {
+        panic!("{reply:?}")
+    };
+    assert!(tb.contains("MemoryError: "), "{tb}");
+    assert!(tb.contains("--max-request-memory"), "{tb}");
+    // 1 MiB fits.
+    assert_eq!(
+        call(&mut c, &l, "append", vec![Value::bytes(&vec![1; 1 << 20])]),
+        Reply::none()
+    );
+    assert_eq!(
+        call(&mut c, &l, "__len__", vec![]),
+        Reply::Return(Value::Int(1))
+    );
 }
 
 #[test]

@@ -3,11 +3,13 @@
 //! (CPython's `serializer='pickle'` or `'xmlrpclib'`).
 
 use mpmanager_pickle::{
-    decode_with, encode_into, DecodeError, DecodeErrorKind, DecodeOptions, EncodeError,
+    decode_with_budget, encode_into, DecodeError, DecodeErrorKind, DecodeOptions, EncodeError,
     EncodeOptions,
 };
 use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
 use mpmanager_protocol::{Reply, Request, Serializer};
+
+use crate::budget::{self, Grant};
 
 /// Why a request could not be read; each carries the `#TRACEBACK` text
 /// CPython's server would send.
@@ -50,8 +52,10 @@ pub(crate) enum Codec {
 }
 
 impl Codec {
-    /// The codec for `serializer`, refusing inputs over `max_input` bytes.
-    pub(crate) fn new(serializer: Serializer, max_input: usize) -> Codec {
+    /// The codec for `serializer`, refusing inputs over `max_input` bytes;
+    /// decoding a pickle may allocate `decode_factor` times its input (plus
+    /// a constant).
+    pub(crate) fn new(serializer: Serializer, max_input: usize, decode_factor: usize) -> Codec {
         match serializer {
             Serializer::XmlRpc => {
                 let mut options = mpmanager_xmlrpc::DecodeOptions::default();
@@ -61,6 +65,7 @@ impl Codec {
             _ => {
                 let mut options = DecodeOptions::default();
                 options.max_input = max_input;
+                options.max_alloc_factor = decode_factor;
                 Codec::Pickle {
                     protocol: 4,
                     options,
@@ -74,12 +79,14 @@ impl Codec {
         matches!(self, Codec::XmlRpc { .. })
     }
 
-    /// Decodes one request; `function` names CPython's server function
-    /// that would have failed, for the traceback.
+    /// Decodes one request, drawing what decoding allocates from `grant`
+    /// (the server's request-memory budget); `function` names CPython's
+    /// server function that would have failed, for the traceback.
     pub(crate) fn decode(
         &mut self,
         bytes: &[u8],
         function: &str,
+        grant: &mut Grant<'_>,
     ) -> Result<Request, DecodeFailure> {
         let value = match self {
             Codec::Pickle { protocol, options } => {
@@ -87,7 +94,7 @@ impl Codec {
                     [0x80, p, ..] if (2..=5).contains(p) => *p,
                     _ => 4,
                 };
-                decode_with(bytes, options).map_err(|e| {
+                decode_with_budget(bytes, options, grant).map_err(|e| {
                     tracing::debug!("undecodable request: {e}");
                     let tb = unpickling_traceback(&e, function);
                     match e.kind {
@@ -168,6 +175,9 @@ impl Codec {
 fn unpickling_traceback(e: &DecodeError, function: &str) -> String {
     let exception = match e.kind {
         DecodeErrorKind::EmptyInput => "EOFError: Ran out of input".to_string(),
+        DecodeErrorKind::AllocLimit { .. } | DecodeErrorKind::MemoryRefused { .. } => {
+            budget::memory_exception_line(e)
+        }
         _ => format!("_pickle.UnpicklingError: {e}"),
     };
     format_chain(&[TbEntry {

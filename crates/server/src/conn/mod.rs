@@ -19,10 +19,11 @@ use std::sync::Arc;
 use mpmanager_connection::{BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{PyErr, Value};
-use mpmanager_protocol::traceback;
+use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
 use mpmanager_protocol::{PublicOp, Reply, Request, Token};
 
 use self::codec::{unserializable_traceback, Codec, DecodeFailure, Unencodable};
+use crate::budget::{self, Intake};
 use crate::admission::{self, PendingGuard};
 use crate::server::Shared;
 
@@ -132,7 +133,7 @@ pub(crate) fn handle(shared: &Arc<Shared>, id: u64, stream: Stream, pending: Pen
         conn,
         recv: Vec::new(),
         send: Vec::new(),
-        codec: Codec::new(shared.serializer, shared.max_frame),
+        codec: Codec::new(shared.serializer, shared.max_frame, shared.decode_factor),
         held: Vec::new(),
         held_spans: Vec::new(),
         unacked: None,
@@ -144,8 +145,22 @@ impl Conn<'_> {
     /// Reads and decodes one request; `function` names CPython's server
     /// function reading it, for tracebacks.
     fn read(&mut self, function: &str) -> Incoming {
-        match self.conn.recv_into(&mut self.recv, self.shared.max_frame) {
-            Ok(()) => {}
+        let shared = self.shared;
+        let mut grant = match budget::receive(
+            &shared.request_memory,
+            &mut self.conn,
+            &mut self.recv,
+            shared.max_frame,
+        ) {
+            Ok(Intake::Frame(grant)) => grant,
+            Ok(Intake::Refused(why)) => {
+                let exception = why.exception_line();
+                tracing::info!("request refused: {exception}");
+                return Incoming::Undecodable(format_chain(&[TbEntry {
+                    frames: vec![Frame::mpmanager(function)],
+                    exception,
+                }]));
+            }
             Err(ConnectionError::Closed) => {
                 tracing::trace!("peer closed the connection");
                 return Incoming::Close { reset: false };
@@ -170,11 +185,12 @@ impl Conn<'_> {
                 }
                 return Incoming::Close { reset: false };
             }
-        }
-        let r = self.codec.decode(&self.recv, function);
+        };
+        let r = self.codec.decode(&self.recv, function, &mut grant);
         if self.recv.capacity() > KEEP_BUFFER {
             self.recv = Vec::new();
         }
+        drop(grant);
         match r {
             Ok(req) => Incoming::Request(req),
             // An empty payload is EOFError for CPython's served loop, which
