@@ -32,16 +32,19 @@ fn note(delta: isize) {
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: Layout) -> *mut u8 {
         note(l.size() as isize);
-        System.alloc(l)
+        // SAFETY: the caller's contract is the system allocator's.
+        unsafe { System.alloc(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
         note(-(l.size() as isize));
-        System.dealloc(p, l)
+        // SAFETY: `p` came from `alloc` with `l`, as the caller guarantees.
+        unsafe { System.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
         // A moving realloc holds both blocks for a moment.
         note(new as isize);
-        let r = System.realloc(p, l, new);
+        // SAFETY: `p` came from `alloc` with `l`, as the caller guarantees.
+        let r = unsafe { System.realloc(p, l, new) };
         note(-(l.size() as isize));
         r
     }

@@ -23,8 +23,8 @@ use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
 use mpmanager_protocol::{PublicOp, Reply, Request, Token};
 
 use self::codec::{unserializable_traceback, Codec, DecodeFailure, Unencodable};
-use crate::budget::{self, Intake};
 use crate::admission::{self, PendingGuard};
+use crate::budget::{self, Intake};
 use crate::server::Shared;
 
 /// Buffers above this capacity are given back after use.
