@@ -146,7 +146,8 @@ pub struct ServeArgs {
     release_on_disconnect: bool,
 
     /// Print the bound address on stdout, alone on one line, once listening
-    /// (in the --address syntax, with the real port), for scripts.
+    /// (in the --address syntax, with the real port), for scripts; if it
+    /// cannot listen, print `error errno=N` (the OS error number) instead.
     #[arg(long)]
     print_address: bool,
 

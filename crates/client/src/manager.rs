@@ -275,7 +275,8 @@ impl Manager {
             .recv_timeout(std::time::Duration::from_secs(30))
             .unwrap_or_default();
         cleanup();
-        if line.trim().is_empty() {
+        // `error errno=N` instead of an address: it cannot listen.
+        if line.trim().is_empty() || line.starts_with("error ") {
             let _ = child.kill();
             let status = child.wait().ok();
             let mut err = String::new();

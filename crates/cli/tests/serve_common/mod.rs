@@ -86,7 +86,8 @@ impl ServeProc {
             stderr_path,
             _dir: dir,
         };
-        if line.trim().is_empty() {
+        // `error errno=N`: it could not listen (and says why on stderr).
+        if line.trim().is_empty() || line.starts_with("error ") {
             proc.kill();
             return Err(proc.stderr());
         }
