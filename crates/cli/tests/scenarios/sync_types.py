@@ -187,9 +187,26 @@ def rlock_section(m):
         attempt('release() #%d' % (i + 1), r.release)
     attempt('release() #4', r.release)
     print(show(r))
-    print('other thread acquire():', in_thread(r.acquire))
+    # Another thread (its own connection) takes the RLock and keeps its
+    # connection while we look. (When that connection closes, CPython's
+    # server keeps the RLock locked forever; mpmanager's releases it:
+    # serve_faults.rs tests that, so it is not compared here.)
+    held, done = threading.Event(), threading.Event()
+    got = []
+
+    def hold():
+        got.append(r.acquire())
+        held.set()
+        done.wait(LONG)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    held.wait(LONG)
+    print('other thread acquire():', got[0] if got else 'no result')
     print(show(r))
     attempt('release() by non-owner', r.release)
+    done.set()
+    t.join(LONG)
     with m.RLock() as held:
         print('with RLock:', held)
 
