@@ -101,10 +101,10 @@ impl Default for DecodeOptions {
     fn default() -> DecodeOptions {
         DecodeOptions {
             max_input: 1 << 30,
-            max_depth: 1000,
+            max_depth: crate::limits::MAX_DEPTH,
             max_memo: 1 << 24,
             max_items: 1 << 28,
-            max_int_digits: 4300,
+            max_int_digits: crate::limits::INT_MAX_STR_DIGITS,
             max_alloc_factor: DEFAULT_ALLOC_FACTOR,
             max_alloc_extra: DEFAULT_ALLOC_EXTRA,
         }

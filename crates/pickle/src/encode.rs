@@ -138,7 +138,7 @@ impl Default for EncodeOptions {
         EncodeOptions {
             protocol: 4,
             framing: true,
-            max_depth: 1000,
+            max_depth: crate::limits::MAX_DEPTH,
         }
     }
 }

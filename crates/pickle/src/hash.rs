@@ -62,8 +62,8 @@ use crate::exc::{ExcType, PyErr};
 use crate::value::{Construct, Global, Object, Set, Value};
 
 /// Maximum nesting that comparisons and hashes follow before raising
-/// `RecursionError`, as CPython's recursion limit does.
-pub const MAX_COMPARE_DEPTH: usize = 1000;
+/// `RecursionError` ([`limits::MAX_DEPTH`](crate::limits::MAX_DEPTH)).
+pub const MAX_COMPARE_DEPTH: usize = crate::limits::MAX_DEPTH;
 
 const MODULUS: u64 = (1u64 << 61) - 1;
 const HASH_INF: i64 = 314_159;
@@ -383,10 +383,9 @@ pub fn float_to_bigint(f: f64) -> BigInt {
 // decimal.Decimal and fractions.Fraction
 
 /// The most digits a `Decimal` coefficient or a `Fraction` numerator or
-/// denominator may have and still get numeric semantics (CPython's default
-/// `sys.get_int_max_str_digits()`, which the decoder also applies to decimal
-/// integers): exact arithmetic on longer numbers takes quadratic time.
-pub const MAX_EXACT_DIGITS: usize = 4300;
+/// denominator may have and still get numeric semantics
+/// ([`limits::INT_MAX_STR_DIGITS`](crate::limits::INT_MAX_STR_DIGITS)).
+pub const MAX_EXACT_DIGITS: usize = crate::limits::INT_MAX_STR_DIGITS;
 /// [`MAX_EXACT_DIGITS`] in bits (rounded up).
 const MAX_EXACT_BITS: u64 = (MAX_EXACT_DIGITS as u64 * 3322).div_ceil(1000);
 

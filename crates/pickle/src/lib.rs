@@ -34,6 +34,7 @@ pub mod decode;
 pub mod encode;
 pub mod exc;
 pub mod hash;
+pub mod limits;
 pub mod ord;
 pub mod repr;
 pub mod serde_bridge;

@@ -86,8 +86,9 @@ use crate::exc::{ExcType, PyErr};
 use crate::hash::{RED_ZONE, STACK_GROWTH};
 use crate::value::{Construct, Global, Object, PyStr, Value};
 
-/// Deepest nesting `repr` follows before raising `RecursionError`.
-pub const MAX_REPR_DEPTH: usize = 1000;
+/// Deepest nesting `repr` follows before raising `RecursionError`
+/// ([`limits::MAX_DEPTH`](crate::limits::MAX_DEPTH)).
+pub const MAX_REPR_DEPTH: usize = crate::limits::MAX_DEPTH;
 
 /// The most values one repr visits before failing with `MemoryError`. A
 /// pickle can share one tuple under two parents at every level (`DUP`), so
@@ -105,7 +106,7 @@ pub const MAX_REPR_PARTS: usize = 1 << 24;
 pub const MAX_REPR_BYTES: usize = 256 << 20;
 
 /// CPython's default `sys.get_int_max_str_digits()`.
-pub const INT_MAX_STR_DIGITS: usize = 4300;
+pub use crate::limits::INT_MAX_STR_DIGITS;
 
 /// How an object of an unknown class is written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

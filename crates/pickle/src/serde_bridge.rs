@@ -122,8 +122,8 @@ use crate::hash::{RED_ZONE, STACK_GROWTH};
 use crate::value::{shared, Construct, Dict, Global, Key, Value};
 
 /// The deepest nesting [`to_value`], [`from_value`] and the serde impls of
-/// [`Value`] accept (1000, like CPython's default recursion limit).
-pub const MAX_DEPTH: usize = 1000;
+/// [`Value`] accept ([`limits::MAX_DEPTH`](crate::limits::MAX_DEPTH)).
+pub const MAX_DEPTH: usize = crate::limits::MAX_DEPTH;
 
 /// The newtype-struct name through which a [`Value`] hands itself over to
 /// this module's serializer and deserializer unchanged.
