@@ -745,7 +745,7 @@ def Manager(*, address=None, authkey=None, serializer="pickle",
 
     A client process that dies never loses a queue item nor leaves an
     ``RLock`` or a ``Condition`` locked. With ``release_on_disconnect=True``
-    the server also releases the plain ``Lock``\ s and semaphore permits a
+    the server also releases the plain ``Lock`` objects and the semaphore permits a
     dead client acquired and did not release (off by default: CPython lets
     one process release a ``Lock`` that another acquired)."""
     kwargs = {}
