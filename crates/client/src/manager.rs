@@ -277,6 +277,10 @@ impl Manager {
         cleanup();
         // `error errno=N` instead of an address: it cannot listen.
         if line.trim().is_empty() || line.starts_with("error ") {
+            if line.starts_with("error ") {
+                // It says why on stderr as it exits.
+                let _ = child.wait();
+            }
             let _ = child.kill();
             let status = child.wait().ok();
             let mut err = String::new();

@@ -86,7 +86,10 @@ impl ServeProc {
             stderr_path,
             _dir: dir,
         };
-        // `error errno=N`: it could not listen (and says why on stderr).
+        // `error errno=N`: it could not listen, says why on stderr, exits.
+        if line.starts_with("error ") {
+            proc.wait_exit(IO);
+        }
         if line.trim().is_empty() || line.starts_with("error ") {
             proc.kill();
             return Err(proc.stderr());
