@@ -1,5 +1,7 @@
 //! The Python package (`python/mpmanager`) against the real binary, for
-//! every installed CPython:
+//! each CPython 3.8–3.14 that `mpmanager_testutil::python` selects (the
+//! oldest and the newest installed by default, all with
+//! `MPMANAGER_TEST_PYTHONS=all`; the others are reported `SKIPPED`):
 //!
 //! * `package_tests_*`: `python/tests/test_package.py` (Manager, install(),
 //!   registrations, start/shutdown failures, fork/spawn children);
@@ -21,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use mpmanager_testutil::{pythons, Python, ScriptOptions, ScriptRun};
+use mpmanager_testutil::{python, skip, Python, ScriptOptions, ScriptRun};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -67,17 +69,6 @@ fn run_python(py: &Python, script: &str, args: &[&str], timeout: Duration) -> Sc
     run
 }
 
-fn python(version: (u32, u32)) -> Option<Python> {
-    let found = pythons().into_iter().find(|p| p.version == version);
-    if found.is_none() {
-        eprintln!(
-            "skipped: CPython {}.{} is not installed",
-            version.0, version.1
-        );
-    }
-    found
-}
-
 fn tail(s: &str, lines: usize) -> String {
     let v: Vec<&str> = s.lines().collect();
     v[v.len().saturating_sub(lines)..].join("\n")
@@ -114,10 +105,10 @@ fn cpython_suite(version: (u32, u32)) {
     // The suite needs CPython's test package (not every build installs it).
     let probe = py.run("import test._test_multiprocessing", &[], b"");
     if !probe.status.success() {
-        eprintln!(
-            "skipped: CPython {} has no test._test_multiprocessing",
+        skip(&format!(
+            "CPython {} has no test._test_multiprocessing",
             py.label()
-        );
+        ));
         return;
     }
     let run = run_python(

@@ -157,7 +157,6 @@ fn scenario(py: &Python, server: Server, server_script: &str, clients: &[&str]) 
 
 fn each_python(f: impl Fn(&Python)) {
     let all = pythons();
-    assert!(!all.is_empty(), "no CPython found");
     for py in &all {
         f(py);
     }

@@ -39,7 +39,9 @@ print('OK')
 "#;
 
 fn run_python(address: &str) {
-    let py = mpmanager_testutil::newest_python().expect("no CPython found");
+    let Some(py) = mpmanager_testutil::newest_python() else {
+        return;
+    };
     let key = "poll-key";
     let srv = ServeProc::start(address, Key::Env(key), &["--busy-poll-us", "50"]);
     let code = format!("{PY_PRELUDE}{SCRIPT}");

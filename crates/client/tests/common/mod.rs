@@ -78,14 +78,10 @@ impl Drop for PyServer {
     }
 }
 
-/// The interpreters to test against: the oldest and the newest installed
-/// (all of them with `MPMANAGER_CLIENT_ALL_PYTHONS=1`).
+/// The interpreters to test against: `mpmanager_testutil::pythons()` (the
+/// oldest and the newest installed, or as `MPMANAGER_TEST_PYTHONS` says).
 pub fn test_pythons() -> Vec<Python> {
-    let all = pythons();
-    if std::env::var_os("MPMANAGER_CLIENT_ALL_PYTHONS").is_some() || all.len() <= 2 {
-        return all;
-    }
-    vec![all[0].clone(), all[all.len() - 1].clone()]
+    pythons()
 }
 
 /// A peer under test: its name, the manager, and what keeps it alive.
