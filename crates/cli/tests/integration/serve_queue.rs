@@ -19,7 +19,7 @@ use crate::serve_common;
 use std::path::Path;
 use std::time::Duration;
 
-use mpmanager_testutil::{normalize_hex, pythons, Python, ScriptOptions};
+use mpmanager_testutil::{installed_pythons, normalize_hex, pythons, Python, ScriptOptions};
 use serve_common::{Key, ServeProc, TempDir};
 
 const PRELUDE: &str = include_str!("scenarios/prelude.py");
@@ -153,8 +153,25 @@ fn queue_event_scenario_same_output_on_mpmanager() {
         eprintln!("skipped: no CPython 3.8+ found");
         return;
     }
-    let references: Vec<Result<String, String>> = pys.iter().map(reference).collect();
-    let ok_refs: Vec<String> = references.iter().filter_map(|r| r.clone().ok()).collect();
+    // A line is tolerated where another version's server prints it
+    // (`compare`), so the references come from every installed interpreter,
+    // not only the selected ones (run side by side: they mostly wait).
+    let installed = installed_pythons();
+    let all_refs: Vec<((u32, u32), Result<String, String>)> = std::thread::scope(|s| {
+        let handles: Vec<_> = installed
+            .iter()
+            .map(|py| s.spawn(move || (py.version, reference(py))))
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let references: Vec<Result<String, String>> = pys
+        .iter()
+        .map(|py| {
+            let (_, r) = all_refs.iter().find(|(v, _)| *v == py.version).unwrap();
+            r.clone()
+        })
+        .collect();
+    let ok_refs: Vec<String> = all_refs.iter().filter_map(|(_, r)| r.clone().ok()).collect();
     let mut failures = Vec::new();
     for (py, reference) in pys.iter().zip(&references) {
         let reference = match reference {
