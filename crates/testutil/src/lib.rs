@@ -410,7 +410,9 @@ pub fn skip(reason: &str) {
     use std::io::Write;
     let thread = std::thread::current();
     let test = thread.name().unwrap_or("<unnamed test>");
-    let _ = writeln!(std::io::stderr(), "SKIPPED: {test}: {reason}");
+    // One write, so that the line does not interleave with the harness's.
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A unique temporary directory (`$TMPDIR/mpm-<tag>-<pid>-<n>`: short, as
