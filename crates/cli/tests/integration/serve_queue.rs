@@ -171,7 +171,10 @@ fn queue_event_scenario_same_output_on_mpmanager() {
             r.clone()
         })
         .collect();
-    let ok_refs: Vec<String> = all_refs.iter().filter_map(|(_, r)| r.clone().ok()).collect();
+    let ok_refs: Vec<String> = all_refs
+        .iter()
+        .filter_map(|(_, r)| r.clone().ok())
+        .collect();
     let mut failures = Vec::new();
     for (py, reference) in pys.iter().zip(&references) {
         let reference = match reference {
