@@ -3,7 +3,7 @@
 //! targets of docs/BENCHMARKS.md).
 //!
 //! ```text
-//! cargo run --release -p mpmanager-client --example bench_client
+//! cargo run --release -p mpmanager-client --features bench --example bench_client
 //! ```
 //!
 //! It builds `mpmanager` (`cargo build --release -p mpmanager-cli --bin

@@ -1,6 +1,7 @@
 //! Round-trip latency of a framed echo (`Connection`) against a raw socket
 //! echo doing the same reads/writes by hand, over TCP loopback and a unix
-//! socket. `cargo run --release -p mpmanager-connection --example echo_latency`
+//! socket. `cargo run --release -p mpmanager-connection --features bench
+//! --example echo_latency` (the `bench` feature keeps it out of `cargo test`).
 #![allow(missing_docs)] // criterion and example harness items need no docs
 
 use std::io::{Read, Write};

@@ -354,7 +354,7 @@ mod tests {
         drop(v);
         collect_cycles();
         assert!(w.upgrade().is_none());
-        // The failing-decode half is tests/cycles_after_decode_error.rs
+        // The failing-decode half is tests/integration/cycles_after_decode_error.rs
         // (its own process, so no other test shares the candidate list).
     }
 

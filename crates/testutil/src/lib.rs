@@ -1,10 +1,33 @@
 //! Test support shared by mpmanager's interop tests: finding the CPython
-//! interpreters installed on this machine and running Python snippets.
+//! interpreters installed on this machine, choosing the ones a run tests
+//! against, reporting skips, and running Python snippets.
 //!
-//! Interpreters are taken from `MPMANAGER_PYTHONS` (a `:`-separated list of
-//! executables) if set; otherwise every `3.8`–`3.14` under `pyenv root`
-//! (or `~/.pyenv`); otherwise `python3` on `PATH`. Tests iterate over
-//! [`pythons`] and so skip versions that are missing.
+//! # Which interpreters
+//!
+//! Interpreters are found in `MPMANAGER_PYTHONS` (a `:`-separated list of
+//! executables) if set; otherwise every `3.8`+ under `pyenv root` (or
+//! `~/.pyenv`); otherwise `python3` on `PATH` ([`installed_pythons`]).
+//!
+//! Of those, a run tests against ([`pythons`]):
+//!
+//! * by default the oldest and the newest (two runs cover the range; the
+//!   versions in between are for CI),
+//! * every one with `MPMANAGER_TEST_PYTHONS=all` (what `.ci/run` sets),
+//! * the listed ones with `MPMANAGER_TEST_PYTHONS=3.8,3.11`.
+//!
+//! # One skip policy
+//!
+//! A test that cannot run for want of an interpreter is a visible skip, not
+//! a silent pass and not a failure: the helpers here print
+//! `SKIPPED: <test>: <reason>` on stderr (past the test harness's output
+//! capture, so it shows in a plain `cargo test`) and return nothing, and the
+//! test returns. A test with its own reason to skip calls [`skip`].
+//!
+//! CI requires interpreters with `MPMANAGER_TEST_REQUIRE_PYTHONS`: a list of
+//! versions (`3.8,3.13`), each of which must be installed and selected, or a
+//! count (`2`), the fewest selected interpreters allowed. Every helper here
+//! checks it and panics, failing the test, when fewer interpreters would run
+//! than required: a machine without them fails CI instead of skipping.
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -192,8 +215,7 @@ fn version_of(path: &PathBuf) -> Option<(u32, u32)> {
     Some((it.next()?.ok()?, it.next()?.ok()?))
 }
 
-/// Every CPython 3.8+ found, oldest first, one per minor version.
-pub fn pythons() -> Vec<Python> {
+fn discover() -> Vec<Python> {
     let mut candidates: Vec<PathBuf> = Vec::new();
     if let Ok(list) = std::env::var("MPMANAGER_PYTHONS") {
         candidates.extend(list.split(':').filter(|s| !s.is_empty()).map(PathBuf::from));
@@ -237,9 +259,160 @@ pub fn pythons() -> Vec<Python> {
     found
 }
 
-/// The newest interpreter found, for tests that need just one.
+/// Every CPython 3.8+ found, oldest first, one per minor version, whatever
+/// the selection (found once per test process).
+pub fn installed_pythons() -> Vec<Python> {
+    static FOUND: std::sync::OnceLock<Vec<Python>> = std::sync::OnceLock::new();
+    FOUND.get_or_init(discover).clone()
+}
+
+fn parse_version(s: &str) -> Option<(u32, u32)> {
+    let (a, b) = s.trim().split_once('.')?;
+    Some((a.parse().ok()?, b.parse().ok()?))
+}
+
+fn labels(pys: &[Python]) -> String {
+    if pys.is_empty() {
+        return "none".into();
+    }
+    pys.iter().map(Python::label).collect::<Vec<_>>().join(", ")
+}
+
+/// The interpreters this run tests against (see the [crate] docs):
+/// `MPMANAGER_TEST_PYTHONS` unset → the oldest and the newest installed;
+/// `all` → every one; `3.8,3.11` → those (a listed version that is not
+/// installed is left out, and counts against a requirement).
+///
+/// Prints `SKIPPED: <test>: …` when none is found and panics when fewer
+/// than `MPMANAGER_TEST_REQUIRE_PYTHONS` are selected.
+pub fn pythons() -> Vec<Python> {
+    let pys = selected_pythons();
+    if pys.is_empty() {
+        skip("no CPython 3.8+ interpreter found");
+    }
+    pys
+}
+
+/// [`pythons`] without the skip message (for callers that report their
+/// own skip).
+fn selected_pythons() -> Vec<Python> {
+    let installed = installed_pythons();
+    let choice = std::env::var("MPMANAGER_TEST_PYTHONS").unwrap_or_default();
+    let choice = choice.trim();
+    let selected: Vec<Python> = match choice {
+        "" | "ends" => match installed.len() {
+            0..=2 => installed.clone(),
+            n => vec![installed[0].clone(), installed[n - 1].clone()],
+        },
+        "all" => installed.clone(),
+        list => {
+            let wanted: Vec<(u32, u32)> = list
+                .split(',')
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| {
+                    parse_version(v).unwrap_or_else(|| {
+                        panic!(
+                            "MPMANAGER_TEST_PYTHONS={list:?}: expected `all` or versions like \
+                             `3.8,3.13`"
+                        )
+                    })
+                })
+                .collect();
+            installed
+                .iter()
+                .filter(|p| wanted.contains(&p.version))
+                .cloned()
+                .collect()
+        }
+    };
+    check_required(&installed, &selected);
+    selected
+}
+
+/// Panics unless the selection meets `MPMANAGER_TEST_REQUIRE_PYTHONS`.
+fn check_required(installed: &[Python], selected: &[Python]) {
+    let Ok(req) = std::env::var("MPMANAGER_TEST_REQUIRE_PYTHONS") else {
+        return;
+    };
+    let req = req.trim();
+    if req.is_empty() {
+        return;
+    }
+    if let Ok(n) = req.parse::<usize>() {
+        assert!(
+            selected.len() >= n,
+            "MPMANAGER_TEST_REQUIRE_PYTHONS={req}: only {} interpreter(s) would run ({}; \
+             installed: {})",
+            selected.len(),
+            labels(selected),
+            labels(installed)
+        );
+        return;
+    }
+    for v in req.split(',').filter(|v| !v.trim().is_empty()) {
+        let version = parse_version(v).unwrap_or_else(|| {
+            panic!("MPMANAGER_TEST_REQUIRE_PYTHONS={req:?}: expected a count or versions like `3.8,3.13`")
+        });
+        assert!(
+            installed.iter().any(|p| p.version == version),
+            "MPMANAGER_TEST_REQUIRE_PYTHONS={req}: CPython {}.{} is required and not installed \
+             (installed: {})",
+            version.0,
+            version.1,
+            labels(installed)
+        );
+        assert!(
+            selected.iter().any(|p| p.version == version),
+            "MPMANAGER_TEST_REQUIRE_PYTHONS={req}: CPython {}.{} is required and not selected \
+             (selected: {}; set MPMANAGER_TEST_PYTHONS=all)",
+            version.0,
+            version.1,
+            labels(selected)
+        );
+    }
+}
+
+/// The newest interpreter of [`pythons`], for tests that need just one;
+/// `None` (after printing `SKIPPED: …`) if there is none.
 pub fn newest_python() -> Option<Python> {
-    pythons().pop()
+    let py = selected_pythons().pop();
+    if py.is_none() {
+        skip("no CPython 3.8+ interpreter found");
+    }
+    py
+}
+
+/// CPython `version` if it is installed and selected (for tests written
+/// once per version); otherwise `None`, after printing `SKIPPED: …`, or a
+/// panic if `MPMANAGER_TEST_REQUIRE_PYTHONS` requires it.
+pub fn python(version: (u32, u32)) -> Option<Python> {
+    let selected = selected_pythons();
+    let found = selected.iter().find(|p| p.version == version).cloned();
+    if found.is_none() {
+        let label = format!("{}.{}", version.0, version.1);
+        if installed_pythons().iter().any(|p| p.version == version) {
+            skip(&format!(
+                "CPython {label} is installed but not selected (selected: {}; \
+                 MPMANAGER_TEST_PYTHONS=all runs every version)",
+                labels(&selected)
+            ));
+        } else {
+            skip(&format!("CPython {label} is not installed"));
+        }
+    }
+    found
+}
+
+/// Reports the current test as skipped: prints `SKIPPED: <test>: <reason>`
+/// on stderr, past the test harness's capture (the caller then returns).
+/// The test is named by its thread, as the harness names it.
+pub fn skip(reason: &str) {
+    use std::io::Write;
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("<unnamed test>");
+    // One write, so that the line does not interleave with the harness's.
+    let line = format!("SKIPPED: {test}: {reason}\n");
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
 
 /// A unique temporary directory (`$TMPDIR/mpm-<tag>-<pid>-<n>`: short, as

@@ -1,0 +1,20 @@
+//! The pickle crate's integration tests, one test binary (ripgrep's
+//! `tests/integration` layout): each module is what used to be its own
+//! `tests/<name>.rs` binary, so tests are still found by their old file name
+//! (`cargo test -p mpmanager-pickle --test integration <name>::`), and the
+//! crate links one test binary instead of one per file.
+//!
+//! A new test file goes here as `tests/integration/<name>.rs` plus a `mod`
+//! line below; shared helpers are modules too (`use crate::<helper>;`).
+
+mod cpython_corpus;
+mod cycles_after_decode_error;
+mod dag_values;
+mod decode_cpython;
+mod encode_cpython;
+mod numbers_cpython;
+mod ord_cpython;
+mod repr_cpython;
+mod repr_styles_cpython;
+mod roundtrip_proptest;
+mod serde_bridge;
