@@ -49,7 +49,10 @@ from multiprocessing.context import ProcessError
 __all__ = [
     "BaseManager",
     "BinaryNotFound",
+    "FallbackWarning",
     "Manager",
+    "Server",
+    "ServerProcess",
     "ServerStartError",
     "SyncManager",
     "UnsupportedRegistration",

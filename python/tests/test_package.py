@@ -355,6 +355,16 @@ class RegistrationTest(unittest.TestCase):
         self.assertEqual(done, [0])
 
 
+class PublicApiTest(unittest.TestCase):
+    def test_all_lists_every_public_name(self):
+        for name in mpmanager.__all__:
+            self.assertTrue(hasattr(mpmanager, name), name)
+        public = {n for n, v in vars(mpmanager).items()
+                  if not n.startswith("_") and isinstance(v, type)
+                  and v.__module__ == "mpmanager"}
+        self.assertEqual(public - set(mpmanager.__all__), set())
+
+
 class CommandLineTest(unittest.TestCase):
     def test_dash_m_runs_a_module_with_mpmanagers_server(self):
         with tempfile.TemporaryDirectory() as d:
