@@ -11,7 +11,7 @@ use mpmanager_pickle::{decode, encode, Value};
 use mpmanager_protocol::{PublicOp, PyAddress, Reply, Request};
 use parking_lot::Mutex;
 
-use crate::error::{pickle_err, ClientError, Result};
+use crate::error::{decode_err, encode_err, ClientError, Result};
 
 /// Largest reply frame accepted (1 GiB).
 pub(crate) const MAX_REPLY: usize = 1 << 30;
@@ -69,11 +69,11 @@ pub(crate) fn reply_result(reply: Reply) -> Result<Reply> {
 }
 
 pub(crate) fn encode_request(req: &Request) -> Result<Vec<u8>> {
-    encode(&req.to_value()).map_err(pickle_err)
+    encode(&req.to_value()).map_err(encode_err)
 }
 
 pub(crate) fn decode_reply(bytes: &[u8]) -> Result<Reply> {
-    let v = decode(bytes).map_err(pickle_err)?;
+    let v = decode(bytes).map_err(decode_err)?;
     Reply::from_value(&v).map_err(|e| ClientError::Protocol(e.to_string()))
 }
 

@@ -142,9 +142,15 @@ pub enum ClientError {
     #[error("protocol error: {0}")]
     Protocol(String),
 
-    /// A value could not be pickled (e.g. too deep) or a reply unpickled.
-    #[error("pickle error: {0}")]
-    Pickle(String),
+    /// A request could not be pickled (e.g. a value nested too deep); the
+    /// source says why. Nothing was sent.
+    #[error("cannot pickle the request")]
+    Encode(#[source] Box<mpmanager_pickle::EncodeError>),
+
+    /// A reply could not be unpickled; the source says why. The connection
+    /// is dropped.
+    #[error("cannot unpickle the reply")]
+    Decode(#[source] Box<mpmanager_pickle::DecodeError>),
 
     /// A Rust value could not be converted to or from a Python value
     /// (e.g. asking for an `i64` where the server holds a `str`).
@@ -251,8 +257,12 @@ fn queue_exc(module: &str, name: &str) -> ExcType {
     )))
 }
 
-pub(crate) fn pickle_err(e: impl fmt::Display) -> ClientError {
-    ClientError::Pickle(e.to_string())
+pub(crate) fn encode_err(e: mpmanager_pickle::EncodeError) -> ClientError {
+    ClientError::Encode(Box::new(e))
+}
+
+pub(crate) fn decode_err(e: mpmanager_pickle::DecodeError) -> ClientError {
+    ClientError::Decode(Box::new(e))
 }
 
 /// `repr()` of a value, for error texts.

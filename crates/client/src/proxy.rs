@@ -12,7 +12,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::client::Client;
-use crate::error::{pickle_err, ClientError, Result};
+use crate::error::{encode_err, ClientError, Result};
 
 /// The prefix of [`Proxy::to_proxy_string`].
 pub const PROXY_STRING_PREFIX: &str = "mpproxy:";
@@ -290,7 +290,7 @@ impl Proxy {
     /// assert_eq!(again.repr().unwrap(), "Namespace(x=5)");
     /// ```
     pub fn to_proxy_string(&self) -> Result<String> {
-        let bytes = encode(&self.to_value()).map_err(pickle_err)?;
+        let bytes = encode(&self.to_value()).map_err(encode_err)?;
         let mut s = String::with_capacity(PROXY_STRING_PREFIX.len() + 2 * bytes.len());
         s.push_str(PROXY_STRING_PREFIX);
         for b in bytes {
