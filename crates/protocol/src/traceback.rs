@@ -67,9 +67,15 @@ pub struct TbEntry {
 impl TbEntry {
     /// An entry for `err` raised in `function`.
     pub fn new(function: &str, err: &PyErr) -> TbEntry {
+        TbEntry::line(function, exception_line(err))
+    }
+
+    /// An entry for an exception whose last line is `exception` (`Type:
+    /// message`), raised in `function`.
+    pub fn line(function: &str, exception: String) -> TbEntry {
         TbEntry {
             frames: vec![Frame::mpmanager(function)],
-            exception: exception_line(err),
+            exception,
         }
     }
 }
@@ -160,6 +166,18 @@ pub fn for_error(err: &PyErr, function: &str) -> String {
     format_chain(&[TbEntry::new(function, err)])
 }
 
+/// A traceback whose last line is `exception` (`Type: message`, for
+/// exceptions that are not a [`PyErr`]), raised in `function`.
+///
+/// ```
+/// use mpmanager_protocol::traceback::for_line;
+/// let t = for_line("serve_client", "EOFError: Ran out of input".into());
+/// assert!(t.ends_with("in serve_client\nEOFError: Ran out of input\n"));
+/// ```
+pub fn for_line(function: &str, exception: String) -> String {
+    format_chain(&[TbEntry::line(function, exception)])
+}
+
 fn attribute_error(msg: String) -> PyErr {
     PyErr::new(ExcType::AttributeError, msg)
 }
@@ -229,10 +247,10 @@ pub fn unknown_ident(ident: &str) -> String {
 /// assert!(unrecognized_operation("foo").ends_with("\nAssertionError: 'foo' unrecognized\n"));
 /// ```
 pub fn unrecognized_operation(name: &str) -> String {
-    format_chain(&[TbEntry {
-        frames: vec![Frame::mpmanager("_handle_request")],
-        exception: format!("AssertionError: {} unrecognized", str_repr(name)),
-    }])
+    for_line(
+        "_handle_request",
+        format!("AssertionError: {} unrecognized", str_repr(name)),
+    )
 }
 
 /// The `#TRACEBACK` text for an unknown typeid in `create`:

@@ -180,10 +180,7 @@ fn unpickling_traceback(e: &DecodeError, function: &str) -> String {
         }
         _ => format!("_pickle.UnpicklingError: {e}"),
     };
-    format_chain(&[TbEntry {
-        frames: vec![Frame::mpmanager(function)],
-        exception,
-    }])
+    traceback::for_line(function, exception)
 }
 
 /// The `#TRACEBACK` text for an `xmlrpclib` payload that does not load.
@@ -196,8 +193,5 @@ fn xml_loading_traceback(e: &mpmanager_xmlrpc::DecodeError, function: &str) -> S
 
 /// The `#UNSERIALIZABLE` text for a reply that cannot be sent.
 pub(crate) fn unserializable_traceback(exception: String) -> String {
-    format_chain(&[TbEntry {
-        frames: vec![Frame::mpmanager("serve_client")],
-        exception,
-    }])
+    traceback::for_line("serve_client", exception)
 }

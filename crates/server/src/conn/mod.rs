@@ -19,7 +19,7 @@ use std::sync::Arc;
 use mpmanager_connection::{BusyPoll, Connection, ConnectionError, Stream};
 use mpmanager_objects::{CallContext, CallError, Kwargs, Reply as ObjReply};
 use mpmanager_pickle::{PyErr, Value};
-use mpmanager_protocol::traceback::{self, format_chain, Frame, TbEntry};
+use mpmanager_protocol::traceback;
 use mpmanager_protocol::{PublicOp, Reply, Request, Token};
 
 use self::codec::{unserializable_traceback, Codec, DecodeFailure, Unencodable};
@@ -156,10 +156,7 @@ impl Conn<'_> {
             Ok(Intake::Refused(why)) => {
                 let exception = why.exception_line();
                 tracing::info!("request refused: {exception}");
-                return Incoming::Undecodable(format_chain(&[TbEntry {
-                    frames: vec![Frame::mpmanager(function)],
-                    exception,
-                }]));
+                return Incoming::Undecodable(traceback::for_line(function, exception));
             }
             Err(ConnectionError::Closed) => {
                 tracing::trace!("peer closed the connection");
