@@ -24,6 +24,7 @@ use crate::Referent;
 
 mod array;
 mod barrier;
+mod condition;
 mod dict;
 mod event;
 mod list;
@@ -35,10 +36,11 @@ mod wait;
 
 pub use array::ArrayObject;
 pub use barrier::{broken_barrier_error, BarrierObject};
+pub use condition::ConditionObject;
 pub use dict::{DictKeyIterator, DictObject};
 pub use event::EventObject;
 pub use list::ListObject;
-pub use locks::{ConditionObject, LockObject, SemaphoreObject};
+pub use locks::{LockObject, SemaphoreObject};
 pub use namespace::{NamespaceObject, ValueObject};
 pub use queue::{queue_empty, queue_full, queue_shutdown, QueueObject};
 pub use set::SetObject;
